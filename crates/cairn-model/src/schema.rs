@@ -1,0 +1,33 @@
+//! Published JSON Schemas, generated from the Rust types that read the files.
+
+/// The JSON Schema of one asset definitions file (`schemas/asset.schema.json`).
+pub fn asset_file_schema_json() -> String {
+    let schema = schemars::schema_for!(crate::spec::FileSpec);
+    let mut text = serde_json::to_string_pretty(&schema).expect("a schema serializes");
+    text.push('\n');
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    /// The committed schema is what editors and CI validate against: it must not drift
+    /// from the types the loader really uses.
+    #[test]
+    fn committed_asset_schema_is_current() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../schemas/asset.schema.json"
+        );
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        let current = super::asset_file_schema_json();
+        if std::env::var_os("CAIRN_UPDATE_SCHEMAS").is_some() {
+            std::fs::write(path, &current).unwrap();
+            return;
+        }
+        assert!(
+            committed == current,
+            "schemas/asset.schema.json is out of date: run `cargo run -p cairn -- schema asset > schemas/asset.schema.json` \
+             (or CAIRN_UPDATE_SCHEMAS=1 cargo test -p cairn-model committed_asset_schema)"
+        );
+    }
+}

@@ -1,0 +1,285 @@
+//! Freshness (SLA) status of an asset: fresh, warn, breach or unknown, with when it
+//! changed and when it will next change.
+//!
+//! - `max_lag` (and `warn_lag`): for time-partitioned assets, the newest partition must be
+//!   materialized within the lag of its window's end; for others, the newest
+//!   materialization must be younger than the lag.
+//! - `deadline`: at the latest tick, a materialization made after `tick - lower_bound`
+//!   must exist (of the newest partition, for time-partitioned assets).
+//!
+//! The worst status of the two parts wins when a policy has both.
+
+use cairn_model::partitions::{PartitionEnv, PartitionsDef};
+use cairn_model::policy::{DeadlinePolicy, FreshnessPolicy, LagPolicy};
+use cairn_model::{AssetDef, AssetId};
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+
+use crate::state::State;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FreshnessStatus {
+    Unknown,
+    Fresh,
+    Warn,
+    Breach,
+}
+
+impl FreshnessStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FreshnessStatus::Unknown => "unknown",
+            FreshnessStatus::Fresh => "fresh",
+            FreshnessStatus::Warn => "warn",
+            FreshnessStatus::Breach => "breach",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Freshness {
+    pub status: FreshnessStatus,
+    /// When the status began, when it can be told.
+    pub since: Option<DateTime<Utc>>,
+    /// When it will change unless something is materialized (None: only a
+    /// materialization changes it).
+    pub next_change: Option<DateTime<Utc>>,
+    /// One line for people: what is late, or what must happen by when.
+    pub detail: String,
+}
+
+/// Evaluates `policy` for asset `id` at `env.now`.
+pub fn evaluate(
+    policy: &FreshnessPolicy,
+    asset: &AssetDef,
+    id: AssetId,
+    state: &State,
+    env: PartitionEnv<'_>,
+) -> Freshness {
+    let lag = policy
+        .lag
+        .as_ref()
+        .map(|l| lag_status(l, asset, id, state, env));
+    let deadline = policy
+        .deadline
+        .as_ref()
+        .map(|d| deadline_status(d, asset, id, state, env));
+    match (lag, deadline) {
+        (Some(a), Some(b)) => {
+            let (worse, other) = if b.status > a.status { (b, a) } else { (a, b) };
+            let next_change = match (worse.next_change, other.next_change) {
+                (Some(x), Some(y)) => Some(x.min(y)),
+                (x, y) => x.or(y),
+            };
+            Freshness {
+                next_change,
+                ..worse
+            }
+        }
+        (Some(x), None) | (None, Some(x)) => x,
+        (None, None) => Freshness {
+            status: FreshnessStatus::Unknown,
+            since: None,
+            next_change: None,
+            detail: "no policy".into(),
+        },
+    }
+}
+
+fn micros(t: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(t).unwrap_or_default()
+}
+
+fn duration(d: std::time::Duration) -> Duration {
+    Duration::from_std(d).unwrap_or(Duration::MAX)
+}
+
+/// The time windows of a partitioned asset, as (index -> window end, all partitions of that window).
+fn time_windows(asset: &AssetDef) -> Option<&cairn_model::partitions::TimeWindows> {
+    match asset.partitions.as_ref().map(|p| &*p.def) {
+        Some(PartitionsDef::Time(t)) => Some(t),
+        Some(PartitionsDef::Multi(m)) => Some(&m.time_dim),
+        _ => None,
+    }
+}
+
+/// Whether every partition of time window `w` is materialized.
+fn window_done(asset: &AssetDef, id: AssetId, state: &State, w: u32) -> bool {
+    let a = state.asset(id);
+    match asset.partitions.as_ref().map(|p| &*p.def) {
+        Some(PartitionsDef::Multi(m)) => {
+            let n = m.static_dim.len();
+            (w * n..(w + 1) * n).all(|i| a.event_id(i).is_some())
+        }
+        _ => a.event_id(w).is_some(),
+    }
+}
+
+/// The newest materialization time of the whole asset.
+fn newest_at(asset: &AssetDef, id: AssetId, state: &State, env: PartitionEnv<'_>) -> Option<i64> {
+    let a = state.asset(id);
+    let len = asset
+        .partitions
+        .as_ref()
+        .map_or(1, |p| p.def.len(env))
+        .min(a.known_len());
+    (0..len).filter_map(|i| a.at_micros(i)).max()
+}
+
+fn lag_status(
+    policy: &LagPolicy,
+    asset: &AssetDef,
+    id: AssetId,
+    state: &State,
+    env: PartitionEnv<'_>,
+) -> Freshness {
+    let now = env.now;
+    let max = duration(policy.max_lag);
+    let warn = policy.warn_lag.map(duration);
+    let Some(t) = time_windows(asset) else {
+        // Unpartitioned (or static/dynamic): the age of the newest data.
+        let Some(at) = newest_at(asset, id, state, env).map(micros) else {
+            return Freshness {
+                status: FreshnessStatus::Unknown,
+                since: None,
+                next_change: None,
+                detail: "never materialized".into(),
+            };
+        };
+        let age = now - at;
+        let (status, since) = if age > max {
+            (FreshnessStatus::Breach, at + max)
+        } else if warn.is_some_and(|w| age > w) {
+            (FreshnessStatus::Warn, at + warn.unwrap_or(max))
+        } else {
+            (FreshnessStatus::Fresh, at)
+        };
+        let next_change = match status {
+            FreshnessStatus::Fresh => Some(at + warn.unwrap_or(max)),
+            FreshnessStatus::Warn => Some(at + max),
+            _ => None,
+        };
+        return Freshness {
+            status,
+            since: Some(since),
+            next_change,
+            detail: format!("newest data is {} old", crate::fmt_age(age)),
+        };
+    };
+    let windows = asset.partitions.as_ref().map_or(0, |p| p.def.len(env));
+    let windows = match asset.partitions.as_ref().map(|p| &*p.def) {
+        Some(PartitionsDef::Multi(m)) => windows / m.static_dim.len().max(1),
+        _ => windows,
+    };
+    if windows == 0 {
+        return Freshness {
+            status: FreshnessStatus::Unknown,
+            since: None,
+            next_change: None,
+            detail: "no partition is due yet".into(),
+        };
+    }
+    // The newest partition is what must be materialized within the lag of its due time
+    // (the end of its window).
+    let newest = windows - 1;
+    let threshold = warn.unwrap_or(max);
+    if window_done(asset, id, state, newest) {
+        // Fresh until the next window is due and unbuilt for longer than the threshold.
+        let next_due = t.window(i64::from(newest) + 1).1;
+        return Freshness {
+            status: FreshnessStatus::Fresh,
+            since: None,
+            next_change: Some(next_due + threshold),
+            detail: format!("newest partition {} is materialized", t.key_of(newest)),
+        };
+    }
+    let due = t.window(i64::from(newest)).1;
+    let lag = now - due;
+    let detail = format!(
+        "newest partition {} was due {} ago",
+        t.key_of(newest),
+        crate::fmt_age(lag)
+    );
+    if lag > max {
+        Freshness {
+            status: FreshnessStatus::Breach,
+            since: Some(due + max),
+            next_change: None,
+            detail,
+        }
+    } else if warn.is_some_and(|w| lag > w) {
+        Freshness {
+            status: FreshnessStatus::Warn,
+            since: Some(due + threshold),
+            next_change: Some(due + max),
+            detail,
+        }
+    } else {
+        Freshness {
+            status: FreshnessStatus::Fresh,
+            since: Some(due),
+            next_change: Some(due + threshold),
+            detail,
+        }
+    }
+}
+
+fn deadline_status(
+    policy: &DeadlinePolicy,
+    asset: &AssetDef,
+    id: AssetId,
+    state: &State,
+    env: PartitionEnv<'_>,
+) -> Freshness {
+    let now = env.now;
+    let bound = duration(policy.lower_bound);
+    let Some(tick) = policy.schedule.latest_at_or_before(now) else {
+        return Freshness {
+            status: FreshnessStatus::Unknown,
+            since: None,
+            next_change: None,
+            detail: "no deadline has passed yet".into(),
+        };
+    };
+    let next_tick = policy.schedule.next_after(now);
+    // Time partitions: the newest partition that existed at the tick; else the newest data.
+    let built = match (
+        asset.partitions.as_ref().map(|p| &*p.def),
+        time_windows(asset),
+    ) {
+        (Some(def @ PartitionsDef::Time(_)), Some(_)) => {
+            let env_at_tick = PartitionEnv {
+                now: tick,
+                dynamic: env.dynamic,
+            };
+            def.len(env_at_tick)
+                .checked_sub(1)
+                .and_then(|w| state.asset(id).at_micros(w))
+                .map(micros)
+        }
+        _ => newest_at(asset, id, state, env).map(micros),
+    };
+    match built {
+        Some(at) if at >= tick - bound => {
+            // Good for this tick; the next one needs a build after its own bound.
+            let next_change = next_tick.filter(|next| at < *next - bound);
+            Freshness {
+                status: FreshnessStatus::Fresh,
+                since: Some(at.max(tick - bound)),
+                next_change,
+                detail: format!(
+                    "built {} before the {} deadline",
+                    crate::fmt_age(tick - at.min(tick)),
+                    tick
+                ),
+            }
+        }
+        _ => Freshness {
+            status: FreshnessStatus::Breach,
+            since: Some(tick),
+            next_change: None,
+            detail: format!("no build after {} for the {} deadline", tick - bound, tick),
+        },
+    }
+}

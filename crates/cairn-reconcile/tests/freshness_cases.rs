@@ -1,0 +1,135 @@
+//! Freshness: lags measured from when data became due, DST days, deadlines and missed ticks.
+
+mod common;
+
+use cairn_model::partitions::PartitionEnv;
+use cairn_reconcile::freshness::{FreshnessStatus, evaluate};
+use common::{Log, graph, t};
+
+fn status(
+    log: &Log<'_>,
+    asset: &str,
+    now: &str,
+) -> (FreshnessStatus, Option<String>, Option<String>) {
+    let id = log.graph.id_of(asset).unwrap();
+    let def = log.graph.asset(id);
+    let env = PartitionEnv {
+        now: t(now),
+        dynamic: &log.dynamic,
+    };
+    let f = evaluate(def.freshness.as_ref().unwrap(), def, id, &log.state, env);
+    (
+        f.status,
+        f.since.map(|s| s.to_rfc3339()),
+        f.next_change.map(|s| s.to_rfc3339()),
+    )
+}
+
+const LAGGED: &str = r#"
+[[asset]]
+key = "raw/adt"
+partitions = "daily"
+compute = { command = ["true"] }
+
+[asset.freshness]
+max_lag = "6h"
+warn_lag = "3h"
+"#;
+
+#[test]
+fn lag_counts_from_the_end_of_the_window_in_its_timezone() {
+    let g = graph(LAGGED);
+    let mut log = Log::new(&g, "2025-03-09T12:00:00Z");
+    for d in 1..=7 {
+        log.mat("raw/adt", &format!("2025-03-0{d}"), "v");
+    }
+    // 2025-03-08 (Chicago) ends at 2025-03-09T06:00Z; warn from 09:00Z, breach from 12:00Z.
+    assert_eq!(
+        status(&log, "raw/adt", "2025-03-09T08:59:00Z").0,
+        FreshnessStatus::Fresh
+    );
+    assert_eq!(
+        status(&log, "raw/adt", "2025-03-09T08:59:00Z").2.as_deref(),
+        Some("2025-03-09T09:00:00+00:00")
+    );
+    let (s, since, next) = status(&log, "raw/adt", "2025-03-09T10:00:00Z");
+    assert_eq!(
+        (s, since.as_deref(), next.as_deref()),
+        (
+            FreshnessStatus::Warn,
+            Some("2025-03-09T09:00:00+00:00"),
+            Some("2025-03-09T12:00:00+00:00")
+        )
+    );
+    assert_eq!(
+        status(&log, "raw/adt", "2025-03-09T12:00:01Z").0,
+        FreshnessStatus::Breach
+    );
+    log.mat("raw/adt", "2025-03-08", "v");
+    // The spring-forward day (2025-03-09) is 23 hours long: it ends at 05:00Z, not 06:00Z.
+    let (s, _, next) = status(&log, "raw/adt", "2025-03-10T07:00:00Z");
+    assert_eq!(
+        (s, next.as_deref()),
+        (FreshnessStatus::Fresh, Some("2025-03-10T08:00:00+00:00"))
+    );
+    assert_eq!(
+        status(&log, "raw/adt", "2025-03-10T08:30:00Z").0,
+        FreshnessStatus::Warn
+    );
+}
+
+const DEADLINE: &str = r#"
+[[asset]]
+key = "marts/labs"
+compute = { command = ["true"] }
+
+[asset.freshness]
+deadline = { cron = "0 7 * * *", timezone = "America/Chicago", lower_bound = "3h" }
+"#;
+
+#[test]
+fn deadline_needs_a_build_within_the_bound_before_each_tick() {
+    let g = graph(DEADLINE);
+    let mut log = Log::new(&g, "2025-01-10T11:00:00Z"); // 05:00 Chicago
+    log.mat("marts/labs", "", "v");
+    // Built at 05:00, the 07:00 (13:00Z) deadline is met; the next tick needs a new build.
+    let (s, _, next) = status(&log, "marts/labs", "2025-01-10T14:00:00Z");
+    assert_eq!(
+        (s, next.as_deref()),
+        (FreshnessStatus::Fresh, Some("2025-01-11T13:00:00+00:00"))
+    );
+    // Three ticks later (Cairn was down): breached since the latest tick, once.
+    let (s, since, _) = status(&log, "marts/labs", "2025-01-13T15:00:00Z");
+    assert_eq!(
+        (s, since.as_deref()),
+        (FreshnessStatus::Breach, Some("2025-01-13T13:00:00+00:00"))
+    );
+    // A build before the bound (03:00 Chicago) does not count for that day.
+    log.now = t("2025-01-14T08:30:00Z"); // 02:30 Chicago
+    log.mat("marts/labs", "", "v2");
+    assert_eq!(
+        status(&log, "marts/labs", "2025-01-14T13:30:00Z").0,
+        FreshnessStatus::Breach
+    );
+}
+
+#[test]
+fn unpartitioned_lag_is_the_age_of_the_data_and_unknown_before_any() {
+    let toml = "[[asset]]\nkey = \"dim/p\"\ncompute = { command = [\"true\"] }\n\n[asset.freshness]\nmax_lag = \"1h\"\n";
+    let g = graph(toml);
+    let mut log = Log::new(&g, "2025-01-10T10:00:00Z");
+    assert_eq!(
+        status(&log, "dim/p", "2025-01-10T10:00:00Z").0,
+        FreshnessStatus::Unknown
+    );
+    log.mat("dim/p", "", "v");
+    assert_eq!(
+        status(&log, "dim/p", "2025-01-10T10:59:00Z").0,
+        FreshnessStatus::Fresh
+    );
+    let (s, since, _) = status(&log, "dim/p", "2025-01-10T11:01:00Z");
+    assert_eq!(
+        (s, since.as_deref()),
+        (FreshnessStatus::Breach, Some("2025-01-10T11:00:00+00:00"))
+    );
+}

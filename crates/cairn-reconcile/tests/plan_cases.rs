@@ -1,0 +1,301 @@
+//! Planning: dependency order, idempotence, backfills, batching, cron ticks, retries.
+
+mod common;
+
+use std::collections::HashMap;
+
+use cairn_model::AssetId;
+use cairn_model::partitions::PartitionSet;
+use cairn_reconcile::plan::{BackfillTarget, PlanInput, Trigger, plan};
+use cairn_reconcile::staleness::{Inputs, Staleness};
+use common::{Log, graph, t};
+
+fn chain(automation: &str, n: usize, extra: &str) -> String {
+    (0..n)
+        .map(|i| {
+            let deps = if i == 0 { String::new() } else { format!("deps = [\"chain/a{}\"]", i - 1) };
+            format!("[[asset]]\nkey = \"chain/a{i}\"\npartitions = \"daily\"\nautomation = {automation}\n{deps}\ncompute = {{ command = [\"true\"] }}\n{extra}\n")
+        })
+        .collect()
+}
+
+/// Runs planned for `log`'s state, as "asset partition(s)" lines.
+fn planned(
+    log: &Log<'_>,
+    in_flight: &[PartitionSet],
+    backfills: &[BackfillTarget],
+    cron: &HashMap<AssetId, chrono::DateTime<chrono::Utc>>,
+) -> (Vec<String>, cairn_reconcile::Plan) {
+    let inputs = Inputs {
+        graph: log.graph,
+        state: &log.state,
+        env: log.env(),
+    };
+    let staleness = Staleness::compute(inputs);
+    let p = plan(&PlanInput {
+        inputs,
+        staleness: &staleness,
+        in_flight,
+        running: &[],
+        backfills,
+        cron_handled: cron,
+        max_runs: 1_000_000,
+    });
+    let lines = p
+        .runs
+        .iter()
+        .map(|r| {
+            let def = log.graph.asset(r.asset).partitions.as_ref();
+            let key = |i| def.map_or(String::new(), |d| d.def.key_of(i, log.env()).unwrap());
+            let range = if r.partitions.len() == 1 {
+                key(r.partitions.start)
+            } else {
+                format!("{}..{}", key(r.partitions.start), key(r.partitions.end - 1))
+            };
+            format!("{} {range}", log.graph.asset(r.asset).key)
+        })
+        .collect();
+    (lines, p)
+}
+
+fn in_flight_of(log: &Log<'_>, p: &cairn_reconcile::Plan) -> Vec<PartitionSet> {
+    let mut sets = vec![PartitionSet::new(); log.graph.len()];
+    for r in &p.runs {
+        sets[r.asset.index()].insert_range(r.partitions.clone());
+    }
+    sets
+}
+
+#[test]
+fn eager_plans_upstream_first_and_is_idempotent() {
+    let g = graph(&chain("\"eager\"", 3, ""));
+    let mut log = Log::new(&g, "2025-01-06T12:00:00Z");
+    let none = vec![PartitionSet::new(); g.len()];
+    let (lines, p) = planned(&log, &none, &[], &HashMap::new());
+    assert_eq!(
+        lines,
+        ["chain/a0 2025-01-05"],
+        "only the newest window, and only the root: the rest wait"
+    );
+    assert!(
+        p.runs
+            .iter()
+            .all(|r| r.trigger == Trigger::Eager && r.attempt == 1)
+    );
+    // With those runs in flight, the same log plans nothing new.
+    let (again, _) = planned(&log, &in_flight_of(&log, &p), &[], &HashMap::new());
+    assert!(again.is_empty(), "{again:?}");
+    log.mat("chain/a0", "2025-01-05", "v1");
+    assert_eq!(
+        planned(&log, &none, &[], &HashMap::new()).0,
+        ["chain/a1 2025-01-05"]
+    );
+}
+
+#[test]
+fn eager_upstreams_build_what_wanted_downstream_partitions_read() {
+    let toml = r#"
+[[asset]]
+key = "raw/a"
+partitions = "daily"
+automation = "eager"
+compute = { command = ["true"] }
+
+[[asset]]
+key = "marts/rolling"
+partitions = "daily"
+automation = "eager"
+deps = [{ asset = "raw/a", mapping = { type = "time_window", start_offset = -2, end_offset = 0 } }]
+compute = { command = ["true"] }
+"#;
+    let g = graph(toml);
+    let log = Log::new(&g, "2025-01-06T12:00:00Z");
+    let none = vec![PartitionSet::new(); g.len()];
+    assert_eq!(
+        planned(&log, &none, &[], &HashMap::new()).0,
+        ["raw/a 2025-01-03", "raw/a 2025-01-04", "raw/a 2025-01-05"]
+    );
+}
+
+#[test]
+fn a_year_backfill_never_launches_downstream_before_its_inputs() {
+    let g = graph(&chain("\"manual\"", 3, ""));
+    let mut log = Log::new(&g, "2026-01-01T12:00:00Z");
+    let all: Vec<(AssetId, PartitionSet)> = (0..3)
+        .map(|i| {
+            (
+                g.id_of(&format!("chain/a{i}")).unwrap(),
+                PartitionSet::from_range(0..365),
+            )
+        })
+        .collect();
+    let backfill = [BackfillTarget {
+        id: "bf1".into(),
+        targets: all,
+        since_event: 0,
+    }];
+    let none = vec![PartitionSet::new(); g.len()];
+    let (lines, p) = planned(&log, &none, &backfill, &HashMap::new());
+    assert_eq!(lines.len(), 365);
+    assert!(lines.iter().all(|l| l.starts_with("chain/a0 ")));
+    assert!(p.runs.iter().all(|r| r.trigger
+        == Trigger::Backfill {
+            backfill_id: "bf1".into()
+        }));
+    assert_eq!(p.backfills[0].per_asset[0].1.planned, 365);
+    assert_eq!(p.backfills[0].per_asset[1].1.waiting, 365);
+    // Half the root is rebuilt: exactly those days of a1 become ready.
+    for d in 0..180u32 {
+        let key = (chrono::NaiveDate::from_ymd_opt(2025, 1, 1).unwrap()
+            + chrono::Duration::days(i64::from(d)))
+        .to_string();
+        log.mat("chain/a0", &key, "v1");
+    }
+    let flying = {
+        let mut f = vec![PartitionSet::new(); g.len()];
+        f[g.id_of("chain/a0").unwrap().index()] = PartitionSet::from_range(180..365);
+        f
+    };
+    let (lines, p) = planned(&log, &flying, &backfill, &HashMap::new());
+    assert_eq!(lines.len(), 180);
+    assert!(lines.iter().all(|l| l.starts_with("chain/a1 ")));
+    assert_eq!(p.backfills[0].per_asset[0].1.done, 180);
+    assert_eq!(p.backfills[0].per_asset[0].1.in_flight, 185);
+    assert!(!p.backfills[0].finished);
+}
+
+#[test]
+fn single_run_backfills_batch_contiguous_ranges() {
+    let g = graph(&chain(
+        "\"manual\"",
+        1,
+        "[asset.backfill]\npolicy = \"single_run\"\nmax_partitions_per_run = 31\n",
+    ));
+    let log = Log::new(&g, "2026-01-01T12:00:00Z");
+    let id = g.id_of("chain/a0").unwrap();
+    let mut days = PartitionSet::from_range(0..365);
+    days.remove(100); // a hole splits the batches
+    let backfill = [BackfillTarget {
+        id: "bf".into(),
+        targets: vec![(id, days)],
+        since_event: 0,
+    }];
+    let (lines, p) = planned(
+        &log,
+        &vec![PartitionSet::new(); 1],
+        &backfill,
+        &HashMap::new(),
+    );
+    assert_eq!(lines[0], "chain/a0 2025-01-01..2025-01-31");
+    assert_eq!(
+        lines[3], "chain/a0 2025-04-04..2025-04-10",
+        "the batch before the hole ends at it"
+    );
+    let covered: u32 = p.runs.iter().map(|r| r.partitions.len() as u32).sum();
+    assert_eq!(covered, 364);
+    assert!(p.runs.iter().all(|r| r.partitions.len() <= 31));
+}
+
+#[test]
+fn missed_cron_ticks_run_once() {
+    let g = graph(&chain(
+        "{ cron = \"0 2 * * *\", timezone = \"America/Chicago\" }",
+        1,
+        "",
+    ));
+    let mut log = Log::new(&g, "2025-01-10T12:00:00Z");
+    let id = g.id_of("chain/a0").unwrap();
+    // Last handled three days ago: three ticks were missed while Cairn was down.
+    let handled = HashMap::from([(id, t("2025-01-07T08:00:00Z"))]);
+    let none = vec![PartitionSet::new(); 1];
+    let (lines, p) = planned(&log, &none, &[], &handled);
+    assert_eq!(lines, ["chain/a0 2025-01-09"]);
+    assert!(
+        matches!(p.runs[0].trigger, Trigger::Cron { tick } if tick == t("2025-01-10T08:00:00Z"))
+    );
+    assert!(
+        p.cron_handled.is_empty(),
+        "not handled until the run is done"
+    );
+    log.mat("chain/a0", "2025-01-09", "v1");
+    let (lines, p) = planned(&log, &none, &[], &handled);
+    assert!(lines.is_empty());
+    assert_eq!(p.cron_handled, [(id, t("2025-01-10T08:00:00Z"))]);
+    // Once handled, nothing more until the next tick, even if something goes stale.
+    let handled = HashMap::from([(id, t("2025-01-10T08:00:00Z"))]);
+    log.mat_with("chain/a0", "2025-01-09", "v1", "old");
+    assert!(planned(&log, &none, &[], &handled).0.is_empty());
+}
+
+#[test]
+fn retries_wait_for_their_backoff_and_stop_at_the_maximum() {
+    let g = graph(&chain(
+        "\"eager\"",
+        1,
+        "[asset.retries]\nmax = 2\nbackoff = \"10m\"\n",
+    ));
+    let mut log = Log::new(&g, "2025-01-06T12:00:00Z");
+    let none = vec![PartitionSet::new(); 1];
+    log.fail("chain/a0", "2025-01-05");
+    assert!(
+        planned(&log, &none, &[], &HashMap::new()).0.is_empty(),
+        "backing off"
+    );
+    log.now = t("2025-01-06T12:11:00Z");
+    let (lines, p) = planned(&log, &none, &[], &HashMap::new());
+    assert_eq!(lines, ["chain/a0 2025-01-05"]);
+    assert_eq!(p.runs[0].attempt, 2);
+    log.fail("chain/a0", "2025-01-05");
+    log.now = t("2025-01-06T12:40:00Z"); // second backoff is 20m
+    assert_eq!(
+        planned(&log, &none, &[], &HashMap::new()).1.runs[0].attempt,
+        3
+    );
+    log.fail("chain/a0", "2025-01-05");
+    log.now = t("2025-01-07T11:00:00Z");
+    assert!(
+        planned(&log, &none, &[], &HashMap::new())
+            .0
+            .iter()
+            .all(|l| !l.ends_with("2025-01-05")),
+        "no retries left"
+    );
+}
+
+#[test]
+fn manual_assets_run_only_for_backfills() {
+    let g = graph(&chain("\"manual\"", 2, ""));
+    let log = Log::new(&g, "2025-01-06T12:00:00Z");
+    assert!(
+        planned(&log, &vec![PartitionSet::new(); 2], &[], &HashMap::new())
+            .0
+            .is_empty()
+    );
+}
+
+#[test]
+fn pools_cap_partitions_in_flight() {
+    let toml = "[pools.ehr]\nmax_concurrent = 2\n\n".to_owned()
+        + &chain("\"manual\"", 2, "pool = \"ehr\"\n");
+    let g = graph(&toml);
+    let log = Log::new(&g, "2025-01-08T12:00:00Z");
+    let a0 = g.id_of("chain/a0").unwrap();
+    let backfill = [BackfillTarget {
+        id: "bf".into(),
+        targets: vec![(a0, PartitionSet::from_range(0..7))],
+        since_event: 0,
+    }];
+    let mut flying = vec![PartitionSet::new(); g.len()];
+    assert_eq!(
+        planned(&log, &flying, &backfill, &HashMap::new()).0.len(),
+        2,
+        "the pool allows two"
+    );
+    flying[a0.index()].insert(6);
+    let (lines, _) = planned(&log, &flying, &backfill, &HashMap::new());
+    assert_eq!(
+        lines,
+        ["chain/a0 2025-01-01"],
+        "one already in flight leaves room for one"
+    );
+}

@@ -1,0 +1,154 @@
+//! Cairn's store: the append-only materialization log with its derived indexes, runs,
+//! backfills, freshness overrides, dynamic partitions, API tokens, the audit log, retention
+//! and the reconciler lease, on SQLite (the embedded default) and PostgreSQL.
+//!
+//! **API boundary**: [`Store`] is what the rest of Cairn sees; which backend is behind it
+//! never shows. Asset and partition keys are opaque strings here.
+//!
+//! Every write is one transaction: an event and the derived indexes it implies commit
+//! together, a run's status change commits with its lifecycle event (and, for a success,
+//! its materialization), so a crash never leaves them disagreeing.
+
+mod admin;
+mod backend;
+mod derived;
+pub mod error;
+mod open;
+pub mod types;
+
+pub use backend::Dialect;
+pub use error::{Error, Result};
+pub use open::{StoreUrl, default_sqlite_path};
+pub use types::*;
+
+backend::store_backend!(SqliteStore, sqlx::Sqlite, crate::backend::Dialect::Sqlite);
+backend::store_backend!(PgStore, sqlx::Postgres, crate::backend::Dialect::Postgres);
+admin::store_admin!(SqliteStore, sqlx::Sqlite);
+admin::store_admin!(PgStore, sqlx::Postgres);
+
+/// A store on either backend.
+#[derive(Clone)]
+pub enum Store {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+/// Opens the store at `url` (`sqlite:PATH`, a plain path, or `postgres://...`), refusing
+/// anything that is not a Cairn database or was written by a newer Cairn, then applies
+/// pending migrations.
+pub async fn open(url: &str) -> Result<Store> {
+    let store = open::connect(&StoreUrl::parse(url)?, true).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// Opens the store without migrating (for `cairn migrate`); the same refusals apply.
+/// With `create`, a missing SQLite file (and its directory) is created empty.
+pub async fn open_unmigrated(url: &str, create: bool) -> Result<Store> {
+    open::connect(&StoreUrl::parse(url)?, create).await
+}
+
+macro_rules! delegate {
+    ($(fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
+        impl Store {
+            $(
+                pub async fn $name(&self $(, $arg: $ty)*) -> $ret {
+                    match self {
+                        Store::Sqlite(s) => s.$name($($arg),*).await,
+                        Store::Postgres(s) => s.$name($($arg),*).await,
+                    }
+                }
+            )*
+        }
+    };
+}
+
+delegate! {
+    fn append(&self, events: &[NewEvent]) -> Result<Vec<EventId>>;
+    fn latest(&self, asset: &str, partition: &str) -> Result<Option<LatestMaterialization>>;
+    fn partition_failures(&self, asset: &str) -> Result<Vec<PartitionFailure>>;
+    fn events_after(&self, after: EventId, limit: u32) -> Result<Vec<Event>>;
+    fn events(&self, filter: &EventFilter) -> Result<Vec<Event>>;
+    fn enqueue(&self, runs: &[NewRun], at: chrono::DateTime<chrono::Utc>) -> Result<()>;
+    fn claim_run(&self, worker: &str, now: chrono::DateTime<chrono::Utc>) -> Result<Option<Run>>;
+    fn get_run(&self, id: &str) -> Result<Run>;
+    fn runs(&self, statuses: &[RunStatus], limit: u32) -> Result<Vec<Run>>;
+    fn transition(&self, t: &RunTransition) -> Result<Run>;
+    fn heartbeat(&self, run_id: &str, now: chrono::DateTime<chrono::Utc>) -> Result<bool>;
+    fn append_run_log(&self, run_id: &str, lines: &[(chrono::DateTime<chrono::Utc>, &str, &str)]) -> Result<()>;
+    fn run_log(&self, run_id: &str, after_seq: i64, limit: u32) -> Result<Vec<RunLogLine>>;
+    fn create_backfill(&self, b: &Backfill) -> Result<()>;
+    fn get_backfill(&self, id: &str) -> Result<Backfill>;
+    fn cancel_queued_runs(&self, backfill_id: &str, at: chrono::DateTime<chrono::Utc>) -> Result<u64>;
+    fn backfills(&self, limit: u32) -> Result<Vec<Backfill>>;
+    fn update_backfill(&self, id: &str, status: &str, progress: &serde_json::Value, at: chrono::DateTime<chrono::Utc>) -> Result<()>;
+    fn set_freshness_override(&self, o: &FreshnessOverride) -> Result<()>;
+    fn clear_freshness_override(&self, asset: &str) -> Result<bool>;
+    fn freshness_overrides(&self) -> Result<Vec<FreshnessOverride>>;
+    fn add_dynamic_partitions(&self, definition: &str, keys: &[String], at: chrono::DateTime<chrono::Utc>) -> Result<u64>;
+    fn remove_dynamic_partitions(&self, definition: &str, keys: &[String], at: chrono::DateTime<chrono::Utc>) -> Result<u64>;
+    fn dynamic_partitions(&self, definition: &str) -> Result<Vec<DynamicPartition>>;
+    fn create_token(&self, name: &str, role: &str, phi: bool, at: chrono::DateTime<chrono::Utc>) -> Result<(ApiToken, String)>;
+    fn verify_token(&self, secret: &str) -> Result<Option<ApiToken>>;
+    fn revoke_token(&self, id: &str, at: chrono::DateTime<chrono::Utc>) -> Result<bool>;
+    fn tokens(&self) -> Result<Vec<ApiToken>>;
+    fn audit(&self, record: &NewAudit) -> Result<i64>;
+    fn audit_log(&self, after_id: i64, limit: u32) -> Result<Vec<AuditRecord>>;
+    fn prune(&self, now: chrono::DateTime<chrono::Utc>, policy: &RetentionPolicy) -> Result<PruneReport>;
+    fn active_runs(&self) -> Result<Vec<(String, Option<String>, Option<String>, Option<String>, String)>>;
+    fn get_meta(&self, key: &str) -> Result<Option<String>>;
+    fn set_meta(&self, key: &str, value: &str) -> Result<()>;
+    fn try_lease(&self, name: &str, holder: &str, now: chrono::DateTime<chrono::Utc>, ttl: std::time::Duration) -> Result<bool>;
+}
+
+impl Store {
+    /// Streams the latest materialization of every asset partition (see
+    /// [`SqliteStore::scan_latest`]).
+    pub async fn scan_latest(&self, sink: &mut impl SnapshotSink) -> Result<Snapshot> {
+        match self {
+            Store::Sqlite(s) => s.scan_latest(sink).await,
+            Store::Postgres(s) => s.scan_latest(sink).await,
+        }
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Store::Sqlite(_) => Dialect::Sqlite,
+            Store::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// Applies pending migrations.
+    pub async fn migrate(&self) -> Result<()> {
+        match self {
+            Store::Sqlite(s) => open::SQLITE_MIGRATOR.run(&s.pool).await?,
+            Store::Postgres(s) => open::POSTGRES_MIGRATOR.run(&s.pool).await?,
+        }
+        Ok(())
+    }
+
+    /// Versions of the migrations this binary has that the database has not applied.
+    pub async fn pending_migrations(&self) -> Result<Vec<i64>> {
+        let applied: Vec<(i64,)> = match self {
+            Store::Sqlite(s) => open::applied(&s.pool).await?,
+            Store::Postgres(s) => open::applied(&s.pool).await?,
+        };
+        let migrator = match self {
+            Store::Sqlite(_) => &open::SQLITE_MIGRATOR,
+            Store::Postgres(_) => &open::POSTGRES_MIGRATOR,
+        };
+        Ok(migrator
+            .iter()
+            .map(|m| m.version)
+            .filter(|v| !applied.iter().any(|(a,)| a == v))
+            .collect())
+    }
+
+    /// Closes the pool, waiting for connections to finish.
+    pub async fn close(&self) {
+        match self {
+            Store::Sqlite(s) => s.pool.close().await,
+            Store::Postgres(s) => s.pool.close().await,
+        }
+    }
+}

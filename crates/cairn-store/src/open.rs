@@ -1,0 +1,257 @@
+//! Store URLs, connecting, and the checks that protect databases that are not ours.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::error::{Error, Result};
+use crate::{PgStore, SqliteStore, Store};
+
+pub(crate) static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
+pub(crate) static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("../../migrations/postgres");
+
+/// Where the store lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl StoreUrl {
+    /// `sqlite:PATH`, `sqlite://PATH`, a plain path, or `postgres://` / `postgresql://`.
+    pub fn parse(url: &str) -> Result<Self> {
+        let bad = |reason: &str| Error::InvalidUrl {
+            url: url.to_owned(),
+            reason: reason.to_owned(),
+        };
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(StoreUrl::Postgres(url.to_owned()));
+        }
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(url);
+        if path.is_empty() {
+            return Err(bad("no path"));
+        }
+        if path.contains("://") {
+            return Err(bad("only sqlite: and postgres:// stores are supported"));
+        }
+        let path = path.split('?').next().unwrap_or(path);
+        Ok(StoreUrl::Sqlite(PathBuf::from(path)))
+    }
+}
+
+/// `.cairn/cairn.db` beside the assets directory.
+pub fn default_sqlite_path(assets_dir: &Path) -> PathBuf {
+    let parent = assets_dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    parent.join(".cairn").join("cairn.db")
+}
+
+pub(crate) async fn connect(url: &StoreUrl, create: bool) -> Result<Store> {
+    match url {
+        StoreUrl::Sqlite(path) => {
+            check_sqlite_file(path)?;
+            if !create && !path.exists() {
+                return Err(Error::NotFound(format!(
+                    "{} does not exist (`cairn migrate` creates it)",
+                    path.display()
+                )));
+            }
+            if create && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+                    path: dir.to_owned(),
+                    source,
+                })?;
+            }
+            let options = SqliteConnectOptions::new()
+                .filename(path)
+                .create_if_missing(create)
+                .journal_mode(SqliteJournalMode::Wal)
+                // NORMAL is durable across process crashes in WAL mode; only an OS crash
+                // may lose the last transactions, never corrupt the database.
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(30))
+                .foreign_keys(true);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(8)
+                .connect_with(options)
+                .await?;
+            check_schema(&pool, Some(path)).await?;
+            Ok(Store::Sqlite(SqliteStore::from_pool(pool)))
+        }
+        StoreUrl::Postgres(url) => {
+            let options = PgConnectOptions::from_str(url)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(options)
+                .await?;
+            check_schema(&pool, None).await?;
+            Ok(Store::Postgres(PgStore::from_pool(pool)))
+        }
+    }
+}
+
+/// A file that exists must be a SQLite database; anything else is refused untouched.
+fn check_sqlite_file(path: &Path) -> Result<()> {
+    use std::io::Read;
+    let mut header = [0u8; 16];
+    match std::fs::File::open(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(Error::Io {
+            path: path.to_owned(),
+            source,
+        }),
+        Ok(mut file) => {
+            let n = file.read(&mut header).map_err(|source| Error::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+            if n == 0 || header == *b"SQLite format 3\0" {
+                Ok(())
+            } else {
+                Err(Error::NotCairn {
+                    path: path.to_owned(),
+                    reason: "not an SQLite file",
+                })
+            }
+        }
+    }
+}
+
+trait SchemaQueries {
+    const TABLES: &'static str;
+}
+
+impl SchemaQueries for sqlx::Sqlite {
+    const TABLES: &'static str =
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'";
+}
+
+impl SchemaQueries for sqlx::Postgres {
+    const TABLES: &'static str = "SELECT table_name::text FROM information_schema.tables WHERE table_schema = current_schema()";
+}
+
+macro_rules! check_schema_impl {
+    ($Db:ty) => {
+        impl CheckSchema for sqlx::Pool<$Db> {
+            async fn tables(&self) -> Result<Vec<String>> {
+                let rows: Vec<(String,)> = sqlx::query_as(<$Db as SchemaQueries>::TABLES)
+                    .fetch_all(self)
+                    .await?;
+                Ok(rows.into_iter().map(|(t,)| t).collect())
+            }
+            async fn applied(&self) -> Result<Vec<(i64,)>> {
+                Ok(
+                    sqlx::query_as("SELECT version FROM _sqlx_migrations WHERE success")
+                        .fetch_all(self)
+                        .await?,
+                )
+            }
+            fn known(&self) -> i64 {
+                migrator_for::<$Db>()
+                    .iter()
+                    .map(|m| m.version)
+                    .max()
+                    .unwrap_or(0)
+            }
+        }
+    };
+}
+
+pub(crate) trait CheckSchema {
+    async fn tables(&self) -> Result<Vec<String>>;
+    async fn applied(&self) -> Result<Vec<(i64,)>>;
+    fn known(&self) -> i64;
+}
+
+check_schema_impl!(sqlx::Sqlite);
+check_schema_impl!(sqlx::Postgres);
+
+fn migrator_for<Db: 'static>() -> &'static Migrator {
+    if std::any::TypeId::of::<Db>() == std::any::TypeId::of::<sqlx::Sqlite>() {
+        &SQLITE_MIGRATOR
+    } else {
+        &POSTGRES_MIGRATOR
+    }
+}
+
+pub(crate) async fn applied<P: CheckSchema>(pool: &P) -> Result<Vec<(i64,)>> {
+    if pool.tables().await?.iter().any(|t| t == "_sqlx_migrations") {
+        pool.applied().await
+    } else {
+        Ok(Vec::new())
+    }
+}
+
+/// An empty database is fine; one with tables must be Cairn's and not from the future.
+async fn check_schema<P: CheckSchema>(pool: &P, path: Option<&Path>) -> Result<()> {
+    let tables = pool.tables().await?;
+    if tables.is_empty() {
+        return Ok(());
+    }
+    if !tables.iter().any(|t| t == "cairn_meta") {
+        return Err(Error::NotCairn {
+            path: path.map_or_else(|| PathBuf::from("the PostgreSQL schema"), Path::to_path_buf),
+            reason: "it has tables but no Cairn schema marker",
+        });
+    }
+    let newest = pool
+        .applied()
+        .await?
+        .into_iter()
+        .map(|(v,)| v)
+        .max()
+        .unwrap_or(0);
+    let known = pool.known();
+    if newest > known {
+        return Err(Error::TooNew {
+            found: newest,
+            known,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_store_urls() {
+        assert_eq!(
+            StoreUrl::parse("sqlite:.cairn/cairn.db").unwrap(),
+            StoreUrl::Sqlite(".cairn/cairn.db".into())
+        );
+        assert_eq!(
+            StoreUrl::parse("sqlite:///tmp/x.db").unwrap(),
+            StoreUrl::Sqlite("/tmp/x.db".into())
+        );
+        assert_eq!(
+            StoreUrl::parse("/tmp/x.db").unwrap(),
+            StoreUrl::Sqlite("/tmp/x.db".into())
+        );
+        assert!(matches!(
+            StoreUrl::parse("postgres://u@h/db").unwrap(),
+            StoreUrl::Postgres(_)
+        ));
+        assert!(StoreUrl::parse("mysql://x").is_err());
+        assert!(StoreUrl::parse("sqlite:").is_err());
+        assert_eq!(
+            default_sqlite_path(Path::new("assets")),
+            PathBuf::from("./.cairn/cairn.db")
+        );
+        assert_eq!(
+            default_sqlite_path(Path::new("/srv/wh/assets")),
+            PathBuf::from("/srv/wh/.cairn/cairn.db")
+        );
+    }
+}

@@ -1,0 +1,536 @@
+//! Records the store reads and writes. Asset and partition keys are opaque strings here:
+//! the store knows nothing of the graph's semantics. An unpartitioned asset's partition is
+//! the empty string.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+pub type EventId = i64;
+
+/// Version of the JSON payloads written now; readers accept this and older versions.
+pub const PAYLOAD_VERSION: u32 = 1;
+
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),* }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),*];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),* }
+            }
+
+            pub fn parse(raw: &str) -> Result<Self> {
+                match raw {
+                    $($text => Ok($name::$variant),)*
+                    other => Err(Error::Corrupt { table: stringify!($name), reason: format!("unknown value {other:?}") }),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+string_enum! {
+    /// What an event records.
+    EventKind {
+        RunQueued => "run_queued",
+        RunStarted => "run_started",
+        RunSucceeded => "run_succeeded",
+        RunFailed => "run_failed",
+        RunCanceled => "run_canceled",
+        Materialization => "materialization",
+        Observation => "observation",
+        FreshnessChanged => "freshness_changed",
+        BackfillRequested => "backfill_requested",
+        BackfillCompleted => "backfill_completed",
+        BackfillCanceled => "backfill_canceled",
+        AlertSent => "alert_sent",
+    }
+}
+
+impl EventKind {
+    /// Events retention may prune once old; materializations and observations are kept
+    /// while they are the latest of their partition, and longer by their own policy.
+    pub fn is_essential(self) -> bool {
+        matches!(self, EventKind::Materialization | EventKind::Observation)
+    }
+}
+
+string_enum! {
+    /// Where a run is in its lifecycle.
+    RunStatus {
+        Queued => "queued",
+        Claimed => "claimed",
+        Running => "running",
+        Succeeded => "succeeded",
+        Failed => "failed",
+        Canceled => "canceled",
+    }
+}
+
+impl RunStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Canceled
+        )
+    }
+
+    /// The run lifecycle: `queued -> claimed -> running -> {succeeded, failed, canceled}`;
+    /// a claimed run may be released back to the queue or fail (its worker died); queued
+    /// and claimed runs may be canceled. Retries are new runs, so terminal states are final.
+    pub fn can_become(self, next: RunStatus) -> bool {
+        use RunStatus::*;
+        matches!(
+            (self, next),
+            (Queued, Claimed | Canceled)
+                | (Claimed, Running | Queued | Failed | Canceled)
+                | (Running, Succeeded | Failed | Canceled)
+        )
+    }
+
+    /// The statuses a run may be in before becoming `self`.
+    pub fn predecessors(self) -> Vec<RunStatus> {
+        RunStatus::ALL
+            .iter()
+            .copied()
+            .filter(|s| s.can_become(self))
+            .collect()
+    }
+}
+
+/// An event to append.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub at: DateTime<Utc>,
+    pub kind: EventKind,
+    pub asset: Option<String>,
+    /// Empty for unpartitioned assets and for events about no asset.
+    pub partition: String,
+    pub run_id: Option<String>,
+    pub payload: serde_json::Value,
+}
+
+impl NewEvent {
+    pub fn new(at: DateTime<Utc>, kind: EventKind) -> Self {
+        Self {
+            at,
+            kind,
+            asset: None,
+            partition: String::new(),
+            run_id: None,
+            payload: serde_json::json!({ "version": PAYLOAD_VERSION }),
+        }
+    }
+
+    pub fn asset(mut self, asset: &str, partition: &str) -> Self {
+        self.asset = Some(asset.to_owned());
+        self.partition = partition.to_owned();
+        self
+    }
+
+    pub fn run(mut self, run_id: &str) -> Self {
+        self.run_id = Some(run_id.to_owned());
+        self
+    }
+
+    /// Merges `fields` into the payload (which always carries `version`).
+    pub fn payload(mut self, fields: serde_json::Value) -> Self {
+        if let (Some(obj), serde_json::Value::Object(more)) = (self.payload.as_object_mut(), fields)
+        {
+            obj.extend(more);
+        }
+        self
+    }
+
+    pub fn materialization(
+        at: DateTime<Utc>,
+        asset: &str,
+        partition: &str,
+        m: &Materialization,
+    ) -> Self {
+        Self::new(at, EventKind::Materialization)
+            .asset(asset, partition)
+            .payload(serde_json::to_value(m).expect("a materialization serializes"))
+    }
+
+    pub fn observation(
+        at: DateTime<Utc>,
+        asset: &str,
+        partition: &str,
+        data_version: &str,
+        metadata: serde_json::Value,
+    ) -> Self {
+        Self::new(at, EventKind::Observation)
+            .asset(asset, partition)
+            .payload(serde_json::json!({ "data_version": data_version, "metadata": metadata }))
+    }
+}
+
+/// The payload of a materialization event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Materialization {
+    pub data_version: String,
+    pub code_version: String,
+    /// sha256 over the sorted (upstream asset, partition, data version) list it read.
+    pub provenance_hash: String,
+    /// The newest event id of the log when the run read its inputs: an input whose data
+    /// changed after it makes this materialization stale.
+    #[serde(default)]
+    pub inputs_as_of: EventId,
+    /// Enough to explain which input changed (the reconciler decides the shape).
+    #[serde(default)]
+    pub provenance: serde_json::Value,
+    #[serde(default)]
+    pub metadata: serde_json::Value,
+}
+
+/// An event as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub id: EventId,
+    pub at: DateTime<Utc>,
+    pub kind: EventKind,
+    pub asset: Option<String>,
+    pub partition: String,
+    pub run_id: Option<String>,
+    pub payload: serde_json::Value,
+}
+
+impl Event {
+    pub fn materialization(&self) -> Option<Materialization> {
+        (self.kind == EventKind::Materialization)
+            .then(|| serde_json::from_value(self.payload.clone()).ok())
+            .flatten()
+    }
+}
+
+/// One row of the latest-materialization index, borrowed while scanning the snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LatestRow<'a> {
+    /// Index into [`Snapshot::assets`].
+    pub asset_id: i64,
+    pub partition: &'a str,
+    pub event_id: EventId,
+    pub at_micros: i64,
+    /// Index into [`Snapshot::code_versions`].
+    pub code_version_id: i64,
+    /// The event at which this partition's data version last changed.
+    pub data_changed_event_id: EventId,
+    pub inputs_as_of: EventId,
+}
+
+/// Receives the snapshot: the interned names first, then every row.
+pub trait SnapshotSink {
+    /// Asset keys and code versions by id, before any row.
+    fn begin(&mut self, _assets: &[(i64, String)], _code_versions: &[(i64, String)]) {}
+    fn row(&mut self, row: LatestRow<'_>);
+}
+
+impl<F: FnMut(LatestRow<'_>)> SnapshotSink for F {
+    fn row(&mut self, row: LatestRow<'_>) {
+        self(row)
+    }
+}
+
+/// An owned latest materialization (for single-partition reads).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatestMaterialization {
+    pub asset: String,
+    pub partition: String,
+    pub event_id: EventId,
+    pub at: DateTime<Utc>,
+    pub data_version: String,
+    pub code_version: String,
+    pub data_changed_event_id: EventId,
+    pub inputs_as_of: EventId,
+}
+
+/// The latest observation of a source asset partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LatestObservation {
+    pub asset_id: i64,
+    pub partition: String,
+    pub event_id: EventId,
+    pub at_micros: i64,
+    pub data_version: String,
+    pub data_changed_event_id: EventId,
+}
+
+/// Failed attempts of an asset partition since its last materialization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionFailure {
+    pub asset_id: i64,
+    pub partition: String,
+    /// The latest failure's event.
+    pub event_id: EventId,
+    pub at_micros: i64,
+    /// Consecutive failures; meaningful while `event_id` is newer than the latest
+    /// materialization of the partition.
+    pub failures: i64,
+}
+
+/// What the snapshot scan returns besides the rows it streamed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// Interned asset keys by id.
+    pub assets: Vec<(i64, String)>,
+    /// Interned code versions by id.
+    pub code_versions: Vec<(i64, String)>,
+    pub observations: Vec<LatestObservation>,
+    pub failures: Vec<PartitionFailure>,
+    /// The newest event id covered: tail the log with `events_after(max_event_id)`.
+    pub max_event_id: EventId,
+    /// Latest-materialization rows streamed.
+    pub rows: u64,
+}
+
+/// A run to enqueue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRun {
+    pub id: String,
+    pub asset: String,
+    /// A single partition, or the first key of a range.
+    pub partition: Option<String>,
+    /// `(first, last)` keys of a `single_run` range, inclusive.
+    pub range: Option<(String, String)>,
+    pub attempt: u32,
+    pub pool: Option<String>,
+    pub backfill_id: Option<String>,
+    /// Why the run was launched (the reconciler's reasons), as JSON.
+    pub reasons: serde_json::Value,
+    /// Not to be started before this (retry backoff).
+    pub not_before: DateTime<Utc>,
+}
+
+impl NewRun {
+    pub fn new(asset: &str, partition: Option<&str>, now: DateTime<Utc>) -> Self {
+        Self {
+            id: new_id(),
+            asset: asset.to_owned(),
+            partition: partition.map(str::to_owned),
+            range: None,
+            attempt: 1,
+            pool: None,
+            backfill_id: None,
+            reasons: serde_json::json!([]),
+            not_before: now,
+        }
+    }
+}
+
+/// A run as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    pub id: String,
+    pub asset: String,
+    pub partition: Option<String>,
+    pub range: Option<(String, String)>,
+    pub status: RunStatus,
+    pub attempt: u32,
+    pub pool: Option<String>,
+    pub backfill_id: Option<String>,
+    pub reasons: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    pub not_before: DateTime<Utc>,
+    pub claimed_by: Option<String>,
+    pub pid: Option<i64>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub heartbeat_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub error: Option<String>,
+}
+
+/// A status change of a run, written with its lifecycle event (and any others, such as
+/// the materialization of a successful run) in one transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunTransition {
+    pub run_id: String,
+    pub to: RunStatus,
+    pub at: DateTime<Utc>,
+    pub pid: Option<i64>,
+    pub error: Option<String>,
+    /// Events to append in the same transaction (e.g. the materialization).
+    pub events: Vec<NewEvent>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunLogLine {
+    pub seq: i64,
+    pub at: DateTime<Utc>,
+    /// `stdout`, `stderr` or `cairn`.
+    pub stream: String,
+    pub line: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Backfill {
+    pub id: String,
+    pub selection: String,
+    /// The requested partitions (range or keys), as JSON.
+    pub partitions: serde_json::Value,
+    /// `requested`, `running`, `completed`, `canceled`.
+    pub status: String,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub progress: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FreshnessOverride {
+    pub asset: String,
+    pub policy: serde_json::Value,
+    pub set_by: String,
+    pub set_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DynamicPartition {
+    pub key: String,
+    /// The order it was first added: its stable partition index.
+    pub position: i64,
+    pub removed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiToken {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub phi: bool,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewAudit {
+    pub at: DateTime<Utc>,
+    /// Token id, or `local` in single-user mode.
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub details: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRecord {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub details: serde_json::Value,
+}
+
+/// Filters for event queries; `after_id` is the pagination cursor.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventFilter {
+    pub asset: Option<String>,
+    pub partition: Option<String>,
+    pub run_id: Option<String>,
+    pub kinds: Vec<EventKind>,
+    pub after_id: Option<EventId>,
+    /// At most this many (capped at 10,000).
+    pub limit: u32,
+}
+
+/// How long retention keeps what it may prune.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionPolicy {
+    /// Run logs (stdout/stderr lines).
+    pub run_log_days: u32,
+    /// Non-essential events (run lifecycle, freshness changes, alerts, backfill lifecycle).
+    pub event_days: u32,
+    /// Materializations and observations superseded by a newer one of the same partition.
+    pub superseded_materialization_days: u32,
+    /// Finished runs.
+    pub finished_run_days: u32,
+}
+
+impl Default for RetentionPolicy {
+    fn default() -> Self {
+        Self {
+            run_log_days: 30,
+            event_days: 90,
+            superseded_materialization_days: 30,
+            finished_run_days: 90,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    pub events: u64,
+    pub run_logs: u64,
+    pub runs: u64,
+}
+
+/// A new random id (UUID v7: time-ordered, so ids sort roughly by creation).
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+pub(crate) fn to_micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+pub(crate) fn from_micros(micros: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(micros).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every (state, next) pair against the lifecycle table.
+    #[test]
+    fn run_transitions_are_exactly_the_table() {
+        use RunStatus::*;
+        let allowed = [
+            (Queued, Claimed),
+            (Queued, Canceled),
+            (Claimed, Running),
+            (Claimed, Queued),
+            (Claimed, Failed),
+            (Claimed, Canceled),
+            (Running, Succeeded),
+            (Running, Failed),
+            (Running, Canceled),
+        ];
+        for &from in RunStatus::ALL {
+            for &to in RunStatus::ALL {
+                assert_eq!(
+                    from.can_become(to),
+                    allowed.contains(&(from, to)),
+                    "{from} -> {to}"
+                );
+            }
+            if from.is_terminal() {
+                assert!(RunStatus::ALL.iter().all(|&to| !from.can_become(to)));
+            }
+        }
+    }
+
+    #[test]
+    fn enums_round_trip_through_text() {
+        for &k in EventKind::ALL {
+            assert_eq!(EventKind::parse(k.as_str()).unwrap(), k);
+        }
+        assert!(EventKind::parse("nope").is_err());
+    }
+}

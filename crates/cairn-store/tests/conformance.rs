@@ -1,0 +1,759 @@
+//! One suite, both backends: every test runs on SQLite, and on PostgreSQL when
+//! `CAIRN_TEST_DATABASE_URL` is set (each test in a schema of its own).
+
+mod common;
+
+use std::collections::HashMap;
+
+use cairn_store::*;
+use common::{at, materialization};
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let t = super::common::sqlite().await;
+                    super::$name(&t.store).await;
+                    t.cleanup().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(t) = super::common::postgres().await else { return };
+                    super::$name(&t.store).await;
+                    t.cleanup().await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    append_and_read_events,
+    latest_index_agrees_with_the_log,
+    failures_are_counted_until_a_success,
+    run_lifecycle_commits_materialization_with_success,
+    illegal_transitions_change_nothing,
+    concurrent_claims_never_share_a_run,
+    concurrent_appends_lose_nothing,
+    run_logs_continue_their_sequence,
+    backfills_overrides_and_dynamic_partitions,
+    tokens_are_hashed_and_revocable,
+    audit_log_is_append_only_and_survives_retention,
+    retention_keeps_latest_materializations,
+    lease_has_one_holder,
+    migrations_are_all_applied,
+    control_characters_are_refused_whole,
+    identical_data_keeps_its_change_point,
+);
+
+async fn control_characters_are_refused_whole(store: &Store) {
+    let err = store
+        .append(&[
+            materialization("a/b", "ok", "v", 0),
+            materialization("a/b", "bad\u{1e}key", "v", 1),
+        ])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Invalid(_)), "{err}");
+    assert!(
+        store.events_after(0, 10).await.unwrap().is_empty(),
+        "nothing of the batch was written"
+    );
+}
+
+async fn append_and_read_events(store: &Store) {
+    let ids = store
+        .append(&[
+            materialization("staging/labs", "2025-01-01", "v1", 0),
+            materialization("staging/labs", "2025-01-02", "v2", 1),
+            NewEvent::new(at(2), EventKind::RunFailed)
+                .asset("staging/labs", "2025-01-03")
+                .run("run-1"),
+            materialization("marts/x", "", "v3", 3).run("run-2"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 4);
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids increase: {ids:?}");
+
+    let all = store.events_after(0, 100).await.unwrap();
+    assert_eq!(all.iter().map(|e| e.id).collect::<Vec<_>>(), ids);
+    assert_eq!(all[0].asset.as_deref(), Some("staging/labs"));
+    assert_eq!(all[0].materialization().unwrap().data_version, "v1");
+    assert_eq!(all[3].partition, "");
+
+    // Tailing from the middle, and cursor pagination.
+    assert_eq!(store.events_after(ids[1], 100).await.unwrap().len(), 2);
+    let page = store
+        .events(&EventFilter {
+            asset: Some("staging/labs".into()),
+            limit: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 2);
+    let next = store
+        .events(&EventFilter {
+            asset: Some("staging/labs".into()),
+            after_id: Some(page[1].id),
+            limit: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].kind, EventKind::RunFailed);
+    let by_run = store
+        .events(&EventFilter {
+            run_id: Some("run-2".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_run.len(), 1);
+    let by_kind = store
+        .events(&EventFilter {
+            kinds: vec![EventKind::RunFailed],
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_kind.len(), 1);
+    let by_partition = store
+        .events(&EventFilter {
+            asset: Some("staging/labs".into()),
+            partition: Some("2025-01-02".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_partition.len(), 1);
+
+    let latest = store
+        .latest("staging/labs", "2025-01-02")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (latest.data_version.as_str(), latest.event_id),
+        ("v2", ids[1])
+    );
+    assert!(
+        store
+            .latest("staging/labs", "2025-01-03")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn latest_index_agrees_with_the_log(store: &Store) {
+    // Several batches, with repeated partitions inside one batch and across batches.
+    let mut expected: HashMap<(String, String), String> = HashMap::new();
+    for batch in 0..5 {
+        let mut events = Vec::new();
+        for i in 0..200 {
+            let asset = format!("a/asset_{}", i % 7);
+            let partition = format!("2025-01-{:02}", (i * 3 + batch) % 28 + 1);
+            let version = format!("v{batch}_{i}");
+            expected.insert((asset.clone(), partition.clone()), version.clone());
+            events.push(materialization(
+                &asset,
+                &partition,
+                &version,
+                batch * 1000 + i,
+            ));
+        }
+        store.append(&events).await.unwrap();
+    }
+    let mut raw = Vec::new();
+    let snapshot = store
+        .scan_latest(&mut |row: LatestRow<'_>| {
+            raw.push((
+                row.asset_id,
+                row.partition.to_owned(),
+                row.event_id,
+                row.code_version_id,
+            ))
+        })
+        .await
+        .unwrap();
+    let names: HashMap<i64, String> = snapshot.assets.iter().cloned().collect();
+    let codes: HashMap<i64, String> = snapshot.code_versions.iter().cloned().collect();
+    let mut seen: HashMap<(String, String), String> = HashMap::new();
+    // Every index row points at the materialization event of its partition.
+    for (asset_id, partition, event_id, code_id) in &raw {
+        let event = store.events_after(event_id - 1, 1).await.unwrap().remove(0);
+        assert_eq!(
+            (event.id, &event.partition, event.asset.as_ref()),
+            (*event_id, partition, Some(&names[asset_id]))
+        );
+        let m = event.materialization().unwrap();
+        assert_eq!(m.code_version, codes[code_id]);
+        seen.insert((names[asset_id].clone(), partition.clone()), m.data_version);
+    }
+    assert_eq!(seen, expected);
+    assert_eq!(snapshot.rows as usize, expected.len());
+    assert_eq!(
+        snapshot.max_event_id,
+        store
+            .events_after(0, 10_000)
+            .await
+            .unwrap()
+            .last()
+            .unwrap()
+            .id
+    );
+}
+
+async fn identical_data_keeps_its_change_point(store: &Store) {
+    let ids = store
+        .append(&[materialization("a/b", "p", "v1", 0)])
+        .await
+        .unwrap();
+    // A re-run with identical data, in a later batch and inside one batch.
+    store
+        .append(&[materialization("a/b", "p", "v1", 1)])
+        .await
+        .unwrap();
+    store
+        .append(&[
+            materialization("a/b", "p", "v1", 2),
+            materialization("a/b", "p", "v1", 3),
+        ])
+        .await
+        .unwrap();
+    let latest = store.latest("a/b", "p").await.unwrap().unwrap();
+    assert_eq!(latest.data_changed_event_id, ids[0]);
+    assert!(latest.event_id > ids[0]);
+    // New data moves it; back-and-forth inside a batch moves it to the last change.
+    let changed = store
+        .append(&[materialization("a/b", "p", "v2", 4)])
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .latest("a/b", "p")
+            .await
+            .unwrap()
+            .unwrap()
+            .data_changed_event_id,
+        changed[0]
+    );
+    let flip = store
+        .append(&[
+            materialization("a/b", "p", "v3", 5),
+            materialization("a/b", "p", "v2", 6),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .latest("a/b", "p")
+            .await
+            .unwrap()
+            .unwrap()
+            .data_changed_event_id,
+        flip[1]
+    );
+    // Observations of sources follow the same rule.
+    let obs = |v: &str, s| NewEvent::observation(at(s), "src/feed", "", v, serde_json::json!({}));
+    let first = store.append(&[obs("o1", 7)]).await.unwrap();
+    store.append(&[obs("o1", 8)]).await.unwrap();
+    let snapshot = store.scan_latest(&mut |_: LatestRow<'_>| {}).await.unwrap();
+    assert_eq!(snapshot.observations.len(), 1);
+    assert_eq!(snapshot.observations[0].data_changed_event_id, first[0]);
+}
+
+async fn failures_are_counted_until_a_success(store: &Store) {
+    let failed = |s| NewEvent::new(at(s), EventKind::RunFailed).asset("x/y", "p");
+    let count = || async {
+        store
+            .partition_failures("x/y")
+            .await
+            .unwrap()
+            .first()
+            .map(|f| f.failures)
+    };
+    store.append(&[failed(0), failed(1)]).await.unwrap();
+    store.append(&[failed(2)]).await.unwrap();
+    assert_eq!(count().await, Some(3));
+    store
+        .append(&[materialization("x/y", "p", "v1", 3), failed(4)])
+        .await
+        .unwrap();
+    assert_eq!(count().await, Some(1), "a success resets the count");
+    store
+        .append(&[materialization("x/y", "p", "v2", 5)])
+        .await
+        .unwrap();
+    assert_eq!(
+        count().await,
+        None,
+        "no failures since the latest materialization"
+    );
+    store.append(&[failed(6)]).await.unwrap();
+    assert_eq!(count().await, Some(1));
+    let snapshot = store.scan_latest(&mut |_: LatestRow<'_>| {}).await.unwrap();
+    assert_eq!(snapshot.failures.len(), 1);
+    assert_eq!(snapshot.failures[0].failures, 1);
+}
+
+async fn run_lifecycle_commits_materialization_with_success(store: &Store) {
+    let mut run = NewRun::new("staging/labs", Some("2025-01-01"), at(0));
+    run.reasons = serde_json::json!([{ "reason": "missing" }]);
+    let id = run.id.clone();
+    store.enqueue(&[run], at(0)).await.unwrap();
+    assert_eq!(store.get_run(&id).await.unwrap().status, RunStatus::Queued);
+    let claimed = store.claim_run("worker-a", at(1)).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            claimed.id.as_str(),
+            claimed.status,
+            claimed.claimed_by.as_deref()
+        ),
+        (id.as_str(), RunStatus::Claimed, Some("worker-a"))
+    );
+    assert!(
+        store.claim_run("worker-b", at(1)).await.unwrap().is_none(),
+        "a claimed run is not claimed twice"
+    );
+    let t = |to, s, events| RunTransition {
+        run_id: id.clone(),
+        to,
+        at: at(s),
+        pid: Some(42),
+        error: None,
+        events,
+    };
+    let running = store
+        .transition(&t(RunStatus::Running, 2, vec![]))
+        .await
+        .unwrap();
+    assert_eq!(
+        (running.status, running.pid),
+        (RunStatus::Running, Some(42))
+    );
+    assert!(store.heartbeat(&id, at(3)).await.unwrap());
+    let done = store
+        .transition(&t(
+            RunStatus::Succeeded,
+            4,
+            vec![materialization("staging/labs", "2025-01-01", "v9", 4).run(&id)],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(done.status, RunStatus::Succeeded);
+    assert_eq!(done.finished_at, Some(at(4)));
+    assert!(
+        !store.heartbeat(&id, at(5)).await.unwrap(),
+        "no heartbeats after the end"
+    );
+    let latest = store
+        .latest("staging/labs", "2025-01-01")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(latest.data_version, "v9");
+    assert_eq!(
+        store.events_after(latest.event_id - 1, 1).await.unwrap()[0]
+            .run_id
+            .as_deref(),
+        Some(id.as_str())
+    );
+    let kinds: Vec<EventKind> = store
+        .events(&EventFilter {
+            run_id: Some(id.clone()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            EventKind::RunQueued,
+            EventKind::RunStarted,
+            EventKind::RunSucceeded,
+            EventKind::Materialization
+        ]
+    );
+    assert_eq!(
+        store.runs(&[RunStatus::Succeeded], 10).await.unwrap().len(),
+        1
+    );
+    assert!(
+        store
+            .runs(&[RunStatus::Queued], 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Backoff: a run is not claimed before `not_before`.
+    let mut later = NewRun::new("staging/labs", Some("2025-01-02"), at(0));
+    later.not_before = at(100);
+    store.enqueue(&[later], at(0)).await.unwrap();
+    assert!(store.claim_run("w", at(99)).await.unwrap().is_none());
+    assert!(store.claim_run("w", at(100)).await.unwrap().is_some());
+}
+
+async fn illegal_transitions_change_nothing(store: &Store) {
+    let run = NewRun::new("a/b", None, at(0));
+    let id = run.id.clone();
+    store.enqueue(&[run], at(0)).await.unwrap();
+    let before = store.events_after(0, 100).await.unwrap().len();
+    let err = store
+        .transition(&RunTransition {
+            run_id: id.clone(),
+            to: RunStatus::Succeeded,
+            at: at(1),
+            pid: None,
+            error: None,
+            events: vec![materialization("a/b", "", "v", 1)],
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::IllegalTransition { .. }), "{err}");
+    assert_eq!(store.get_run(&id).await.unwrap().status, RunStatus::Queued);
+    assert_eq!(
+        store.events_after(0, 100).await.unwrap().len(),
+        before,
+        "no half-written events"
+    );
+    assert!(store.latest("a/b", "").await.unwrap().is_none());
+    assert!(matches!(
+        store.get_run("nope").await.unwrap_err(),
+        Error::NotFound(_)
+    ));
+}
+
+async fn concurrent_claims_never_share_a_run(store: &Store) {
+    let runs: Vec<NewRun> = (0..40)
+        .map(|i| NewRun::new("a/b", Some(&format!("p{i}")), at(0)))
+        .collect();
+    store.enqueue(&runs, at(0)).await.unwrap();
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            while let Some(run) = store.claim_run(&format!("w{w}"), at(1)).await.unwrap() {
+                mine.push(run.id);
+            }
+            mine
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort();
+    let before = all.len();
+    all.dedup();
+    assert_eq!((before, all.len()), (40, 40));
+}
+
+async fn concurrent_appends_lose_nothing(store: &Store) {
+    let mut tasks = Vec::new();
+    for t in 0..6 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for b in 0..10 {
+                let events: Vec<NewEvent> = (0..20)
+                    .map(|i| materialization(&format!("t/task_{t}"), &format!("{b}-{i}"), "v", i))
+                    .collect();
+                store.append(&events).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let events = store.events_after(0, 10_000).await.unwrap();
+    assert_eq!(events.len(), 6 * 10 * 20);
+    let mut ids: Vec<_> = events.iter().map(|e| e.id).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), events.len());
+    let snapshot = store.scan_latest(&mut |_: LatestRow<'_>| {}).await.unwrap();
+    assert_eq!(snapshot.rows, 6 * 10 * 20);
+}
+
+async fn run_logs_continue_their_sequence(store: &Store) {
+    store
+        .append_run_log("r1", &[(at(0), "stdout", "one"), (at(0), "stderr", "two")])
+        .await
+        .unwrap();
+    store
+        .append_run_log("r1", &[(at(1), "stdout", "three")])
+        .await
+        .unwrap();
+    store
+        .append_run_log("r2", &[(at(1), "stdout", "other")])
+        .await
+        .unwrap();
+    let lines = store.run_log("r1", 0, 100).await.unwrap();
+    assert_eq!(
+        lines
+            .iter()
+            .map(|l| (l.seq, l.line.as_str()))
+            .collect::<Vec<_>>(),
+        [(1, "one"), (2, "two"), (3, "three")]
+    );
+    assert_eq!(lines[1].stream, "stderr");
+    assert_eq!(store.run_log("r1", 2, 100).await.unwrap().len(), 1);
+}
+
+async fn backfills_overrides_and_dynamic_partitions(store: &Store) {
+    let b = Backfill {
+        id: new_id(),
+        selection: "staging/labs+".into(),
+        partitions: serde_json::json!({ "from": "2025-01-01", "to": "2025-12-31" }),
+        status: "requested".into(),
+        created_by: "local".into(),
+        created_at: at(0),
+        updated_at: at(0),
+        progress: serde_json::json!({}),
+    };
+    store.create_backfill(&b).await.unwrap();
+    assert_eq!(store.get_backfill(&b.id).await.unwrap(), b);
+    store
+        .update_backfill(
+            &b.id,
+            "completed",
+            &serde_json::json!({ "done": 365 }),
+            at(5),
+        )
+        .await
+        .unwrap();
+    let done = store.get_backfill(&b.id).await.unwrap();
+    assert_eq!(
+        (done.status.as_str(), done.updated_at),
+        ("completed", at(5))
+    );
+    assert_eq!(store.backfills(10).await.unwrap().len(), 1);
+    assert!(matches!(
+        store
+            .update_backfill("nope", "running", &serde_json::json!({}), at(6))
+            .await,
+        Err(Error::NotFound(_))
+    ));
+    let kinds: Vec<_> = store
+        .events_after(0, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [EventKind::BackfillRequested, EventKind::BackfillCompleted]
+    );
+
+    let o = FreshnessOverride {
+        asset: "marts/x".into(),
+        policy: serde_json::json!({ "max_lag": "2h" }),
+        set_by: "tok1".into(),
+        set_at: at(1),
+    };
+    store.set_freshness_override(&o).await.unwrap();
+    let o2 = FreshnessOverride {
+        policy: serde_json::json!({ "max_lag": "3h" }),
+        ..o.clone()
+    };
+    store.set_freshness_override(&o2).await.unwrap();
+    assert_eq!(store.freshness_overrides().await.unwrap(), vec![o2]);
+    assert!(store.clear_freshness_override("marts/x").await.unwrap());
+    assert!(store.freshness_overrides().await.unwrap().is_empty());
+
+    let keys = |k: &[&str]| k.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        store
+            .add_dynamic_partitions("encounters", &keys(&["E1", "E2", "E3"]), at(0))
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        store
+            .add_dynamic_partitions("encounters", &keys(&["E2"]), at(0))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .remove_dynamic_partitions("encounters", &keys(&["E1"]), at(1))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .add_dynamic_partitions("encounters", &keys(&["E4", "E1"]), at(2))
+            .await
+            .unwrap(),
+        2
+    );
+    let listed = store.dynamic_partitions("encounters").await.unwrap();
+    let shape: Vec<(&str, i64, bool)> = listed
+        .iter()
+        .map(|p| (p.key.as_str(), p.position, p.removed))
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            ("E1", 0, false),
+            ("E2", 1, false),
+            ("E3", 2, false),
+            ("E4", 3, false)
+        ]
+    );
+}
+
+async fn tokens_are_hashed_and_revocable(store: &Store) {
+    let (token, secret) = store
+        .create_token("ci", "operator", true, at(0))
+        .await
+        .unwrap();
+    assert!(secret.starts_with("cairn_") && secret.len() > 60);
+    assert_eq!(
+        store.verify_token(&secret).await.unwrap().unwrap().id,
+        token.id
+    );
+    assert!(store.verify_token("cairn_wrong").await.unwrap().is_none());
+    assert!(store.revoke_token(&token.id, at(1)).await.unwrap());
+    assert!(store.verify_token(&secret).await.unwrap().is_none());
+    let listed = store.tokens().await.unwrap();
+    assert_eq!(listed[0].revoked_at, Some(at(1)));
+}
+
+async fn audit_log_is_append_only_and_survives_retention(store: &Store) {
+    for i in 0..3 {
+        store
+            .audit(&NewAudit {
+                at: at(i),
+                actor: "tok1".into(),
+                action: "backfill.launch".into(),
+                target: "staging/labs".into(),
+                details: serde_json::json!({ "i": i }),
+            })
+            .await
+            .unwrap();
+    }
+    store
+        .prune(
+            at(0) + chrono::Duration::days(10_000),
+            &RetentionPolicy {
+                run_log_days: 0,
+                event_days: 0,
+                superseded_materialization_days: 0,
+                finished_run_days: 0,
+            },
+        )
+        .await
+        .unwrap();
+    let log = store.audit_log(0, 100).await.unwrap();
+    assert_eq!(log.len(), 3);
+    assert_eq!(store.audit_log(log[0].id, 100).await.unwrap().len(), 2);
+}
+
+async fn retention_keeps_latest_materializations(store: &Store) {
+    store
+        .append(&[
+            materialization("a/b", "p1", "old", 0),
+            materialization("a/b", "p1", "new", 10),
+            materialization("a/b", "p2", "only", 20),
+            NewEvent::new(at(30), EventKind::RunStarted).asset("a/b", "p1"),
+        ])
+        .await
+        .unwrap();
+    store
+        .append_run_log("r", &[(at(0), "stdout", "x")])
+        .await
+        .unwrap();
+    let report = store
+        .prune(
+            at(0) + chrono::Duration::days(400),
+            &RetentionPolicy::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!((report.events, report.run_logs), (2, 1), "{report:?}");
+    let left: Vec<String> = store
+        .events_after(0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.materialization().unwrap().data_version)
+        .collect();
+    assert_eq!(left, ["new", "only"]);
+    assert_eq!(
+        store
+            .latest("a/b", "p1")
+            .await
+            .unwrap()
+            .unwrap()
+            .data_version,
+        "new"
+    );
+    // New events still get new ids after pruning.
+    let ids = store
+        .append(&[materialization("a/b", "p3", "x", 40)])
+        .await
+        .unwrap();
+    assert!(ids[0] > store.latest("a/b", "p2").await.unwrap().unwrap().event_id);
+}
+
+async fn lease_has_one_holder(store: &Store) {
+    let ttl = std::time::Duration::from_secs(30);
+    assert!(
+        store
+            .try_lease("reconciler", "a", at(0), ttl)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .try_lease("reconciler", "b", at(10), ttl)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .try_lease("reconciler", "a", at(20), ttl)
+            .await
+            .unwrap(),
+        "the holder renews"
+    );
+    assert!(
+        !store
+            .try_lease("reconciler", "b", at(49), ttl)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .try_lease("reconciler", "b", at(51), ttl)
+            .await
+            .unwrap(),
+        "an expired lease is taken over"
+    );
+}
+
+async fn migrations_are_all_applied(store: &Store) {
+    assert!(store.pending_migrations().await.unwrap().is_empty());
+}

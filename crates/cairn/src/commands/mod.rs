@@ -1,0 +1,38 @@
+//! One module per subcommand. Each `run` returns the process exit code; `Err` is for
+//! failures of Cairn itself (exit 2), not for problems it reports (exit 1).
+
+pub mod assets;
+pub mod backfill;
+pub mod graph;
+pub mod migrate;
+pub mod reconcile;
+pub mod schema;
+pub mod status;
+pub mod validate;
+
+use std::path::Path;
+
+use cairn_model::AssetGraph;
+use cairn_model::loader::{Diagnostics, load_dir};
+
+/// Loads the graph, or prints every problem to stderr and says so.
+pub fn load_or_report(dir: &Path) -> Result<AssetGraph, anyhow::Error> {
+    load_dir(dir).map_err(|Diagnostics(diagnostics)| {
+        for d in &diagnostics {
+            eprintln!("{d}");
+        }
+        anyhow::anyhow!(
+            "{} problem(s) in {}; run `cairn validate {}` after fixing them",
+            diagnostics.len(),
+            dir.display(),
+            dir.display()
+        )
+    })
+}
+
+/// A runtime for the commands that talk to the store.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}

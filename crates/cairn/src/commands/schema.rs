@@ -1,0 +1,20 @@
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[arg(value_enum)]
+    which: Which,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Which {
+    /// The JSON Schema of asset definition files (schemas/asset.schema.json).
+    Asset,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    match args.which {
+        Which::Asset => print!("{}", cairn_model::schema::asset_file_schema_json()),
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,99 @@
+//! The `cairn` command line.
+
+mod commands;
+mod engine;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cairn",
+    version,
+    about = "A software-defined-asset orchestrator with a lineage catalog"
+)]
+struct Cli {
+    /// The directory of asset definitions.
+    #[arg(long, global = true, env = "CAIRN_ASSETS", default_value = "assets")]
+    assets: PathBuf,
+    /// The store: `sqlite:PATH` or `postgres://...` (default: .cairn/cairn.db beside the assets directory).
+    #[arg(long, global = true, env = "CAIRN_STORE")]
+    store: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check the asset definitions and report every problem (exit 1 when there are any).
+    Validate(commands::validate::Args),
+    /// List the assets: key, group, partitions, freshness, automation, classification.
+    Assets(commands::assets::Args),
+    /// Print the lineage graph as Graphviz dot or JSON.
+    Graph(commands::graph::Args),
+    /// Print a JSON Schema or other published contract.
+    Schema(commands::schema::Args),
+    /// Apply the store's pending migrations (or, with --check, list them).
+    Migrate(commands::migrate::Args),
+    /// Freshness and partition staleness per asset; `--partition P --why` explains one.
+    Status(commands::status::Args),
+    /// Plan and enqueue the runs that automation and backfills call for.
+    Reconcile(commands::reconcile::Args),
+    /// Request a backfill of a selection over a partition range.
+    Backfill(commands::backfill::Args),
+}
+
+/// The store URL: the flag or variable, else `.cairn/cairn.db` beside the assets directory.
+fn store_url(assets: &std::path::Path, store: Option<&str>) -> String {
+    match store {
+        Some(url) => url.to_owned(),
+        None => format!(
+            "sqlite:{}",
+            cairn_store::default_sqlite_path(assets).display()
+        ),
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Validate(args) => commands::validate::run(&cli.assets, args),
+        Command::Assets(args) => commands::assets::run(&cli.assets, args),
+        Command::Graph(args) => commands::graph::run(&cli.assets, args),
+        Command::Schema(args) => commands::schema::run(args),
+        Command::Migrate(args) => {
+            commands::migrate::run(&store_url(&cli.assets, cli.store.as_deref()), args)
+        }
+        Command::Status(args) => commands::status::run(
+            &cli.assets,
+            &store_url(&cli.assets, cli.store.as_deref()),
+            args,
+        ),
+        Command::Reconcile(args) => commands::reconcile::run(
+            &cli.assets,
+            &store_url(&cli.assets, cli.store.as_deref()),
+            args,
+        ),
+        Command::Backfill(args) => commands::backfill::run(
+            &cli.assets,
+            &store_url(&cli.assets, cli.store.as_deref()),
+            args,
+        ),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
