@@ -328,6 +328,17 @@ macro_rules! store_admin {
                 .await?;
                 Ok(done.rows_affected() == 1)
             }
+
+            /// Gives up the lease `name` if `holder` has it, so a successor need not wait
+            /// for it to lapse.
+            pub async fn release_lease(&self, name: &str, holder: &str) -> $crate::Result<()> {
+                sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
+                    .bind(name)
+                    .bind(holder)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
         }
     };
 }

@@ -99,6 +99,7 @@ delegate! {
     fn get_meta(&self, key: &str) -> Result<Option<String>>;
     fn set_meta(&self, key: &str, value: &str) -> Result<()>;
     fn try_lease(&self, name: &str, holder: &str, now: chrono::DateTime<chrono::Utc>, ttl: std::time::Duration) -> Result<bool>;
+    fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
 }
 
 impl Store {

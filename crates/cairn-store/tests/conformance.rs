@@ -752,6 +752,22 @@ async fn lease_has_one_holder(store: &Store) {
             .unwrap(),
         "an expired lease is taken over"
     );
+    store.release_lease("reconciler", "a").await.unwrap();
+    assert!(
+        !store
+            .try_lease("reconciler", "c", at(52), ttl)
+            .await
+            .unwrap(),
+        "a former holder cannot release another's lease"
+    );
+    store.release_lease("reconciler", "b").await.unwrap();
+    assert!(
+        store
+            .try_lease("reconciler", "c", at(53), ttl)
+            .await
+            .unwrap(),
+        "a released lease is free at once"
+    );
 }
 
 async fn migrations_are_all_applied(store: &Store) {

@@ -42,7 +42,7 @@ fn main() {
     let started = Instant::now();
     let reconciled = cairn(&["reconcile", "--once"], dir.path());
     let reconcile = started.elapsed();
-    println!("{}{}", created.lines().next().unwrap_or(""), "");
+    println!("{}", created.lines().next().unwrap_or(""));
     println!(
         "backfill request: {:.0} ms; plan and enqueue (one `cairn reconcile --once`, process start to exit): {:.2} s -> {}",
         backfill.as_secs_f64() * 1e3,

@@ -62,6 +62,7 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
                 _ = tokio::signal::ctrl_c() => break,
             }
         }
+        store.release_lease("reconciler", &holder).await?;
         store.close().await;
         Ok(ExitCode::SUCCESS)
     })
