@@ -40,7 +40,7 @@ fn day(offset: i64) -> String {
 async fn complete_queued(store: &cairn_store::Store, code_versions: &serde_json::Value) -> usize {
     let mut done = 0;
     let now = chrono::Utc::now();
-    while let Some(run) = store.claim_run("test-worker", now).await.unwrap() {
+    while let Some(run) = store.claim_run("test-worker", now, true).await.unwrap() {
         let t = |to, events| RunTransition {
             run_id: run.id.clone(),
             to,

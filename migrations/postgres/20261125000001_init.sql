@@ -88,7 +88,9 @@ CREATE TABLE runs (
     started_at    BIGINT,
     heartbeat_at  BIGINT,
     finished_at   BIGINT,
-    error         TEXT
+    error         TEXT,
+    -- PHI (effective phi or limited): only PHI-capable executors claim it.
+    phi           BOOLEAN NOT NULL DEFAULT FALSE
 );
 CREATE INDEX runs_by_status ON runs (status, not_before, created_at);
 CREATE INDEX runs_by_asset ON runs (asset, partition, created_at);

@@ -88,7 +88,9 @@ CREATE TABLE runs (
     started_at    INTEGER,
     heartbeat_at  INTEGER,
     finished_at   INTEGER,
-    error         TEXT
+    error         TEXT,
+    -- PHI (effective phi or limited): only PHI-capable executors claim it.
+    phi           INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX runs_by_status ON runs (status, not_before, created_at);
 CREATE INDEX runs_by_asset ON runs (asset, partition, created_at);

@@ -217,7 +217,7 @@ async fn bench_growth(days: i64) {
                     events,
                 };
                 store
-                    .claim_run("bench", base + Duration::seconds(1))
+                    .claim_run("bench", base + Duration::seconds(1), true)
                     .await
                     .unwrap();
                 store

@@ -68,13 +68,13 @@ impl Dialect {
         match self {
             Dialect::Sqlite => {
                 "UPDATE runs SET status = 'claimed', claimed_by = $1, heartbeat_at = $2 \
-                 WHERE id = (SELECT id FROM runs WHERE status = 'queued' AND not_before <= $2 \
+                 WHERE id = (SELECT id FROM runs WHERE status = 'queued' AND not_before <= $2 AND ($3 OR NOT phi) \
                              ORDER BY not_before, created_at, id LIMIT 1) \
                  AND status = 'queued' RETURNING id"
             }
             Dialect::Postgres => {
                 "UPDATE runs SET status = 'claimed', claimed_by = $1, heartbeat_at = $2 \
-                 WHERE id = (SELECT id FROM runs WHERE status = 'queued' AND not_before <= $2 \
+                 WHERE id = (SELECT id FROM runs WHERE status = 'queued' AND not_before <= $2 AND ($3 OR NOT phi) \
                              ORDER BY not_before, created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) \
                  RETURNING id"
             }
@@ -453,6 +453,12 @@ macro_rules! store_backend {
                 Ok(())
             }
 
+            /// The newest event id (0 for an empty log).
+            pub async fn last_event_id(&self) -> $crate::Result<$crate::EventId> {
+                let (id,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(id), 0) FROM events").fetch_one(&self.pool).await?;
+                Ok(id)
+            }
+
             /// Events with id greater than `after`, oldest first (the reconciler's tail).
             pub async fn events_after(&self, after: $crate::EventId, limit: u32) -> $crate::Result<Vec<$crate::Event>> {
                 self.events(&$crate::EventFilter { after_id: Some(after), limit, ..Default::default() }).await
@@ -499,7 +505,7 @@ macro_rules! store_backend {
                 let mut tx = self.begin_write().await?;
                 for chunk in runs.chunks(500) {
                     let mut q = sqlx::QueryBuilder::<$Db>::new(
-                        "INSERT INTO runs (id, asset, partition, range_start, range_end, status, attempt, pool, backfill_id, reasons, created_at, not_before) ",
+                        "INSERT INTO runs (id, asset, partition, range_start, range_end, status, attempt, pool, backfill_id, reasons, created_at, not_before, phi) ",
                     );
                     q.push_values(chunk, |mut b, r| {
                         b.push_bind(r.id.as_str())
@@ -513,7 +519,8 @@ macro_rules! store_backend {
                             .push_bind(r.backfill_id.as_deref())
                             .push_bind(r.reasons.to_string())
                             .push_bind($crate::types::to_micros(at))
-                            .push_bind($crate::types::to_micros(r.not_before));
+                            .push_bind($crate::types::to_micros(r.not_before))
+                            .push_bind(r.phi);
                     });
                     q.build().execute(&mut *tx).await?;
                 }
@@ -533,11 +540,14 @@ macro_rules! store_backend {
             }
 
             /// Claims the oldest queued run whose `not_before` has passed, for `worker`.
-            pub async fn claim_run(&self, worker: &str, now: chrono::DateTime<chrono::Utc>) -> $crate::Result<Option<$crate::Run>> {
+            /// Claims the next due queued run; an executor that is not PHI-capable never
+            /// claims a PHI run.
+            pub async fn claim_run(&self, worker: &str, now: chrono::DateTime<chrono::Utc>, phi_capable: bool) -> $crate::Result<Option<$crate::Run>> {
                 let mut tx = self.begin_write().await?;
                 let claimed: Option<(String,)> = sqlx::query_as(Self::DIALECT.claim_run())
                     .bind(worker)
                     .bind($crate::types::to_micros(now))
+                    .bind(phi_capable)
                     .fetch_optional(&mut *tx)
                     .await?;
                 let run = match claimed {

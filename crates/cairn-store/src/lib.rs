@@ -70,7 +70,8 @@ delegate! {
     fn events_after(&self, after: EventId, limit: u32) -> Result<Vec<Event>>;
     fn events(&self, filter: &EventFilter) -> Result<Vec<Event>>;
     fn enqueue(&self, runs: &[NewRun], at: chrono::DateTime<chrono::Utc>) -> Result<()>;
-    fn claim_run(&self, worker: &str, now: chrono::DateTime<chrono::Utc>) -> Result<Option<Run>>;
+    fn claim_run(&self, worker: &str, now: chrono::DateTime<chrono::Utc>, phi_capable: bool) -> Result<Option<Run>>;
+    fn last_event_id(&self) -> Result<EventId>;
     fn get_run(&self, id: &str) -> Result<Run>;
     fn runs(&self, statuses: &[RunStatus], limit: u32) -> Result<Vec<Run>>;
     fn transition(&self, t: &RunTransition) -> Result<Run>;

@@ -315,6 +315,8 @@ pub struct NewRun {
     pub reasons: serde_json::Value,
     /// Not to be started before this (retry backoff).
     pub not_before: DateTime<Utc>,
+    /// The asset is PHI (effective `phi` or `limited`): only PHI-capable executors claim it.
+    pub phi: bool,
 }
 
 impl NewRun {
@@ -329,6 +331,7 @@ impl NewRun {
             backfill_id: None,
             reasons: serde_json::json!([]),
             not_before: now,
+            phi: false,
         }
     }
 }

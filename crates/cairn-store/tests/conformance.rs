@@ -50,7 +50,25 @@ conformance!(
     migrations_are_all_applied,
     control_characters_are_refused_whole,
     identical_data_keeps_its_change_point,
+    phi_runs_wait_for_a_phi_capable_executor,
 );
+
+async fn phi_runs_wait_for_a_phi_capable_executor(store: &Store) {
+    let mut phi = NewRun::new("staging/patients", None, at(0));
+    phi.phi = true;
+    let public = NewRun::new("ops/staffing", None, at(1));
+    let (phi_id, public_id) = (phi.id.clone(), public.id.clone());
+    store.enqueue(&[phi, public], at(1)).await.unwrap();
+    let first = store.claim_run("plain", at(2), false).await.unwrap().unwrap();
+    assert_eq!(first.id, public_id, "the older PHI run is skipped, not blocking");
+    assert!(
+        store.claim_run("plain", at(2), false).await.unwrap().is_none(),
+        "an executor that is not PHI-capable never claims a PHI run"
+    );
+    let second = store.claim_run("phi", at(2), true).await.unwrap().unwrap();
+    assert_eq!(second.id, phi_id);
+    assert_eq!(store.last_event_id().await.unwrap(), 2, "two queued events");
+}
 
 async fn control_characters_are_refused_whole(store: &Store) {
     let err = store
@@ -315,7 +333,7 @@ async fn run_lifecycle_commits_materialization_with_success(store: &Store) {
     let id = run.id.clone();
     store.enqueue(&[run], at(0)).await.unwrap();
     assert_eq!(store.get_run(&id).await.unwrap().status, RunStatus::Queued);
-    let claimed = store.claim_run("worker-a", at(1)).await.unwrap().unwrap();
+    let claimed = store.claim_run("worker-a", at(1), true).await.unwrap().unwrap();
     assert_eq!(
         (
             claimed.id.as_str(),
@@ -325,7 +343,7 @@ async fn run_lifecycle_commits_materialization_with_success(store: &Store) {
         (id.as_str(), RunStatus::Claimed, Some("worker-a"))
     );
     assert!(
-        store.claim_run("worker-b", at(1)).await.unwrap().is_none(),
+        store.claim_run("worker-b", at(1), true).await.unwrap().is_none(),
         "a claimed run is not claimed twice"
     );
     let t = |to, s, events| RunTransition {
@@ -407,8 +425,8 @@ async fn run_lifecycle_commits_materialization_with_success(store: &Store) {
     let mut later = NewRun::new("staging/labs", Some("2025-01-02"), at(0));
     later.not_before = at(100);
     store.enqueue(&[later], at(0)).await.unwrap();
-    assert!(store.claim_run("w", at(99)).await.unwrap().is_none());
-    assert!(store.claim_run("w", at(100)).await.unwrap().is_some());
+    assert!(store.claim_run("w", at(99), true).await.unwrap().is_none());
+    assert!(store.claim_run("w", at(100), true).await.unwrap().is_some());
 }
 
 async fn illegal_transitions_change_nothing(store: &Store) {
@@ -451,7 +469,7 @@ async fn concurrent_claims_never_share_a_run(store: &Store) {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::new();
-            while let Some(run) = store.claim_run(&format!("w{w}"), at(1)).await.unwrap() {
+            while let Some(run) = store.claim_run(&format!("w{w}"), at(1), true).await.unwrap() {
                 mine.push(run.id);
             }
             mine

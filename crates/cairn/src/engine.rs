@@ -445,6 +445,7 @@ impl Engine {
                 }
                 run.attempt = r.attempt;
                 run.pool = asset.pool.clone();
+                run.phi = asset.classification.effective.is_protected();
                 if let cairn_reconcile::Trigger::Backfill { backfill_id } = &r.trigger {
                     run.backfill_id = Some(backfill_id.clone());
                 }

@@ -1,0 +1,691 @@
+//! The launcher: claims queued runs and executes them, at most `max_concurrent` at once
+//! and at most each pool's `max_concurrent` per pool, until shut down.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cairn_model::partitions::{DynamicKeys, PartitionEnv, PartitionsDef};
+use cairn_model::{AssetGraph, AssetId};
+use cairn_store::{
+    Materialization, NewEvent, Run, RunStatus, RunTransition, Store,
+};
+use chrono::Utc;
+use sha2::{Digest as _, Sha256};
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::environment::{self, EnvRequest, RunTarget, Secrets};
+use crate::output::OutputReport;
+use crate::process;
+
+#[derive(Debug, Clone)]
+pub struct LauncherConfig {
+    /// Recorded as `claimed_by`; see [`crate::worker_id`].
+    pub worker_id: String,
+    /// Where definitions live: commands' default working directory.
+    pub assets_dir: PathBuf,
+    /// Whether this executor may run PHI (and limited) assets.
+    pub phi_capable: bool,
+    pub max_concurrent: usize,
+    /// How often a running run's liveness is recorded (and cancellation noticed).
+    pub heartbeat: Duration,
+    /// How often to look for queued runs when nothing wakes the launcher.
+    pub poll: Duration,
+    /// Between SIGTERM and SIGKILL when a run is stopped.
+    pub kill_grace: Duration,
+    /// A run's log keeps at most this many bytes of output; the rest is counted.
+    pub log_cap_bytes: usize,
+    pub secrets: Secrets,
+}
+
+impl LauncherConfig {
+    pub fn new(worker_id: String, assets_dir: PathBuf) -> Self {
+        Self {
+            worker_id,
+            assets_dir,
+            phi_capable: true,
+            max_concurrent: 4,
+            heartbeat: Duration::from_secs(5),
+            poll: Duration::from_millis(500),
+            kill_grace: Duration::from_secs(10),
+            log_cap_bytes: 8 << 20,
+            secrets: Secrets::default(),
+        }
+    }
+}
+
+/// Executes queued runs. The definitions can be swapped while it runs (a reload).
+pub struct Launcher {
+    store: Store,
+    config: Arc<LauncherConfig>,
+    graph: watch::Receiver<Arc<AssetGraph>>,
+    /// Poked by whoever enqueues, so a run starts without waiting for the poll.
+    wake: Arc<Notify>,
+    pools: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl Launcher {
+    pub fn new(
+        store: Store,
+        config: LauncherConfig,
+        graph: watch::Receiver<Arc<AssetGraph>>,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Self {
+            store,
+            config: Arc::new(config),
+            graph,
+            wake,
+            pools: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Claims and executes runs until `shutdown`; then stops claiming, gives running
+    /// commands `drain` to finish, kills what is left and marks those runs failed.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken, drain: Duration) {
+        let slots = Arc::new(Semaphore::new(self.config.max_concurrent.max(1)));
+        let kill = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        loop {
+            while tasks.try_join_next().is_some() {}
+            let permit = tokio::select! {
+                p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+                _ = shutdown.cancelled() => break,
+            };
+            match self
+                .store
+                .claim_run(&self.config.worker_id, Utc::now(), self.config.phi_capable)
+                .await
+            {
+                Ok(Some(run)) => {
+                    let me = self.clone();
+                    let kill = kill.clone();
+                    tasks.spawn(async move {
+                        me.execute(run, kill).await;
+                        drop(permit);
+                    });
+                }
+                Ok(None) => {
+                    drop(permit);
+                    tokio::select! {
+                        _ = self.wake.notified() => {}
+                        _ = tokio::time::sleep(self.config.poll) => {}
+                        _ = shutdown.cancelled() => break,
+                    }
+                }
+                Err(e) => {
+                    drop(permit);
+                    tracing::warn!(error = %e, "claiming a run failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(self.config.poll * 4) => {}
+                        _ = shutdown.cancelled() => break,
+                    }
+                }
+            }
+        }
+        if !tasks.is_empty() {
+            tracing::info!(running = tasks.len(), ?drain, "waiting for running commands");
+            let _ = tokio::time::timeout(drain, async {
+                while tasks.join_next().await.is_some() {}
+            })
+            .await;
+            kill.cancel();
+            while tasks.join_next().await.is_some() {}
+        }
+    }
+
+    fn pool_slots(&self, graph: &AssetGraph, pool: &str) -> Option<Arc<Semaphore>> {
+        let limit = graph.pools().get(pool)?.max_concurrent as usize;
+        let mut pools = self.pools.lock().expect("the pool map is never poisoned");
+        Some(
+            pools
+                .entry(pool.to_owned())
+                .or_insert_with(|| Arc::new(Semaphore::new(limit.max(1))))
+                .clone(),
+        )
+    }
+
+    /// Executes one claimed run to a terminal state (or leaves it to whoever canceled it).
+    pub async fn execute(&self, run: Run, kill: CancellationToken) {
+        let graph = self.graph.borrow().clone();
+        let mut exec = Execution {
+            store: &self.store,
+            config: &self.config,
+            run: &run,
+            log: Vec::new(),
+        };
+        let Some(id) = graph.id_of(&run.asset) else {
+            exec.fail(format!("asset {} is no longer defined", run.asset), vec![])
+                .await;
+            return;
+        };
+        let asset = graph.asset(id);
+        if let Some(reason) = self.refusal(&graph, id) {
+            exec.fail(reason, vec![]).await;
+            return;
+        }
+        let dynamic = match load_dynamic(&self.store, &graph, id).await {
+            Ok(d) => d,
+            Err(e) => {
+                exec.fail(format!("reading dynamic partitions: {e}"), vec![])
+                    .await;
+                return;
+            }
+        };
+        let env = PartitionEnv {
+            now: Utc::now(),
+            dynamic: &dynamic,
+        };
+        let range = run.range.as_ref().map(|(a, b)| (a.as_str(), b.as_str()));
+        let target = match RunTarget::resolve(&graph, id, run.partition.as_deref(), range, env) {
+            Ok(t) => t,
+            Err(e) => {
+                exec.fail(e, vec![]).await;
+                return;
+            }
+        };
+        let output = match tempfile::Builder::new()
+            .prefix("cairn-output-")
+            .suffix(".jsonl")
+            .tempfile()
+        {
+            Ok(f) => f,
+            Err(e) => {
+                exec.fail(format!("creating the output file: {e}"), vec![])
+                    .await;
+                return;
+            }
+        };
+        let run_env = match environment::build(&EnvRequest {
+            graph: &graph,
+            target: &target,
+            env,
+            assets_dir: &self.config.assets_dir,
+            run_id: &run.id,
+            attempt: run.attempt,
+            output_path: output.path(),
+            secrets: &self.config.secrets,
+        }) {
+            Ok(e) => e,
+            Err(e) => {
+                exec.fail(e.to_string(), vec![]).await;
+                return;
+            }
+        };
+        let _pool_permit = match asset
+            .pool
+            .as_deref()
+            .and_then(|p| self.pool_slots(&graph, p))
+        {
+            Some(s) => Some(s.acquire_owned().await.expect("never closed")),
+            None => None,
+        };
+        // Inputs are read from here on: anything newer makes this materialization stale.
+        let inputs_as_of = match self.store.last_event_id().await {
+            Ok(id) => id,
+            Err(e) => {
+                exec.fail(format!("reading the log position: {e}"), vec![])
+                    .await;
+                return;
+            }
+        };
+        let command = asset.compute.as_ref().expect("checked by environment::build");
+        let mut child = match process::spawn(&command.program, &run_env) {
+            Ok(c) => c,
+            Err(e) => {
+                exec.fail(e, vec![]).await;
+                return;
+            }
+        };
+        let pid = child.id().unwrap_or(0);
+        let started = self
+            .store
+            .transition(&RunTransition {
+                run_id: run.id.clone(),
+                to: RunStatus::Running,
+                at: Utc::now(),
+                pid: Some(i64::from(pid)),
+                error: None,
+                events: vec![],
+            })
+            .await;
+        if let Err(e) = started {
+            // Canceled (or recovered by someone else) between claim and start.
+            process::terminate(&mut child, pid, Duration::ZERO).await;
+            tracing::info!(run = %run.id, error = %e, "run not started");
+            return;
+        }
+        let pump = LogPump::start(
+            &mut child,
+            self.store.clone(),
+            run.id.clone(),
+            run_env.secret_values.clone(),
+            self.config.log_cap_bytes,
+        );
+        let ending = self
+            .supervise(&mut child, pid, &run, command.timeout, &kill)
+            .await;
+        // Whatever the leader did, nothing it started outlives the run.
+        process::signal_group(pid, nix::sys::signal::Signal::SIGKILL);
+        pump.finish().await;
+        let report = OutputReport::parse(&std::fs::read_to_string(output.path()).unwrap_or_default());
+        for (level, message) in &report.logs {
+            exec.note(format!("[{}] {message}", level.as_str()));
+        }
+        for problem in &report.problems {
+            exec.note(format!("output file: ignored {problem}"));
+        }
+        match ending {
+            Ending::Exited(status) if status.success() => {
+                exec.succeed(&graph, id, &target, &report, inputs_as_of, env, &self.config.assets_dir)
+                    .await
+            }
+            Ending::Exited(status) => {
+                exec.fail(process::describe_exit(status), vec![]).await
+            }
+            Ending::TimedOut(after) => {
+                exec.fail(
+                    format!(
+                        "timed out after {}; its process group was killed",
+                        cairn_model::policy::format_duration(after)
+                    ),
+                    vec![],
+                )
+                .await
+            }
+            Ending::Interrupted => {
+                exec.fail(
+                    "interrupted: Cairn shut down; its process group was killed".into(),
+                    vec![],
+                )
+                .await
+            }
+            Ending::Canceled => {
+                exec.note("canceled; its process group was killed".into());
+                exec.flush().await;
+            }
+        }
+    }
+
+    /// Why this executor must not run the asset, if it must not.
+    fn refusal(&self, graph: &AssetGraph, id: AssetId) -> Option<String> {
+        let asset = graph.asset(id);
+        let class = asset.classification.effective;
+        if !class.is_protected() {
+            return None;
+        }
+        if !self.config.phi_capable {
+            return Some(format!(
+                "refused: {} is {} and executor {} is not PHI-capable",
+                asset.key,
+                class.as_str(),
+                self.config.worker_id
+            ));
+        }
+        let pool = asset.pool.as_deref()?;
+        match graph.pools().get(pool) {
+            Some(p) if !p.phi_capable => Some(format!(
+                "refused: {} is {} and its pool {pool} is not PHI-capable",
+                asset.key,
+                class.as_str()
+            )),
+            _ => None,
+        }
+    }
+
+    async fn supervise(
+        &self,
+        child: &mut tokio::process::Child,
+        pid: u32,
+        run: &Run,
+        timeout: Option<Duration>,
+        kill: &CancellationToken,
+    ) -> Ending {
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        let mut heartbeat = tokio::time::interval(self.config.heartbeat);
+        heartbeat.tick().await;
+        loop {
+            tokio::select! {
+                status = child.wait() => {
+                    return match status {
+                        Ok(s) => Ending::Exited(s),
+                        Err(_) => Ending::Interrupted,
+                    };
+                }
+                _ = sleep_until(deadline) => {
+                    process::terminate(child, pid, self.config.kill_grace).await;
+                    return Ending::TimedOut(timeout.unwrap_or_default());
+                }
+                _ = heartbeat.tick() => {
+                    // false: the run is no longer ours to run (canceled, or recovered).
+                    if let Ok(false) = self.store.heartbeat(&run.id, Utc::now()).await {
+                        process::terminate(child, pid, self.config.kill_grace).await;
+                        return Ending::Canceled;
+                    }
+                }
+                _ = kill.cancelled() => {
+                    process::terminate(child, pid, self.config.kill_grace).await;
+                    return Ending::Interrupted;
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+enum Ending {
+    Exited(std::process::ExitStatus),
+    TimedOut(Duration),
+    Canceled,
+    Interrupted,
+}
+
+/// Dynamic partition keys for the definitions the asset and its upstreams use.
+async fn load_dynamic(
+    store: &Store,
+    graph: &AssetGraph,
+    id: AssetId,
+) -> Result<DynamicKeys, cairn_store::Error> {
+    let mut keys = DynamicKeys::new();
+    let asset = graph.asset(id);
+    let ids = std::iter::once(id).chain(asset.deps.iter().map(|d| d.upstream));
+    for used in ids {
+        let Some(p) = &graph.asset(used).partitions else {
+            continue;
+        };
+        let defs: Vec<&str> = match &*p.def {
+            PartitionsDef::Dynamic(_) => vec![p.name.as_str()],
+            _ => continue,
+        };
+        for name in defs {
+            for row in store.dynamic_partitions(name).await? {
+                keys.add(name, &row.key);
+                if row.removed {
+                    keys.remove(name, &row.key);
+                }
+            }
+        }
+    }
+    Ok(keys)
+}
+
+/// A run being finished: Cairn's own log lines, then the terminal transition.
+struct Execution<'a> {
+    store: &'a Store,
+    config: &'a LauncherConfig,
+    run: &'a Run,
+    log: Vec<String>,
+}
+
+impl Execution<'_> {
+    fn note(&mut self, line: String) {
+        self.log.push(line);
+    }
+
+    async fn flush(&mut self) {
+        let at = Utc::now();
+        let lines: Vec<_> = self.log.iter().map(|l| (at, "cairn", l.as_str())).collect();
+        if let Err(e) = self.store.append_run_log(&self.run.id, &lines).await {
+            tracing::warn!(run = %self.run.id, error = %e, "writing the run's log failed");
+        }
+        self.log.clear();
+    }
+
+    async fn fail(&mut self, error: String, events: Vec<NewEvent>) {
+        tracing::warn!(run = %self.run.id, asset = %self.run.asset, %error, "run failed");
+        self.note(format!("run failed: {error}"));
+        self.flush().await;
+        self.finish(RunStatus::Failed, Some(error), events).await;
+    }
+
+    async fn finish(&mut self, to: RunStatus, error: Option<String>, events: Vec<NewEvent>) {
+        let t = RunTransition {
+            run_id: self.run.id.clone(),
+            to,
+            at: Utc::now(),
+            pid: None,
+            error,
+            events,
+        };
+        if let Err(e) = self.store.transition(&t).await {
+            // Already canceled or recovered elsewhere: that outcome stands.
+            tracing::warn!(run = %self.run.id, error = %e, worker = %self.config.worker_id, "could not record the run's end");
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn succeed(
+        &mut self,
+        graph: &AssetGraph,
+        id: AssetId,
+        target: &RunTarget,
+        report: &OutputReport,
+        inputs_as_of: i64,
+        env: PartitionEnv<'_>,
+        assets_dir: &Path,
+    ) {
+        let asset = graph.asset(id);
+        let failed = report.blocking_failures();
+        if !failed.is_empty() {
+            self.fail(format!("asset check(s) failed: {}", failed.join(", ")), vec![])
+                .await;
+            return;
+        }
+        // Without a reported version: the declared outputs' sha256, else the run id.
+        let outputs_version = if asset.outputs.is_empty() {
+            None
+        } else {
+            match hash_outputs(assets_dir, &asset.outputs) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    self.fail(e, vec![]).await;
+                    return;
+                }
+            }
+        };
+        let provenance = provenance(graph, id, target, env);
+        let provenance_hash = hex::encode(Sha256::digest(provenance.to_string().as_bytes()));
+        let at = Utc::now();
+        let mut events = Vec::with_capacity(target.keys.len());
+        for key in &target.keys {
+            let data_version = report
+                .data_version_of(key)
+                .map(str::to_owned)
+                .or_else(|| outputs_version.clone())
+                .unwrap_or_else(|| self.run.id.clone());
+            let mut metadata = report.metadata_of(key);
+            if !report.checks.is_empty() {
+                metadata.insert(
+                    "checks".into(),
+                    serde_json::to_value(&report.checks).unwrap_or_default(),
+                );
+            }
+            let m = Materialization {
+                data_version,
+                code_version: asset.code_version.clone(),
+                provenance_hash: provenance_hash.clone(),
+                inputs_as_of,
+                provenance: provenance.clone(),
+                metadata: serde_json::Value::Object(metadata),
+            };
+            events.push(NewEvent::materialization(at, asset.key.as_str(), key, &m).run(&self.run.id));
+        }
+        self.note(format!(
+            "succeeded: {} partition(s) materialized",
+            target.keys.len()
+        ));
+        self.flush().await;
+        self.finish(RunStatus::Succeeded, None, events).await;
+    }
+}
+
+/// What the run read: per dependency, the upstream partitions (as key ranges).
+fn provenance(
+    graph: &AssetGraph,
+    id: AssetId,
+    target: &RunTarget,
+    env: PartitionEnv<'_>,
+) -> serde_json::Value {
+    let deps: Vec<serde_json::Value> = graph
+        .asset(id)
+        .deps
+        .iter()
+        .map(|dep| {
+            let up = graph.asset(dep.upstream);
+            let ranges: Vec<[String; 2]> = match &up.partitions {
+                None => vec![],
+                Some(p) => dep
+                    .mapping
+                    .upstream_of_set(&target.partitions, env)
+                    .ranges()
+                    .iter()
+                    .map(|r| {
+                        [
+                            p.def.key_of(r.start, env).unwrap_or_default(),
+                            p.def.key_of(r.end - 1, env).unwrap_or_default(),
+                        ]
+                    })
+                    .collect(),
+            };
+            serde_json::json!({ "asset": up.key.as_str(), "partitions": ranges })
+        })
+        .collect();
+    serde_json::json!({ "inputs": deps })
+}
+
+/// sha256 over the declared outputs' names and contents; a missing output is an error.
+fn hash_outputs(assets_dir: &Path, outputs: &[String]) -> Result<String, String> {
+    let mut all = Sha256::new();
+    for o in outputs {
+        let path = assets_dir.join(o);
+        let bytes = std::fs::read(&path)
+            .map_err(|e| format!("declared output {o} was not written ({e})"))?;
+        all.update(o.as_bytes());
+        all.update([0]);
+        all.update(Sha256::digest(&bytes));
+    }
+    Ok(hex::encode(all.finalize()))
+}
+
+/// Streams a child's stdout and stderr into the run's log, in batches, masking secrets
+/// and keeping at most `cap` bytes.
+struct LogPump {
+    writer: tokio::task::JoinHandle<()>,
+}
+
+impl LogPump {
+    fn start(
+        child: &mut tokio::process::Child,
+        store: Store,
+        run_id: String,
+        secrets: Vec<String>,
+        cap: usize,
+    ) -> Self {
+        let (tx, mut rx) = mpsc::channel::<(&'static str, String)>(1024);
+        if let Some(out) = child.stdout.take() {
+            tokio::spawn(read_lines(out, "stdout", tx.clone()));
+        }
+        if let Some(err) = child.stderr.take() {
+            tokio::spawn(read_lines(err, "stderr", tx.clone()));
+        }
+        drop(tx);
+        let writer = tokio::spawn(async move {
+            let mut kept = 0usize;
+            let (mut dropped_lines, mut dropped_bytes) = (0u64, 0u64);
+            let mut batch: Vec<(chrono::DateTime<Utc>, &'static str, String)> = Vec::new();
+            let mut flush_at = tokio::time::interval(Duration::from_millis(250));
+            loop {
+                let closed = tokio::select! {
+                    line = rx.recv() => match line {
+                        Some((stream, line)) => {
+                            if kept + line.len() > cap {
+                                dropped_lines += 1;
+                                dropped_bytes += line.len() as u64;
+                            } else {
+                                kept += line.len();
+                                batch.push((Utc::now(), stream, environment::mask(&line, &secrets)));
+                            }
+                            if batch.len() < 500 {
+                                continue;
+                            }
+                            false
+                        }
+                        None => true,
+                    },
+                    _ = flush_at.tick() => false,
+                };
+                if closed && dropped_lines > 0 {
+                    batch.push((
+                        Utc::now(),
+                        "cairn",
+                        format!("log truncated at {cap} bytes: {dropped_lines} more line(s), {dropped_bytes} bytes, dropped"),
+                    ));
+                }
+                if !batch.is_empty() {
+                    let lines: Vec<_> = batch.iter().map(|(at, s, l)| (*at, *s, l.as_str())).collect();
+                    if let Err(e) = store.append_run_log(&run_id, &lines).await {
+                        tracing::warn!(run = %run_id, error = %e, "writing the run's log failed");
+                    }
+                    batch.clear();
+                }
+                if closed {
+                    break;
+                }
+            }
+        });
+        Self { writer }
+    }
+
+    async fn finish(self) {
+        let _ = self.writer.await;
+    }
+}
+
+/// Longer lines are split, so a command printing without newlines cannot exhaust memory.
+const MAX_LINE: usize = 64 << 10;
+
+async fn read_lines(
+    pipe: impl tokio::io::AsyncRead + Unpin,
+    stream: &'static str,
+    tx: mpsc::Sender<(&'static str, String)>,
+) {
+    let mut reader = BufReader::new(pipe);
+    let mut line = Vec::new();
+    loop {
+        let chunk = match reader.fill_buf().await {
+            Ok([]) | Err(_) => break,
+            Ok(chunk) => chunk,
+        };
+        let (used, complete) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        // `line` is emitted as soon as it is full, so there is always room here.
+        let take = used.min(MAX_LINE - line.len());
+        line.extend_from_slice(&chunk[..take]);
+        reader.consume(take);
+        if (complete && take == used) || line.len() >= MAX_LINE {
+            let text = String::from_utf8_lossy(&line)
+                .trim_end_matches(['\n', '\r'])
+                .to_owned();
+            line.clear();
+            if tx.send((stream, text)).await.is_err() {
+                return;
+            }
+        }
+    }
+    if !line.is_empty() {
+        let text = String::from_utf8_lossy(&line).into_owned();
+        let _ = tx.send((stream, text)).await;
+    }
+}
