@@ -73,9 +73,14 @@ def check_test_hook():
         fail(f"failing on purpose (CAIRN_EXAMPLE_FAIL={target})")
 
 
-def rng(*parts):
+def partition_keys():
+    """The daily partition keys of this run: one, or every day of a single_run range."""
+    return [partition()] if partition() else days_of_window()
+
+
+def rng(*parts, key=None):
     """A random generator seeded by the asset and partition (and anything else given)."""
-    seed = "|".join([asset(), partition() or "-"] + [str(p) for p in parts])
+    seed = "|".join([asset(), key or partition() or "-"] + [str(p) for p in parts])
     return random.Random(hashlib.sha256(seed.encode()).hexdigest())
 
 
@@ -99,10 +104,10 @@ def table_name(key=None):
     return (key or asset()).replace("/", "__")
 
 
-def replace_partition(conn, columns, rows, key=None):
-    """Replaces this partition's rows of the asset's table in one transaction."""
+def replace_partition(conn, columns, rows, key=None, part=None):
+    """Replaces this partition's (or `part`'s) rows of the asset's table in one transaction."""
     table = table_name(key)
-    part = partition() or ""
+    part = part or partition() or ""
     cols = ", ".join(f'"{c}"' for c in columns)
     with conn:
         conn.execute(f'CREATE TABLE IF NOT EXISTS "{table}" (partition TEXT NOT NULL, {cols})')
@@ -137,8 +142,9 @@ def days_of_window():
     return [(first + dt.timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
 
 
-def report(rows, **metadata):
-    """Reports the data version (sha256 of the rows) and metadata to Cairn, if it listens."""
+def report(rows, partition_key=None, **metadata):
+    """Reports the data version (sha256 of the rows) and metadata to Cairn, if it listens;
+    `partition_key` names the partition when one run builds several."""
     digest = hashlib.sha256()
     for row in rows:
         digest.update(json.dumps(row, sort_keys=True, default=str).encode())
@@ -147,9 +153,10 @@ def report(rows, **metadata):
     out = os.environ.get("CAIRN_OUTPUT")
     if out:
         with open(out, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"type": "data_version", "value": digest.hexdigest()}) + "\n")
-            f.write(json.dumps({"type": "metadata", "values": metadata}) + "\n")
-    print(f"{asset()} {partition() or ''}: {len(rows)} rows, data version {digest.hexdigest()[:12]}")
+            scope = {"partition": partition_key} if partition_key else {}
+            f.write(json.dumps({"type": "data_version", "value": digest.hexdigest(), **scope}) + "\n")
+            f.write(json.dumps({"type": "metadata", "values": metadata, **scope}) + "\n")
+    print(f"{asset()} {partition_key or partition() or ''}: {len(rows)} rows, data version {digest.hexdigest()[:12]}")
 
 
 def stage(upstream_key, columns, transform, partitions=None):

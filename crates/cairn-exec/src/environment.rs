@@ -33,7 +33,11 @@ const BASE: &[&str] = &[
 ];
 
 /// `CAIRN_*` variables of Cairn's own that never reach commands.
-const PRIVATE: &[&str] = &["CAIRN_STORE", "CAIRN_TEST_DATABASE_URL", "CAIRN_SECRETS_FILE"];
+const PRIVATE: &[&str] = &[
+    "CAIRN_STORE",
+    "CAIRN_TEST_DATABASE_URL",
+    "CAIRN_SECRETS_FILE",
+];
 
 /// Secret values, from Cairn's environment or a `KEY=VALUE` file; the environment wins.
 #[derive(Clone, Default)]
@@ -45,7 +49,10 @@ impl std::fmt::Debug for Secrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Names only: values must never reach a log.
         f.debug_struct("Secrets")
-            .field("names_from_file", &self.from_file.keys().collect::<Vec<_>>())
+            .field(
+                "names_from_file",
+                &self.from_file.keys().collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -121,7 +128,12 @@ impl RunTarget {
         let (first, last) = match (range, partition) {
             (Some((a, b)), _) => (index(a)?, index(b)?),
             (None, Some(p)) => (index(p)?, index(p)?),
-            (None, None) => return Err(format!("asset {} is partitioned: a run needs a partition", def.key)),
+            (None, None) => {
+                return Err(format!(
+                    "asset {} is partitioned: a run needs a partition",
+                    def.key
+                ));
+            }
         };
         let (first, last) = (first.min(last), first.max(last));
         let keys = (first..=last)
@@ -156,15 +168,15 @@ pub struct EnvRequest<'a> {
 
 /// The name of the variable that locates an upstream: `ingest/adt` -> `CAIRN_UPSTREAM_INGEST__ADT`.
 pub fn upstream_var(key: &str) -> String {
-    format!("CAIRN_UPSTREAM_{}", key.to_ascii_uppercase().replace('/', "__"))
+    format!(
+        "CAIRN_UPSTREAM_{}",
+        key.to_ascii_uppercase().replace('/', "__")
+    )
 }
 
 pub fn build(req: &EnvRequest<'_>) -> Result<RunEnvironment, Error> {
     let asset = req.graph.asset(req.target.asset);
-    let command = asset
-        .compute
-        .as_ref()
-        .ok_or_else(|| Error::NoCompute(asset.key.to_string()))?;
+    let command = command_of(asset).ok_or_else(|| Error::NoCompute(asset.key.to_string()))?;
     let mut vars: BTreeMap<String, String> = BTreeMap::new();
     for (name, value) in std::env::vars() {
         let passes = BASE.contains(&name.as_str())
@@ -194,9 +206,17 @@ pub fn build(req: &EnvRequest<'_>) -> Result<RunEnvironment, Error> {
             req.target.partitions.first().unwrap_or(0),
             req.target.partitions.last().unwrap_or(0),
         );
-        if let (Some((start, _)), Some((_, end))) = (parts.def.window(first), parts.def.window(last)) {
-            set("CAIRN_PARTITION_START", start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-            set("CAIRN_PARTITION_END", end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        if let (Some((start, _)), Some((_, end))) =
+            (parts.def.window(first), parts.def.window(last))
+        {
+            set(
+                "CAIRN_PARTITION_START",
+                start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            );
+            set(
+                "CAIRN_PARTITION_END",
+                end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            );
         }
     }
     let mut upstreams = Vec::new();
@@ -253,6 +273,11 @@ pub fn build(req: &EnvRequest<'_>) -> Result<RunEnvironment, Error> {
     })
 }
 
+/// What a run of the asset executes: its compute, or a source's observe command.
+pub fn command_of(asset: &cairn_model::AssetDef) -> Option<&cairn_model::Command> {
+    asset.compute.as_ref().or(asset.observe.as_ref())
+}
+
 /// Replaces every secret value in a log line with `***`.
 pub fn mask(line: &str, secrets: &[String]) -> String {
     let mut out = line.to_owned();
@@ -282,15 +307,24 @@ mod tests {
         std::fs::write(&path, "# comment\nCAIRN_TEST_ONLY_A=1\n\noops\n").unwrap();
         let err = Secrets::from_file(&path).unwrap_err().to_string();
         assert!(err.contains("secrets.env:4"), "{err}");
-        assert!(!err.contains("CAIRN_TEST_ONLY_A=1"), "values stay out of errors: {err}");
+        assert!(
+            !err.contains("CAIRN_TEST_ONLY_A=1"),
+            "values stay out of errors: {err}"
+        );
         std::fs::write(&path, "CAIRN_TEST_ONLY_B = two\n").unwrap();
         let s = Secrets::from_file(&path).unwrap();
         assert_eq!(s.get("CAIRN_TEST_ONLY_B").as_deref(), Some("two"));
-        assert!(!format!("{s:?}").contains("two"), "Debug never shows values");
+        assert!(
+            !format!("{s:?}").contains("two"),
+            "Debug never shows values"
+        );
     }
 
     #[test]
     fn upstream_variables_are_shell_names() {
-        assert_eq!(upstream_var("ingest/adt_encounters"), "CAIRN_UPSTREAM_INGEST__ADT_ENCOUNTERS");
+        assert_eq!(
+            upstream_var("ingest/adt_encounters"),
+            "CAIRN_UPSTREAM_INGEST__ADT_ENCOUNTERS"
+        );
     }
 }

@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use cairn_model::partitions::{DynamicKeys, PartitionEnv, PartitionsDef};
 use cairn_model::{AssetGraph, AssetId};
-use cairn_store::{
-    Materialization, NewEvent, Run, RunStatus, RunTransition, Store,
-};
+use cairn_store::{Materialization, NewEvent, Run, RunStatus, RunTransition, Store};
 use chrono::Utc;
 use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
@@ -65,6 +63,8 @@ pub struct Launcher {
     graph: watch::Receiver<Arc<AssetGraph>>,
     /// Poked by whoever enqueues, so a run starts without waiting for the poll.
     wake: Arc<Notify>,
+    /// Poked when a run ends (the reconciler plans what it unblocks).
+    run_ended: Arc<Notify>,
     pools: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
@@ -80,8 +80,14 @@ impl Launcher {
             config: Arc::new(config),
             graph,
             wake,
+            run_ended: Arc::default(),
             pools: Mutex::new(HashMap::new()),
         }
+    }
+
+    pub fn on_run_end(mut self, notify: Arc<Notify>) -> Self {
+        self.run_ended = notify;
+        self
     }
 
     /// Claims and executes runs until `shutdown`; then stops claiming, gives running
@@ -107,6 +113,7 @@ impl Launcher {
                     tasks.spawn(async move {
                         me.execute(run, kill).await;
                         drop(permit);
+                        me.run_ended.notify_one();
                     });
                 }
                 Ok(None) => {
@@ -128,11 +135,14 @@ impl Launcher {
             }
         }
         if !tasks.is_empty() {
-            tracing::info!(running = tasks.len(), ?drain, "waiting for running commands");
-            let _ = tokio::time::timeout(drain, async {
-                while tasks.join_next().await.is_some() {}
-            })
-            .await;
+            tracing::info!(
+                running = tasks.len(),
+                ?drain,
+                "waiting for running commands"
+            );
+            let _ =
+                tokio::time::timeout(drain, async { while tasks.join_next().await.is_some() {} })
+                    .await;
             kill.cancel();
             while tasks.join_next().await.is_some() {}
         }
@@ -233,7 +243,7 @@ impl Launcher {
                 return;
             }
         };
-        let command = asset.compute.as_ref().expect("checked by environment::build");
+        let command = environment::command_of(asset).expect("checked by environment::build");
         let mut child = match process::spawn(&command.program, &run_env) {
             Ok(c) => c,
             Err(e) => {
@@ -272,7 +282,8 @@ impl Launcher {
         // Whatever the leader did, nothing it started outlives the run.
         process::signal_group(pid, nix::sys::signal::Signal::SIGKILL);
         pump.finish().await;
-        let report = OutputReport::parse(&std::fs::read_to_string(output.path()).unwrap_or_default());
+        let report =
+            OutputReport::parse(&std::fs::read_to_string(output.path()).unwrap_or_default());
         for (level, message) in &report.logs {
             exec.note(format!("[{}] {message}", level.as_str()));
         }
@@ -281,12 +292,18 @@ impl Launcher {
         }
         match ending {
             Ending::Exited(status) if status.success() => {
-                exec.succeed(&graph, id, &target, &report, inputs_as_of, env, &self.config.assets_dir)
-                    .await
+                exec.succeed(
+                    &graph,
+                    id,
+                    &target,
+                    &report,
+                    inputs_as_of,
+                    env,
+                    &self.config.assets_dir,
+                )
+                .await
             }
-            Ending::Exited(status) => {
-                exec.fail(process::describe_exit(status), vec![]).await
-            }
+            Ending::Exited(status) => exec.fail(process::describe_exit(status), vec![]).await,
             Ending::TimedOut(after) => {
                 exec.fail(
                     format!(
@@ -477,8 +494,11 @@ impl Execution<'_> {
         let asset = graph.asset(id);
         let failed = report.blocking_failures();
         if !failed.is_empty() {
-            self.fail(format!("asset check(s) failed: {}", failed.join(", ")), vec![])
-                .await;
+            self.fail(
+                format!("asset check(s) failed: {}", failed.join(", ")),
+                vec![],
+            )
+            .await;
             return;
         }
         // Without a reported version: the declared outputs' sha256, else the run id.
@@ -493,6 +513,32 @@ impl Execution<'_> {
                 }
             }
         };
+        if asset.is_source {
+            // An observation reports what is there; a version it did not give is unknown.
+            let mut events = Vec::with_capacity(target.keys.len());
+            for key in &target.keys {
+                let Some(version) = report
+                    .data_version_of(key)
+                    .map(str::to_owned)
+                    .or_else(|| outputs_version.clone())
+                else {
+                    self.fail("the observe command reported no data version (see docs/output-protocol.md)".into(), vec![]).await;
+                    return;
+                };
+                let metadata = serde_json::Value::Object(report.metadata_of(key));
+                events.push(
+                    NewEvent::observation(Utc::now(), asset.key.as_str(), key, &version, metadata)
+                        .run(&self.run.id),
+                );
+            }
+            self.note(format!(
+                "succeeded: {} partition(s) observed",
+                target.keys.len()
+            ));
+            self.flush().await;
+            self.finish(RunStatus::Succeeded, None, events).await;
+            return;
+        }
         let provenance = provenance(graph, id, target, env);
         let provenance_hash = hex::encode(Sha256::digest(provenance.to_string().as_bytes()));
         let at = Utc::now();
@@ -518,7 +564,8 @@ impl Execution<'_> {
                 provenance: provenance.clone(),
                 metadata: serde_json::Value::Object(metadata),
             };
-            events.push(NewEvent::materialization(at, asset.key.as_str(), key, &m).run(&self.run.id));
+            events
+                .push(NewEvent::materialization(at, asset.key.as_str(), key, &m).run(&self.run.id));
         }
         self.note(format!(
             "succeeded: {} partition(s) materialized",
@@ -632,7 +679,10 @@ impl LogPump {
                     ));
                 }
                 if !batch.is_empty() {
-                    let lines: Vec<_> = batch.iter().map(|(at, s, l)| (*at, *s, l.as_str())).collect();
+                    let lines: Vec<_> = batch
+                        .iter()
+                        .map(|(at, s, l)| (*at, *s, l.as_str()))
+                        .collect();
                     if let Err(e) = store.append_run_log(&run_id, &lines).await {
                         tracing::warn!(run = %run_id, error = %e, "writing the run's log failed");
                     }

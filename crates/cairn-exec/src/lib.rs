@@ -34,6 +34,6 @@ pub enum Error {
     },
     #[error("secret {0} is set neither in Cairn's environment nor in its secrets file")]
     MissingSecret(String),
-    #[error("asset {0} has no compute command (it is a source asset)")]
+    #[error("asset {0} has neither a compute nor an observe command")]
     NoCompute(String),
 }

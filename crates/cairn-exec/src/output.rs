@@ -108,11 +108,11 @@ impl OutputReport {
             }
             match serde_json::from_str::<OutputLine>(raw) {
                 Ok(line) => report.apply(line),
-                Err(e) => report.problems.push(format!(
-                    "line {}: {e}: {}",
-                    n + 1,
-                    truncate(raw, 200)
-                )),
+                Err(e) => {
+                    report
+                        .problems
+                        .push(format!("line {}: {e}: {}", n + 1, truncate(raw, 200)))
+                }
             }
         }
         report
@@ -231,13 +231,24 @@ mod tests {
         assert_eq!(r.data_version.as_deref(), Some("v"));
         assert_eq!(r.problems.len(), 3, "{:?}", r.problems);
         assert!(r.problems[0].starts_with("line 2: "), "{}", r.problems[0]);
-        assert!(r.problems[1].contains("unknown variant `nope`"), "{}", r.problems[1]);
-        assert!(r.problems[2].contains("missing field `value`"), "{}", r.problems[2]);
+        assert!(
+            r.problems[1].contains("unknown variant `nope`"),
+            "{}",
+            r.problems[1]
+        );
+        assert!(
+            r.problems[2].contains("missing field `value`"),
+            "{}",
+            r.problems[2]
+        );
     }
 
     #[test]
     fn committed_output_schema_is_current() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas/output.schema.json");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../schemas/output.schema.json"
+        );
         let current = output_line_schema_json();
         if std::env::var_os("CAIRN_UPDATE_SCHEMAS").is_some() {
             std::fs::write(path, &current).unwrap();

@@ -40,7 +40,11 @@ pub struct RecoveredRun {
 }
 
 fn process_alive(pid: i32) -> bool {
-    pid > 0 && !matches!(kill(Pid::from_raw(pid), None), Err(nix::errno::Errno::ESRCH))
+    pid > 0
+        && !matches!(
+            kill(Pid::from_raw(pid), None),
+            Err(nix::errno::Errno::ESRCH)
+        )
 }
 
 /// Whether `pid` is the command of run `run_id` (its environment says so).
@@ -72,7 +76,10 @@ pub async fn recover(
             continue;
         }
         let mut parts = worker.split(':');
-        let (w_host, w_pid) = (parts.next(), parts.next().and_then(|p| p.parse::<i32>().ok()));
+        let (w_host, w_pid) = (
+            parts.next(),
+            parts.next().and_then(|p| p.parse::<i32>().ok()),
+        );
         let local_and_gone = w_host == Some(host.as_str())
             && w_pid.is_some_and(|p| p == std::process::id() as i32 || !process_alive(p));
         let silent = run
@@ -85,7 +92,10 @@ pub async fn recover(
         let mut reason = if local_and_gone {
             format!("recovered: its worker {worker} is gone")
         } else {
-            format!("recovered: its worker {worker} sent no heartbeat for over {}s", stale.num_seconds())
+            format!(
+                "recovered: its worker {worker} sent no heartbeat for over {}s",
+                stale.num_seconds()
+            )
         };
         if let Some(pid) = run.pid.and_then(|p| i32::try_from(p).ok())
             && w_host == Some(host.as_str())
@@ -99,7 +109,9 @@ pub async fn recover(
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            reason.push_str(&format!("; its command (pid {pid}) was still running and was killed"));
+            reason.push_str(&format!(
+                "; its command (pid {pid}) was still running and was killed"
+            ));
         }
         let t = RunTransition {
             run_id: run.id.clone(),

@@ -49,10 +49,14 @@ impl CronSchedule {
 
     /// The last tick at or before `at`.
     pub fn latest_at_or_before(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let local = at.with_timezone(&self.timezone);
+        use chrono::{SubsecRound as _, Timelike as _};
+        // croner carries the sub-second part of `at` into the tick; a tick is a whole
+        // second, or each call would name a "new" tick.
+        let local = at.trunc_subsecs(0).with_timezone(&self.timezone);
         self.cron
             .find_previous_occurrence(&local, true)
             .ok()
+            .and_then(|t| t.with_nanosecond(0))
             .map(|t| t.with_timezone(&Utc))
     }
 }
@@ -413,6 +417,16 @@ mod tests {
 
     fn freshness(toml_text: &str) -> Result<FreshnessPolicy, Vec<(String, String)>> {
         FreshnessPolicy::from_spec(&toml::from_str(toml_text).unwrap())
+    }
+
+    #[test]
+    fn a_cron_tick_is_the_same_whenever_it_is_asked() {
+        let s = CronSchedule::parse("30 6 * * *", chrono_tz::America::Chicago).unwrap();
+        let at = |t: &str| t.parse::<DateTime<Utc>>().unwrap();
+        let a = s.latest_at_or_before(at("2026-11-25T06:45:14.572903Z"));
+        let b = s.latest_at_or_before(at("2026-11-25T07:10:01.000001Z"));
+        assert_eq!(a, Some(at("2026-11-24T12:30:00Z")));
+        assert_eq!(a, b);
     }
 
     #[test]

@@ -170,6 +170,7 @@ fn main() {
             backfills: &[],
             cron_handled: &cron,
             max_runs: 1_000_000,
+            automation: true,
         });
         full.push(start.elapsed());
         assert_eq!(statuses.len(), 1000);
@@ -215,6 +216,7 @@ fn main() {
             backfills: &[],
             cron_handled: &cron,
             max_runs: 1_000_000,
+            automation: true,
         });
         ticks.push(start.elapsed());
         std::hint::black_box(p);
@@ -252,6 +254,7 @@ fn main() {
             backfills: &backfill,
             cron_handled: &cron,
             max_runs: 1_000_000,
+            automation: true,
         });
         times.push(start.elapsed());
         assert_eq!(p.runs.len(), 365, "only the root's partitions are ready");

@@ -95,6 +95,9 @@ pub struct PlanInput<'a> {
     pub cron_handled: &'a HashMap<AssetId, DateTime<Utc>>,
     /// At most this many runs per plan.
     pub max_runs: usize,
+    /// Whether automation policies count; false plans backfills only (`cairn materialize`
+    /// without a running `cairn up` must not start unrelated work).
+    pub automation: bool,
 }
 
 /// The partitions an automation policy keeps fresh: the newest time window (all its
@@ -142,10 +145,14 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     let mut wanted = vec![PartitionSet::new(); n];
     let mut cron_pending: HashMap<AssetId, DateTime<Utc>> = HashMap::new();
     for (id, asset) in graph.assets() {
-        if asset.is_source {
+        if (asset.is_source && asset.observe.is_none()) || !input.automation {
             continue;
         }
         match &asset.automation {
+            // A source with an observe command is observed at least once.
+            Automation::Manual | Automation::Eager if asset.is_source => {
+                wanted[id.index()] = automation_scope(asset, inputs, id)
+            }
             Automation::Manual => {}
             Automation::Eager => wanted[id.index()] = automation_scope(asset, inputs, id),
             Automation::Cron(schedule) => {
@@ -207,6 +214,37 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     }
     for &id in graph.topological_order() {
         let asset = graph.asset(id);
+        if asset.is_source && asset.observe.is_some() && budget > 0 {
+            // Observations: what was never observed, everything at a cron tick.
+            let state = inputs.state.asset(id);
+            let want: PartitionSet = if cron_pending.contains_key(&id) {
+                wanted[id.index()].clone()
+            } else {
+                wanted[id.index()]
+                    .iter()
+                    .filter(|&p| state.event_id(p).is_none())
+                    .collect()
+            };
+            let ready: PartitionSet = want
+                .difference(in_flight(id))
+                .difference(&exhausted[id.index()])
+                .difference(&backing_off[id.index()])
+                .iter()
+                .take(budget)
+                .collect();
+            budget -= ready.len() as usize;
+            runs.extend(runs_for(
+                input,
+                asset,
+                id,
+                &ready,
+                &[],
+                &cron_pending,
+                &want,
+            ));
+            planned[id.index()] = ready;
+            continue;
+        }
         if asset.is_source || asset.compute.is_none() || budget == 0 {
             continue;
         }
@@ -258,9 +296,17 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     let mut cron_handled = Vec::new();
     for (id, tick) in cron_pending {
         let scope = automation_scope(graph.asset(id), inputs, id);
-        let open = scope
-            .intersection(input.staleness.asset(id).not_fresh())
-            .difference(&exhausted[id.index()]);
+        let open = if graph.asset(id).is_source {
+            // Handled once its observations are under way.
+            scope
+                .difference(in_flight(id))
+                .difference(&planned[id.index()])
+                .difference(&exhausted[id.index()])
+        } else {
+            scope
+                .intersection(input.staleness.asset(id).not_fresh())
+                .difference(&exhausted[id.index()])
+        };
         if open.is_empty() {
             cron_handled.push((id, tick));
         }

@@ -40,6 +40,7 @@ fn planned(
         backfills,
         cron_handled: cron,
         max_runs: 1_000_000,
+        automation: true,
     });
     let lines = p
         .runs
@@ -297,5 +298,63 @@ fn pools_cap_partitions_in_flight() {
         lines,
         ["chain/a0 2025-01-01"],
         "one already in flight leaves room for one"
+    );
+}
+
+#[test]
+fn sources_are_observed_once_then_per_cron_tick_and_downstream_waits() {
+    let toml = r#"
+[[asset]]
+key = "raw/registry"
+source = true
+observe = { command = ["true"] }
+
+[[asset]]
+key = "raw/feed"
+source = true
+
+[[asset]]
+key = "staging/patients"
+automation = "eager"
+deps = ["raw/registry", "raw/feed"]
+compute = { command = ["true"] }
+"#;
+    let g = graph(toml);
+    let mut log = Log::new(&g, "2025-01-06T12:00:00Z");
+    let none = vec![PartitionSet::new(); g.len()];
+    let (lines, p) = planned(&log, &none, &[], &HashMap::new());
+    assert_eq!(
+        lines,
+        ["raw/registry "],
+        "the never-observed source first; a source without observe is never run"
+    );
+    let (again, _) = planned(&log, &in_flight_of(&log, &p), &[], &HashMap::new());
+    assert!(
+        again.is_empty(),
+        "the observation in flight blocks its readers: {again:?}"
+    );
+    log.mat("raw/registry", "", "v1");
+    assert_eq!(
+        planned(&log, &none, &[], &HashMap::new()).0,
+        ["staging/patients "],
+        "observed once: not again, and the reader goes"
+    );
+
+    let cron = toml.replace(
+        "observe = { command = [\"true\"] }",
+        "observe = { command = [\"true\"] }\nautomation = { cron = \"0 * * * *\" }",
+    );
+    let g = graph(&cron);
+    let mut log = Log::new(&g, "2025-01-06T12:30:00Z");
+    log.mat("raw/registry", "", "v1")
+        .mat("staging/patients", "", "p1");
+    let registry = g.id_of("raw/registry").unwrap();
+    let (lines, p) = planned(&log, &none, &[], &HashMap::new());
+    assert_eq!(lines, ["raw/registry "], "a cron tick observes again");
+    assert_eq!(p.cron_handled, [(registry, t("2025-01-06T12:00:00Z"))]);
+    let handled = HashMap::from([(registry, t("2025-01-06T12:00:00Z"))]);
+    assert!(
+        planned(&log, &none, &[], &handled).0.is_empty(),
+        "once per tick"
     );
 }

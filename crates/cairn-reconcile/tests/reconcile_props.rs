@@ -169,7 +169,7 @@ proptest! {
             in_flight[g.id_of(&format!("g/a{asset}")).unwrap().index()].insert(if assets[*asset].partitioned { *day } else { 0 });
         }
         let none = HashMap::new();
-        let first = plan(&PlanInput { inputs, staleness: &scratch, in_flight: &in_flight, running: &[], backfills: &[], cron_handled: &none, max_runs: 10_000 });
+        let first = plan(&PlanInput { inputs, staleness: &scratch, in_flight: &in_flight, running: &[], backfills: &[], cron_handled: &none, max_runs: 10_000, automation: true });
         let mut planned = vec![PartitionSet::new(); g.len()];
         for run in &first.runs {
             planned[run.asset.index()].insert_range(run.partitions.clone());
@@ -188,7 +188,7 @@ proptest! {
         for (i, set) in planned.iter().enumerate() {
             in_flight[i] = in_flight[i].union(set);
         }
-        let second = plan(&PlanInput { inputs, staleness: &scratch, in_flight: &in_flight, running: &[], backfills: &[], cron_handled: &none, max_runs: 10_000 });
+        let second = plan(&PlanInput { inputs, staleness: &scratch, in_flight: &in_flight, running: &[], backfills: &[], cron_handled: &none, max_runs: 10_000, automation: true });
         prop_assert!(second.runs.is_empty(), "{:?}", second.runs);
     }
 }

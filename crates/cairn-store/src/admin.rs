@@ -329,6 +329,13 @@ macro_rules! store_admin {
                 Ok(done.rows_affected() == 1)
             }
 
+            /// The number of runs in each status.
+            pub async fn run_counts(&self) -> $crate::Result<Vec<(String, i64)>> {
+                Ok(sqlx::query_as("SELECT status, COUNT(*) FROM runs GROUP BY status ORDER BY status")
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
             /// Gives up the lease `name` if `holder` has it, so a successor need not wait
             /// for it to lapse.
             pub async fn release_lease(&self, name: &str, holder: &str) -> $crate::Result<()> {

@@ -101,6 +101,7 @@ delegate! {
     fn set_meta(&self, key: &str, value: &str) -> Result<()>;
     fn try_lease(&self, name: &str, holder: &str, now: chrono::DateTime<chrono::Utc>, ttl: std::time::Duration) -> Result<bool>;
     fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
+    fn run_counts(&self) -> Result<Vec<(String, i64)>>;
 }
 
 impl Store {

@@ -59,10 +59,21 @@ async fn phi_runs_wait_for_a_phi_capable_executor(store: &Store) {
     let public = NewRun::new("ops/staffing", None, at(1));
     let (phi_id, public_id) = (phi.id.clone(), public.id.clone());
     store.enqueue(&[phi, public], at(1)).await.unwrap();
-    let first = store.claim_run("plain", at(2), false).await.unwrap().unwrap();
-    assert_eq!(first.id, public_id, "the older PHI run is skipped, not blocking");
+    let first = store
+        .claim_run("plain", at(2), false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        first.id, public_id,
+        "the older PHI run is skipped, not blocking"
+    );
     assert!(
-        store.claim_run("plain", at(2), false).await.unwrap().is_none(),
+        store
+            .claim_run("plain", at(2), false)
+            .await
+            .unwrap()
+            .is_none(),
         "an executor that is not PHI-capable never claims a PHI run"
     );
     let second = store.claim_run("phi", at(2), true).await.unwrap().unwrap();
@@ -333,7 +344,11 @@ async fn run_lifecycle_commits_materialization_with_success(store: &Store) {
     let id = run.id.clone();
     store.enqueue(&[run], at(0)).await.unwrap();
     assert_eq!(store.get_run(&id).await.unwrap().status, RunStatus::Queued);
-    let claimed = store.claim_run("worker-a", at(1), true).await.unwrap().unwrap();
+    let claimed = store
+        .claim_run("worker-a", at(1), true)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (
             claimed.id.as_str(),
@@ -343,7 +358,11 @@ async fn run_lifecycle_commits_materialization_with_success(store: &Store) {
         (id.as_str(), RunStatus::Claimed, Some("worker-a"))
     );
     assert!(
-        store.claim_run("worker-b", at(1), true).await.unwrap().is_none(),
+        store
+            .claim_run("worker-b", at(1), true)
+            .await
+            .unwrap()
+            .is_none(),
         "a claimed run is not claimed twice"
     );
     let t = |to, s, events| RunTransition {
@@ -469,7 +488,11 @@ async fn concurrent_claims_never_share_a_run(store: &Store) {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::new();
-            while let Some(run) = store.claim_run(&format!("w{w}"), at(1), true).await.unwrap() {
+            while let Some(run) = store
+                .claim_run(&format!("w{w}"), at(1), true)
+                .await
+                .unwrap()
+            {
                 mine.push(run.id);
             }
             mine

@@ -372,15 +372,20 @@ impl Engine {
     }
 
     /// One tick: plan from the store's view and enqueue the runs, with their reasons.
+    /// `flying` is [`Engine::in_flight`] read *before* the state was last tailed: a run
+    /// ending in between is then either still in flight or already in the state, never
+    /// neither (which would plan it twice).
     pub async fn tick(
         &self,
         store: &Store,
         staleness: &Staleness,
         now: DateTime<Utc>,
+        flying: (Vec<PartitionSet>, Vec<PartitionSet>),
         max_runs: usize,
+        automation: bool,
     ) -> anyhow::Result<TickReport> {
         let inputs = self.inputs(now);
-        let (in_flight, running) = self.in_flight(store, now).await?;
+        let (in_flight, running) = flying;
         let backfills = self.backfills(store, now).await?;
         let cron = self.cron_handled(store).await?;
         let plan = plan(&PlanInput {
@@ -391,6 +396,7 @@ impl Engine {
             backfills: &backfills,
             cron_handled: &cron,
             max_runs,
+            automation,
         });
         let runs = self.new_runs(&plan, now);
         store.enqueue(&runs, now).await.context("enqueueing runs")?;

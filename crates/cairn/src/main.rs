@@ -2,6 +2,7 @@
 
 mod commands;
 mod engine;
+mod reconciler;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,6 +44,14 @@ enum Command {
     Reconcile(commands::reconcile::Args),
     /// Request a backfill of a selection over a partition range.
     Backfill(commands::backfill::Args),
+    /// Run everything: the reconciler, the launcher and the HTTP server, until stopped.
+    Up(commands::up::Args),
+    /// Build a selection now, in the foreground, in dependency order.
+    Materialize(commands::materialize::Args),
+    /// List recent runs.
+    Runs(commands::runs::Args),
+    /// Print a run's log.
+    Logs(commands::logs::Args),
 }
 
 /// The store URL: the flag or variable, else `.cairn/cairn.db` beside the assets directory.
@@ -65,7 +74,12 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    let store = store_url(&cli.assets, cli.store.as_deref());
     let result = match cli.command {
+        Command::Up(args) => commands::up::run(&cli.assets, &store, args),
+        Command::Materialize(args) => commands::materialize::run(&cli.assets, &store, args),
+        Command::Runs(args) => commands::runs::run(&store, args),
+        Command::Logs(args) => commands::logs::run(&store, args),
         Command::Validate(args) => commands::validate::run(&cli.assets, args),
         Command::Assets(args) => commands::assets::run(&cli.assets, args),
         Command::Graph(args) => commands::graph::run(&cli.assets, args),

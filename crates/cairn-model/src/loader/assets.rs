@@ -243,15 +243,18 @@ impl Context<'_> {
                 Automation::Manual
             }),
         };
+        // A source is observed (once, then at each tick of a cron schedule), never built.
+        let observable_cron = matches!(automation, Automation::Cron(_)) && spec.observe.is_some();
         if spec.source
             && !matches!(automation, Automation::Manual)
+            && !observable_cron
             && let Some(a) = &spec.automation
         {
             self.report(
                 file,
                 a.span(),
                 &at("automation"),
-                "a source asset is not materialized by Cairn, so it takes no automation".into(),
+                "a source asset is not materialized by Cairn: its only automation is a cron schedule for its `observe` command".into(),
             );
         }
         let freshness =

@@ -4,10 +4,14 @@
 pub mod assets;
 pub mod backfill;
 pub mod graph;
+pub mod logs;
+pub mod materialize;
 pub mod migrate;
 pub mod reconcile;
+pub mod runs;
 pub mod schema;
 pub mod status;
+pub mod up;
 pub mod validate;
 
 use std::path::Path;

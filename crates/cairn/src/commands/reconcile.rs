@@ -1,11 +1,12 @@
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use cairn_reconcile::Staleness;
+use tokio_util::sync::CancellationToken;
 
-use crate::engine::Engine;
+use crate::reconciler::{self, Links, Options, Outcome};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -26,44 +27,36 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
         let store = cairn_store::open(store_url)
             .await
             .with_context(|| format!("opening the store {store_url}"))?;
-        let mut engine = Engine::load(graph, &store, chrono::Utc::now()).await?;
-        let mut staleness = Staleness::compute(engine.inputs(chrono::Utc::now()));
-        // One active reconciler per store: the others stand by until the lease lapses.
-        let holder = format!("{}-{}", std::process::id(), cairn_store::new_id());
-        let lease = (args.interval * 3).max(Duration::from_secs(30));
-        loop {
-            let now = chrono::Utc::now();
-            let touched = engine.tail(&store, now).await?;
-            // New events and new time windows: only what they affect is recomputed.
-            staleness.update(engine.inputs(now), &touched);
-            if !store.try_lease("reconciler", &holder, now, lease).await? {
-                tracing::info!("another reconciler holds the lease; standing by");
-                if args.once {
-                    anyhow::bail!("another reconciler holds the lease on this store");
-                }
-                tokio::time::sleep(args.interval).await;
-                continue;
-            }
-            let report = engine.tick(&store, &staleness, now, args.max_runs).await?;
-            tracing::info!(
-                enqueued = report.enqueued,
-                backfills_finished = report.backfills_finished,
-                "reconciler tick"
-            );
-            if args.once {
-                println!(
-                    "enqueued {} run(s); {} backfill(s) finished",
-                    report.enqueued, report.backfills_finished
-                );
-                break;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(args.interval) => {}
-                _ = tokio::signal::ctrl_c() => break,
-            }
-        }
-        store.release_lease("reconciler", &holder).await?;
+        let (graph_tx, _) = tokio::sync::watch::channel(Arc::new(graph));
+        let links = Links {
+            graph: graph_tx,
+            enqueued: Arc::default(),
+            run_ended: Arc::default(),
+        };
+        let opts = Options {
+            interval: args.interval,
+            max_runs: args.max_runs,
+            once: args.once,
+            automation: true,
+            watch_definitions: !args.once,
+            holder: format!("{}-{}", std::process::id(), cairn_store::new_id()),
+        };
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            stop.cancel();
+        });
+        let outcome = reconciler::run(&store, dir, &links, &opts, &shutdown).await?;
         store.close().await;
+        match outcome {
+            Outcome::LeaseHeld => anyhow::bail!("another reconciler holds the lease on this store"),
+            Outcome::Ticked(report) => println!(
+                "enqueued {} run(s); {} backfill(s) finished",
+                report.enqueued, report.backfills_finished
+            ),
+            Outcome::Stopped => {}
+        }
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -1,0 +1,186 @@
+//! `cairn materialize SELECTION`: builds a selection now, in the foreground, in
+//! dependency order, with a progress bar; exits 1 when anything failed for good.
+//!
+//! It is a backfill (persisted, audited, ordered by the same planner) that this process
+//! also executes. When `cairn up` holds the reconciler's lease, `up` plans it and both
+//! processes' launchers share the runs.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use cairn_exec::Launcher;
+use cairn_model::Selection;
+use cairn_store::RunStatus;
+use tokio_util::sync::CancellationToken;
+
+use super::up::ExecArgs;
+use crate::engine::Engine;
+use crate::reconciler::{self, Links, Options};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The assets to build (selection syntax, e.g. `+marts/readmissions`).
+    selection: String,
+    /// One partition (key, or a date for time partitions).
+    #[arg(long, conflicts_with_all = ["from", "to"])]
+    partition: Option<String>,
+    /// First partition (inclusive).
+    #[arg(long)]
+    from: Option<String>,
+    /// Last partition (inclusive).
+    #[arg(long)]
+    to: Option<String>,
+    #[command(flatten)]
+    exec: ExecArgs,
+}
+
+pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> {
+    let graph = super::load_or_report(dir)?;
+    let ids = Selection::parse(&args.selection)?.resolve(&graph)?;
+    anyhow::ensure!(
+        !ids.is_empty(),
+        "the selection {:?} matches no asset",
+        args.selection
+    );
+    let partitioned = ids.iter().any(|&id| graph.asset(id).partitions.is_some());
+    anyhow::ensure!(
+        !partitioned || args.partition.is_some() || args.from.is_some() || args.to.is_some(),
+        "the selection has partitioned assets: give --partition P or --from A --to B"
+    );
+    let config = args.exec.config(&cairn_exec::worker_id(), dir)?;
+    super::runtime()?.block_on(async {
+        let store = cairn_store::open(store_url)
+            .await
+            .with_context(|| format!("opening the store {store_url}"))?;
+        let now = chrono::Utc::now();
+        let engine = Engine::load(graph.clone(), &store, now).await?;
+        let (from, to) = match &args.partition {
+            Some(p) => (Some(p.as_str()), Some(p.as_str())),
+            None => (args.from.as_deref(), args.to.as_deref()),
+        };
+        let request = super::backfill::targets(&engine, &ids, from, to, now)?;
+        anyhow::ensure!(
+            request.total > 0,
+            "nothing to materialize: the selection has only source assets"
+        );
+        let backfill = super::backfill::create(
+            &store,
+            &engine,
+            &args.selection,
+            &request,
+            "materialize",
+            now,
+        )
+        .await?;
+        drop(engine);
+        eprintln!(
+            "materializing {} partition(s) of {} asset(s) (backfill {})",
+            request.total,
+            request.targets.len(),
+            backfill.id
+        );
+
+        let shutdown = CancellationToken::new();
+        let interrupted = CancellationToken::new();
+        super::up::spawn_signal_handler(interrupted.clone());
+        let (graph_tx, graph_rx) = tokio::sync::watch::channel(Arc::new(graph));
+        let links = Links {
+            graph: graph_tx,
+            enqueued: Arc::default(),
+            run_ended: Arc::default(),
+        };
+        let worker = config.worker_id.clone();
+        let launcher = Arc::new(
+            Launcher::new(store.clone(), config, graph_rx, links.enqueued.clone())
+                .on_run_end(links.run_ended.clone()),
+        );
+        let launcher_task = tokio::spawn(launcher.run(shutdown.clone(), Duration::from_secs(10)));
+        let reconciler_task = {
+            let (store, dir, stop) = (store.clone(), dir.to_owned(), shutdown.clone());
+            tokio::spawn(async move {
+                let opts = Options {
+                    interval: Duration::from_secs(1),
+                    max_runs: 10_000,
+                    once: false,
+                    automation: false,
+                    watch_definitions: false,
+                    holder: worker,
+                };
+                reconciler::run(&store, &dir, &links, &opts, &stop).await
+            })
+        };
+
+        let bar = indicatif::ProgressBar::new(request.total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} partitions {msg}",
+            )
+            .expect("a valid template"),
+        );
+        let status = loop {
+            let b = store.get_backfill(&backfill.id).await?;
+            let (done, failed, running) = totals(&b.progress);
+            bar.set_position(done + failed);
+            bar.set_message(format!("({running} running, {failed} failed)"));
+            if matches!(b.status.as_str(), "completed" | "canceled") {
+                break b.status;
+            }
+            if interrupted.is_cancelled() {
+                store
+                    .update_backfill(&backfill.id, "canceled", &b.progress, chrono::Utc::now())
+                    .await?;
+                store
+                    .cancel_queued_runs(&backfill.id, chrono::Utc::now())
+                    .await?;
+                break "canceled".to_owned();
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        bar.finish_and_clear();
+        shutdown.cancel();
+        launcher_task.await.context("the launcher panicked")?;
+        reconciler_task.await.context("the reconciler panicked")??;
+
+        let b = store.get_backfill(&backfill.id).await?;
+        let (done, failed, _) = totals(&b.progress);
+        let failed_runs: Vec<_> = store
+            .runs(&[RunStatus::Failed], 10_000)
+            .await?
+            .into_iter()
+            .filter(|r| r.backfill_id.as_deref() == Some(backfill.id.as_str()))
+            .collect();
+        store.close().await;
+        println!("{done} partition(s) materialized, {failed} failed ({status})");
+        for r in failed_runs.iter().take(20) {
+            println!(
+                "  failed: {} {} attempt {}: {}  (cairn logs {})",
+                r.asset,
+                r.partition.as_deref().unwrap_or(""),
+                r.attempt,
+                r.error.as_deref().unwrap_or(""),
+                r.id
+            );
+        }
+        Ok(if failed == 0 && status == "completed" {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
+    })
+}
+
+/// (done, failed, running) summed over a backfill's per-asset progress.
+fn totals(progress: &serde_json::Value) -> (u64, u64, u64) {
+    let sum = |field: &str| {
+        progress
+            .as_object()
+            .into_iter()
+            .flat_map(|m| m.values())
+            .filter_map(|p| p.get(field).and_then(|v| v.as_u64()))
+            .sum()
+    };
+    (sum("done"), sum("failed"), sum("running"))
+}

@@ -1,0 +1,177 @@
+//! `cairn up`: one process with the store, the reconciler, the launcher and the HTTP
+//! server. SIGINT or SIGTERM stops claiming and planning, gives running commands
+//! `--shutdown-grace` to finish, then kills them and marks their runs failed.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use cairn_exec::{Launcher, LauncherConfig, Secrets};
+use tokio_util::sync::CancellationToken;
+
+use crate::reconciler::{self, Links, Options};
+
+/// How commands are executed; shared by `cairn up` and `cairn materialize`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExecArgs {
+    /// Runs executing at once in this process.
+    #[arg(long, default_value_t = 4)]
+    pub max_concurrent: usize,
+    /// This executor must not run PHI or limited assets (they wait for one that may).
+    #[arg(long)]
+    pub no_phi: bool,
+    /// A KEY=VALUE file of secrets for the assets that name them (the environment wins).
+    #[arg(long, env = "CAIRN_SECRETS_FILE")]
+    pub secrets_file: Option<PathBuf>,
+    /// How often a running run records that it is alive.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub heartbeat: Duration,
+    /// A run whose worker has been silent this long is recovered (marked failed, retried).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub stale_after: Duration,
+}
+
+impl ExecArgs {
+    pub fn config(&self, worker: &str, dir: &Path) -> anyhow::Result<LauncherConfig> {
+        let mut config = LauncherConfig::new(worker.to_owned(), absolute(dir)?);
+        config.max_concurrent = self.max_concurrent.max(1);
+        config.phi_capable = !self.no_phi;
+        config.heartbeat = self.heartbeat;
+        if let Some(path) = &self.secrets_file {
+            config.secrets = Secrets::from_file(path)?;
+        }
+        Ok(config)
+    }
+}
+
+pub fn absolute(dir: &Path) -> anyhow::Result<PathBuf> {
+    std::path::absolute(dir).with_context(|| format!("resolving {}", dir.display()))
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Where the HTTP server listens.
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    listen: SocketAddr,
+    /// Time between reconciler ticks (a run's end triggers one at once).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    tick: Duration,
+    /// Time running commands get to finish on shutdown before they are killed.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    shutdown_grace: Duration,
+    #[command(flatten)]
+    exec: ExecArgs,
+}
+
+pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> {
+    let graph = super::load_or_report(dir)?;
+    let config = args.exec.config(&cairn_exec::worker_id(), dir)?;
+    super::runtime()?.block_on(async {
+        let store = cairn_store::open(store_url)
+            .await
+            .with_context(|| format!("opening the store {store_url}"))?;
+        let worker = config.worker_id.clone();
+        // Runs a previous process left behind are settled before anything new starts.
+        for r in
+            cairn_exec::recover(&store, &worker, chrono::Utc::now(), args.exec.stale_after).await?
+        {
+            eprintln!("recovered run {} of {}: {}", r.run_id, r.asset, r.reason);
+        }
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        let shutdown = CancellationToken::new();
+        spawn_signal_handler(shutdown.clone());
+
+        let (graph_tx, graph_rx) = tokio::sync::watch::channel(Arc::new(graph));
+        let links = Links {
+            graph: graph_tx,
+            enqueued: Arc::default(),
+            run_ended: Arc::default(),
+        };
+        let launcher = Arc::new(
+            Launcher::new(store.clone(), config, graph_rx, links.enqueued.clone())
+                .on_run_end(links.run_ended.clone()),
+        );
+        let launcher_task = tokio::spawn(launcher.run(shutdown.clone(), args.shutdown_grace));
+
+        let app = cairn_api::router(Arc::new(cairn_api::AppState {
+            store: store.clone(),
+            worker: worker.clone(),
+            started_at: chrono::Utc::now(),
+        }));
+        let http_stop = shutdown.clone();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { http_stop.cancelled().await })
+                .await
+        });
+        eprintln!(
+            "cairn up: {} on http://{} (worker {worker}); Ctrl-C to stop",
+            store_url, args.listen
+        );
+
+        // Other workers' dead runs (distributed mode) are found by their silence.
+        let recovery_store = store.clone();
+        let recovery_stop = shutdown.clone();
+        let (me, stale_after) = (worker.clone(), args.exec.stale_after);
+        let recovery = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(stale_after / 2) => {}
+                    _ = recovery_stop.cancelled() => break,
+                }
+                if let Err(e) =
+                    cairn_exec::recover(&recovery_store, &me, chrono::Utc::now(), stale_after).await
+                {
+                    tracing::warn!(error = %e, "recovery pass failed");
+                }
+            }
+        });
+
+        let opts = Options {
+            interval: args.tick,
+            max_runs: 10_000,
+            once: false,
+            automation: true,
+            watch_definitions: true,
+            holder: worker.clone(),
+        };
+        let result = reconciler::run(&store, dir, &links, &opts, &shutdown).await;
+        if let Err(e) = &result {
+            eprintln!("error: the reconciler stopped: {e:#}");
+            shutdown.cancel();
+        }
+        launcher_task.await.context("the launcher panicked")?;
+        recovery.await.ok();
+        server.await.context("the HTTP server panicked")??;
+        store.close().await;
+        eprintln!("cairn up: stopped");
+        result.map(|_| ExitCode::SUCCESS)
+    })
+}
+
+/// SIGINT or SIGTERM cancels `shutdown`.
+pub fn spawn_signal_handler(shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    let _ = tokio::signal::ctrl_c().await;
+                    shutdown.cancel();
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        eprintln!("cairn: shutting down (running commands get their grace period)");
+        shutdown.cancel();
+    });
+}
