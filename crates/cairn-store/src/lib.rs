@@ -37,7 +37,14 @@ pub enum Store {
 /// anything that is not a Cairn database or was written by a newer Cairn, then applies
 /// pending migrations.
 pub async fn open(url: &str) -> Result<Store> {
-    let store = open::connect(&StoreUrl::parse(url)?, true).await?;
+    let url = StoreUrl::parse(url)?;
+    // Processes opening a new SQLite file together must not both create its tables
+    // (PostgreSQL migrations take an advisory lock of their own).
+    let _migrating = match &url {
+        StoreUrl::Sqlite(path) => Some(open::migration_lock(path).await?),
+        StoreUrl::Postgres(_) => None,
+    };
+    let store = open::connect(&url, true).await?;
     store.migrate().await?;
     Ok(store)
 }

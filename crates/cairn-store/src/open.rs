@@ -55,6 +55,35 @@ pub fn default_sqlite_path(assets_dir: &Path) -> PathBuf {
     parent.join(".cairn").join("cairn.db")
 }
 
+/// An exclusive lock on `PATH.lock`, held while a SQLite store is opened and migrated;
+/// released when the file is dropped.
+pub(crate) async fn migration_lock(path: &Path) -> Result<std::fs::File> {
+    let lock_path = path.with_extension("db.lock");
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .map(Path::to_owned);
+    tokio::task::spawn_blocking(move || {
+        let io = |source| Error::Io {
+            path: lock_path.clone(),
+            source,
+        };
+        if let Some(dir) = dir {
+            std::fs::create_dir_all(&dir).map_err(io)?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io)?;
+        file.lock().map_err(io)?;
+        Ok(file)
+    })
+    .await
+    .map_err(|e| Error::Invalid(format!("the migration lock task failed: {e}")))?
+}
+
 pub(crate) async fn connect(url: &StoreUrl, create: bool) -> Result<Store> {
     match url {
         StoreUrl::Sqlite(path) => {

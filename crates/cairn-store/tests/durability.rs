@@ -256,3 +256,20 @@ async fn postgres_refuses_a_schema_that_is_not_cairns() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_openers_of_a_new_sqlite_file_migrate_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join(".cairn/cairn.db").display());
+    let openers: Vec<_> = (0..6)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { cairn_store::open(&url).await.map(|_| ()) })
+        })
+        .collect();
+    for o in openers {
+        o.await.unwrap().expect("every opener succeeds");
+    }
+    let store = cairn_store::open(&url).await.unwrap();
+    assert!(store.pending_migrations().await.unwrap().is_empty());
+}

@@ -64,8 +64,18 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
             let fresh = asset.freshness.as_ref().map(|f| freshness::evaluate(f, asset, id, &engine.state, inputs.env));
             let by_reason: serde_json::Map<String, serde_json::Value> =
                 REASONS.iter().zip(counts.by_reason).filter(|(_, n)| *n > 0).map(|((_, name), n)| (name.to_string(), n.into())).collect();
+            // What automation keeps fresh (the newest window...), and how much of it is.
+            let scope = cairn_reconcile::plan::automation_scope(asset, inputs, id);
+            let scope_stale = scope.intersection(staleness.asset(id).not_fresh()).len();
+            let automation = match &asset.automation {
+                cairn_model::policy::Automation::Manual => "manual",
+                cairn_model::policy::Automation::Eager => "eager",
+                cairn_model::policy::Automation::Cron(_) => "cron",
+            };
             rows.push(serde_json::json!({
                 "asset": asset.key.as_str(),
+                "automation": automation,
+                "recent": { "partitions": scope.len(), "fresh": scope.len() - scope_stale },
                 "partitions": inputs.len(id),
                 "fresh_partitions": counts.fresh,
                 "stale_by_reason": by_reason,

@@ -83,6 +83,7 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
+        let listening = listener.local_addr()?;
         let shutdown = CancellationToken::new();
         spawn_signal_handler(shutdown.clone());
 
@@ -109,10 +110,8 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
                 .with_graceful_shutdown(async move { http_stop.cancelled().await })
                 .await
         });
-        eprintln!(
-            "cairn up: {} on http://{} (worker {worker}); Ctrl-C to stop",
-            store_url, args.listen
-        );
+        // The bound address (the port may have been 0: any free one).
+        eprintln!("cairn up: {store_url} on http://{listening} (worker {worker}); Ctrl-C to stop");
 
         // Other workers' dead runs (distributed mode) are found by their silence.
         let recovery_store = store.clone();

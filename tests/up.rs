@@ -1,0 +1,432 @@
+//! End-to-end: `cairn up` on real SQLite stores, running real commands (the example
+//! warehouse's Python scripts, shell lines), driven only through the binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn cairn_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("CAIRN_ASSETS")
+        .env_remove("CAIRN_STORE")
+        .output()
+        .unwrap()
+}
+
+fn json(dir: &Path, args: &[&str]) -> serde_json::Value {
+    let out = cairn_in(dir, args);
+    assert!(
+        out.status.success(),
+        "cairn {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `cairn up` in the background; SIGKILLed when dropped (tests stop it properly first).
+struct Up {
+    child: Child,
+    stderr: PathBuf,
+}
+
+impl Up {
+    fn start(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        let stderr = dir.join(format!("up-{}.err", Instant::now().elapsed().as_nanos()));
+        let stderr = unique(stderr);
+        let child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .args(["up", "--listen", "127.0.0.1:0", "--tick", "1s"])
+            .args(extra)
+            .current_dir(dir)
+            .env_remove("CAIRN_ASSETS")
+            .env_remove("CAIRN_STORE")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        Self { child, stderr }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// SIGTERM, then the exit status.
+    fn stop(mut self) -> std::process::ExitStatus {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let status = self.child.wait().unwrap();
+        std::mem::forget(self);
+        status
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn unique(p: PathBuf) -> PathBuf {
+    let mut n = 0;
+    loop {
+        let candidate = p.with_extension(format!("{n}.err"));
+        if !candidate.exists() {
+            return candidate;
+        }
+        n += 1;
+    }
+}
+
+fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn runs(dir: &Path) -> Vec<serde_json::Value> {
+    json(dir, &["runs", "--json", "--limit", "100000"])
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn active(runs: &[serde_json::Value]) -> usize {
+    runs.iter()
+        .filter(|r| matches!(r["status"].as_str(), Some("queued" | "claimed" | "running")))
+        .count()
+}
+
+/// Eager assets whose recent partitions are not all fresh.
+fn eager_not_fresh(dir: &Path) -> Vec<String> {
+    json(dir, &["status", "--json"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["automation"] == "eager" && a["recent"]["fresh"] != a["recent"]["partitions"])
+        .map(|a| a["asset"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name() == "__pycache__" {
+            continue;
+        }
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Succeeded runs created after `after` (RFC 3339), as asset keys, sources' observations
+/// and cron ticks left out (they may come due at any time).
+fn rebuilt_after(dir: &Path, after: &str) -> Vec<String> {
+    let mut assets: Vec<String> = runs(dir)
+        .iter()
+        .filter(|r| r["created_at"].as_str().unwrap() > after)
+        .filter(|r| r["reasons"]["trigger"]["trigger"] == "eager")
+        .filter(|r| !r["reasons"]["reasons"].as_array().unwrap().is_empty())
+        .map(|r| r["asset"].as_str().unwrap().to_owned())
+        .collect();
+    assets.sort();
+    assets.dedup();
+    assets
+}
+
+fn settle(dir: &Path, what: &str) {
+    wait_for(what, Duration::from_secs(300), || {
+        active(&runs(dir)) == 0 && eager_not_fresh(dir).is_empty()
+    });
+}
+
+#[test]
+fn up_keeps_the_example_warehouse_fresh_and_rebuilds_only_what_changed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets"),
+        &dir.join("assets"),
+    );
+    let up = Up::start(dir, &["--secrets-file", "assets/example-secrets.env"], &[]);
+    settle(dir, "every eager asset's recent partitions to be fresh");
+    let all = runs(dir);
+    let failed: Vec<_> = all.iter().filter(|r| r["status"] != "succeeded").collect();
+    assert!(
+        failed.is_empty(),
+        "nothing fails on the example: {failed:?}\n{}",
+        up.log()
+    );
+
+    // A code change that yields the same data: the asset reruns, nothing downstream does.
+    let before = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    let script = dir.join("assets/scripts/stage_supply.py");
+    let text = std::fs::read_to_string(&script).unwrap();
+    std::fs::write(
+        &script,
+        format!("{text}# a comment: a new code version, the same data\n"),
+    )
+    .unwrap();
+    wait_for(
+        "staging/supply to be rebuilt",
+        Duration::from_secs(120),
+        || rebuilt_after(dir, &before).contains(&"staging/supply".to_owned()),
+    );
+    settle(dir, "the warehouse to settle after a comment-only change");
+    assert_eq!(
+        rebuilt_after(dir, &before),
+        ["staging/supply"],
+        "identical data makes nothing downstream stale"
+    );
+
+    // A change of data: the asset and everything downstream of it, nothing else.
+    let before = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    let script = dir.join("assets/scripts/stage_staffing.py");
+    let text = std::fs::read_to_string(&script).unwrap();
+    let changed = text.replace("+ row[\"nurses\"]", "+ row[\"nurses\"] + 1");
+    assert_ne!(text, changed);
+    std::fs::write(&script, changed).unwrap();
+    wait_for(
+        "marts/staffing_ratio to be rebuilt",
+        Duration::from_secs(120),
+        || rebuilt_after(dir, &before).contains(&"marts/staffing_ratio".to_owned()),
+    );
+    settle(dir, "the warehouse to settle after a data change");
+    assert_eq!(
+        rebuilt_after(dir, &before),
+        ["marts/staffing_ratio", "staging/staffing"]
+    );
+    assert!(up.stop().success());
+}
+
+#[test]
+fn failures_are_retried_then_reported_with_their_stderr() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::create_dir_all(dir.join("assets")).unwrap();
+    std::fs::write(
+        dir.join("assets/a.toml"),
+        r#"
+[pools.no_phi]
+max_concurrent = 2
+phi_capable = false
+
+[[asset]]
+key = "raw/flaky"
+automation = "eager"
+classification = "public"
+compute = { shell = "echo boom-on-stderr >&2; exit 3" }
+
+[asset.retries]
+max = 1
+backoff = "1s"
+
+[[asset]]
+key = "raw/slow"
+automation = "eager"
+classification = "public"
+compute = { command = ["sleep", "30"], timeout = "1s" }
+
+[[asset]]
+key = "raw/missing"
+automation = "eager"
+classification = "public"
+compute = { command = ["no-such-command-cairn-test"] }
+
+[[asset]]
+key = "raw/chatty"
+automation = "eager"
+classification = "public"
+compute = { shell = "echo token is $CAIRN_TEST_TOKEN; echo not json >> $CAIRN_OUTPUT", secrets = ["CAIRN_TEST_TOKEN"] }
+
+[[asset]]
+key = "raw/patients"
+automation = "eager"
+classification = "phi"
+pool = "no_phi"
+compute = { command = ["true"] }
+"#,
+    )
+    .unwrap();
+    let up = Up::start(dir, &[], &[("CAIRN_TEST_TOKEN", "s3cr3t-value")]);
+    let by_asset = |runs: &[serde_json::Value], key: &str| -> Vec<serde_json::Value> {
+        runs.iter().filter(|r| r["asset"] == key).cloned().collect()
+    };
+    wait_for(
+        "the retry of raw/flaky to fail",
+        Duration::from_secs(60),
+        || {
+            let all = runs(dir);
+            by_asset(&all, "raw/flaky")
+                .iter()
+                .filter(|r| r["status"] == "failed")
+                .count()
+                == 2
+                && active(&all) == 0
+        },
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let all = runs(dir);
+    let flaky = by_asset(&all, "raw/flaky");
+    assert_eq!(
+        flaky.len(),
+        2,
+        "one try and one retry, then no more: {flaky:?}"
+    );
+    let mut attempts: Vec<u64> = flaky
+        .iter()
+        .map(|r| r["attempt"].as_u64().unwrap())
+        .collect();
+    attempts.sort();
+    assert_eq!(attempts, [1, 2]);
+    for r in &flaky {
+        assert_eq!(r["error"], "exited with status 3");
+        let log = cairn_in(dir, &["logs", r["id"].as_str().unwrap()]);
+        let log = String::from_utf8_lossy(&log.stdout);
+        assert!(log.contains("stderr boom-on-stderr"), "{log}");
+    }
+    let error_of = |key: &str| {
+        by_asset(&all, key)[0]["error"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    };
+    assert_eq!(
+        error_of("raw/slow"),
+        "timed out after 1s; its process group was killed"
+    );
+    assert!(
+        error_of("raw/missing").starts_with("command not found: no-such-command-cairn-test"),
+        "{}",
+        error_of("raw/missing")
+    );
+    assert_eq!(
+        error_of("raw/patients"),
+        "refused: raw/patients is phi and its pool no_phi is not PHI-capable"
+    );
+    let chatty = &by_asset(&all, "raw/chatty")[0];
+    assert_eq!(chatty["status"], "succeeded");
+    let log = cairn_in(dir, &["logs", chatty["id"].as_str().unwrap()]);
+    let log = String::from_utf8_lossy(&log.stdout);
+    assert!(
+        log.contains("stdout token is ***"),
+        "secrets are masked: {log}"
+    );
+    assert!(!log.contains("s3cr3t-value"));
+    assert!(
+        log.contains("output file: ignored line 1: "),
+        "a malformed line is reported: {log}"
+    );
+    assert!(up.stop().success());
+}
+
+#[test]
+fn kill_minus_nine_then_restart_recovers_runs_and_never_runs_one_twice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::create_dir_all(dir.join("assets")).unwrap();
+    std::fs::write(
+        dir.join("assets/a.toml"),
+        r#"
+[partitions.sites]
+type = "static"
+keys = ["north", "south", "east", "west"]
+
+[[asset]]
+key = "raw/extract"
+partitions = "sites"
+automation = "eager"
+classification = "public"
+compute = { shell = "sleep 5; echo $CAIRN_RUN_ID >> ../completed.txt" }
+
+[asset.retries]
+max = 2
+backoff = "1s"
+
+[[asset]]
+key = "marts/report"
+partitions = "sites"
+automation = "eager"
+classification = "public"
+deps = ["raw/extract"]
+compute = { shell = "echo $CAIRN_RUN_ID >> ../completed.txt" }
+"#,
+    )
+    .unwrap();
+    let first = Up::start(dir, &["--max-concurrent", "4"], &[]);
+    wait_for("runs in flight", Duration::from_secs(30), || {
+        runs(dir)
+            .iter()
+            .filter(|r| r["status"] == "running")
+            .count()
+            >= 2
+    });
+    drop(first); // SIGKILL: the commands, in their own process groups, live on.
+    let orphaned: Vec<String> = runs(dir)
+        .iter()
+        .filter(|r| r["status"] == "running")
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(!orphaned.is_empty());
+
+    let second = Up::start(dir, &["--max-concurrent", "4"], &[]);
+    settle(dir, "the warehouse to converge after the restart");
+    let all = runs(dir);
+    for id in &orphaned {
+        let r = all.iter().find(|r| r["id"] == id.as_str()).unwrap();
+        assert_eq!(r["status"], "failed", "{r}");
+        assert!(
+            r["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("recovered: its worker"),
+            "{r}"
+        );
+    }
+    assert!(second.log().contains("recovered run"), "{}", second.log());
+    // The orphans were killed before their retries started: none of them completed.
+    std::thread::sleep(Duration::from_secs(6));
+    let completed = std::fs::read_to_string(dir.join("completed.txt")).unwrap();
+    for id in &orphaned {
+        assert!(
+            !completed.contains(id.as_str()),
+            "orphan {id} ran to completion beside its retry"
+        );
+    }
+    // No two runs of one partition overlapped in time.
+    for a in &all {
+        for b in &all {
+            if a["id"] == b["id"] || a["asset"] != b["asset"] || a["partition"] != b["partition"] {
+                continue;
+            }
+            let (s1, e1) = (
+                a["started_at"].as_str().unwrap_or(""),
+                a["finished_at"].as_str().unwrap_or(""),
+            );
+            let (s2, e2) = (
+                b["started_at"].as_str().unwrap_or(""),
+                b["finished_at"].as_str().unwrap_or(""),
+            );
+            if !s1.is_empty() && !s2.is_empty() {
+                assert!(
+                    e1 <= s2 || e2 <= s1,
+                    "overlapping runs of one partition: {a} {b}"
+                );
+            }
+        }
+    }
+    assert!(second.stop().success());
+}
