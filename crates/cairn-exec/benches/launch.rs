@@ -1,0 +1,99 @@
+//! Launch overhead through the real launcher and SQLite store: a trivial command (`true`)
+//! materialized 1,000 times one at a time (median and p95 from enqueue to recorded
+//! success, from the runs' own timestamps), then throughput with 2, 8 and 32 at once.
+//!
+//! `cargo bench -p cairn-exec --bench launch`
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cairn_exec::{Launcher, LauncherConfig};
+use cairn_store::{NewRun, RunStatus};
+use tokio_util::sync::CancellationToken;
+
+#[tokio::main]
+async fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let assets = dir.path().join("assets");
+    std::fs::create_dir_all(&assets).unwrap();
+    std::fs::write(
+        assets.join("a.toml"),
+        "[[asset]]\nkey = \"bench/noop\"\nclassification = \"public\"\ncompute = { command = [\"true\"] }\n",
+    )
+    .unwrap();
+    let graph = cairn_model::loader::load_dir(&assets).expect("valid");
+    let url = format!("sqlite:{}", dir.path().join("cairn.db").display());
+    let store = cairn_store::open(&url).await.unwrap();
+
+    for (concurrency, runs) in [(1usize, 1000usize), (2, 1000), (8, 1000), (32, 1000)] {
+        let mut config = LauncherConfig::new(format!("bench-{concurrency}"), assets.clone());
+        config.max_concurrent = concurrency;
+        config.poll = Duration::from_millis(500);
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let (_tx, rx) = tokio::sync::watch::channel(Arc::new(graph.clone()));
+        let launcher = Arc::new(Launcher::new(store.clone(), config, rx, wake.clone()));
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(launcher.run(stop.clone(), Duration::from_secs(5)));
+        let started = Instant::now();
+        let mut latencies = Vec::with_capacity(runs);
+        if concurrency == 1 {
+            // One at a time: enqueue, wake, wait for the success.
+            for _ in 0..runs {
+                let run = NewRun::new("bench/noop", None, chrono::Utc::now());
+                let id = run.id.clone();
+                let enqueued = Instant::now();
+                store.enqueue(&[run], chrono::Utc::now()).await.unwrap();
+                wake.notify_one();
+                loop {
+                    let r = store.get_run(&id).await.unwrap();
+                    if r.status.is_terminal() {
+                        assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.error);
+                        break;
+                    }
+                    tokio::task::yield_now().await;
+                }
+                latencies.push(enqueued.elapsed());
+            }
+        } else {
+            let batch: Vec<NewRun> = (0..runs)
+                .map(|_| NewRun::new("bench/noop", None, chrono::Utc::now()))
+                .collect();
+            let last = batch.last().unwrap().id.clone();
+            store.enqueue(&batch, chrono::Utc::now()).await.unwrap();
+            wake.notify_one();
+            loop {
+                let active = store
+                    .runs(
+                        &[RunStatus::Queued, RunStatus::Claimed, RunStatus::Running],
+                        1,
+                    )
+                    .await
+                    .unwrap();
+                if active.is_empty() && store.get_run(&last).await.unwrap().status.is_terminal() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        let elapsed = started.elapsed();
+        stop.cancel();
+        task.await.unwrap();
+        if concurrency == 1 {
+            latencies.sort();
+            println!(
+                "sequential: {runs} runs of `true`, enqueue -> recorded success: median {:.2} ms, p95 {:.2} ms ({:.0} runs/s)",
+                latencies[runs / 2].as_secs_f64() * 1e3,
+                latencies[runs * 95 / 100].as_secs_f64() * 1e3,
+                runs as f64 / elapsed.as_secs_f64()
+            );
+        } else {
+            println!(
+                "concurrency {concurrency}: {runs} runs in {:.2} s = {:.0} runs/s",
+                elapsed.as_secs_f64(),
+                runs as f64 / elapsed.as_secs_f64()
+            );
+        }
+    }
+    let failed = store.runs(&[RunStatus::Failed], 10).await.unwrap();
+    assert!(failed.is_empty(), "{:?}", failed[0].error);
+}
