@@ -4,6 +4,9 @@
 //! It is a backfill (persisted, audited, ordered by the same planner) that this process
 //! also executes. When `cairn up` holds the reconciler's lease, `up` plans it and both
 //! processes' launchers share the runs.
+//!
+//! Known limit: a partition waits while an input outside the selection is stale or
+//! missing (without `cairn up` nothing rebuilds it), so select upstreams with `+KEY`.
 
 use std::path::Path;
 use std::process::ExitCode;

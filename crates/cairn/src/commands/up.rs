@@ -118,7 +118,17 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
         let recovery_stop = shutdown.clone();
         let (me, stale_after) = (worker.clone(), args.exec.stale_after);
         let recovery = tokio::spawn(async move {
+            // Retention (default policy) once at start, then about hourly.
+            let mut next_prune = tokio::time::Instant::now();
             loop {
+                if tokio::time::Instant::now() >= next_prune {
+                    next_prune += Duration::from_secs(3600);
+                    let policy = cairn_store::RetentionPolicy::default();
+                    match recovery_store.prune(chrono::Utc::now(), &policy).await {
+                        Ok(report) => tracing::info!(?report, "retention pass"),
+                        Err(e) => tracing::warn!(error = %e, "retention pass failed"),
+                    }
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(stale_after / 2) => {}
                     _ = recovery_stop.cancelled() => break,
