@@ -81,6 +81,14 @@ fn unique(p: PathBuf) -> PathBuf {
     }
 }
 
+/// A temp dir with `assets/a.toml` holding `toml`.
+fn warehouse(toml: &str) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("assets")).unwrap();
+    std::fs::write(tmp.path().join("assets/a.toml"), toml).unwrap();
+    tmp
+}
+
 fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
@@ -214,11 +222,7 @@ fn up_keeps_the_example_warehouse_fresh_and_rebuilds_only_what_changed() {
 
 #[test]
 fn failures_are_retried_then_reported_with_their_stderr() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    std::fs::create_dir_all(dir.join("assets")).unwrap();
-    std::fs::write(
-        dir.join("assets/a.toml"),
+    let tmp = warehouse(
         r#"
 [pools.no_phi]
 max_concurrent = 2
@@ -259,8 +263,8 @@ classification = "phi"
 pool = "no_phi"
 compute = { command = ["true"] }
 "#,
-    )
-    .unwrap();
+    );
+    let dir = tmp.path();
     let up = Up::start(dir, &[], &[("CAIRN_TEST_TOKEN", "s3cr3t-value")]);
     let by_asset = |runs: &[serde_json::Value], key: &str| -> Vec<serde_json::Value> {
         runs.iter().filter(|r| r["asset"] == key).cloned().collect()
@@ -335,11 +339,7 @@ compute = { command = ["true"] }
 
 #[test]
 fn kill_minus_nine_then_restart_recovers_runs_and_never_runs_one_twice() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    std::fs::create_dir_all(dir.join("assets")).unwrap();
-    std::fs::write(
-        dir.join("assets/a.toml"),
+    let tmp = warehouse(
         r#"
 [partitions.sites]
 type = "static"
@@ -364,8 +364,8 @@ classification = "public"
 deps = ["raw/extract"]
 compute = { shell = "echo $CAIRN_RUN_ID >> ../completed.txt" }
 "#,
-    )
-    .unwrap();
+    );
+    let dir = tmp.path();
     let first = Up::start(dir, &["--max-concurrent", "4"], &[]);
     wait_for("runs in flight", Duration::from_secs(30), || {
         runs(dir)

@@ -191,10 +191,7 @@ fn truncate(s: &str, max: usize) -> &str {
 
 /// The JSON Schema of one output line (`schemas/output.schema.json`).
 pub fn output_line_schema_json() -> String {
-    let schema = schemars::schema_for!(OutputLine);
-    let mut text = serde_json::to_string_pretty(&schema).expect("a schema serializes");
-    text.push('\n');
-    text
+    cairn_model::schema::pretty(&schemars::schema_for!(OutputLine))
 }
 
 #[cfg(test)]

@@ -2,8 +2,12 @@
 
 /// The JSON Schema of one asset definitions file (`schemas/asset.schema.json`).
 pub fn asset_file_schema_json() -> String {
-    let schema = schemars::schema_for!(crate::spec::FileSpec);
-    let mut text = serde_json::to_string_pretty(&schema).expect("a schema serializes");
+    pretty(&schemars::schema_for!(crate::spec::FileSpec))
+}
+
+/// A schema as committed under `schemas/`: pretty JSON ending with a newline.
+pub fn pretty(schema: &schemars::Schema) -> String {
+    let mut text = serde_json::to_string_pretty(schema).expect("a schema serializes");
     text.push('\n');
     text
 }
