@@ -5,10 +5,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn cairn(args: &[&str], cwd: &Path) -> Output {
+    cairn_with(args, cwd, &[])
+}
+
+fn cairn_with(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cairn"))
         .args(args)
         .current_dir(cwd)
         .env_remove("CAIRN_ASSETS")
+        .env_remove("CAIRN_STORE")
+        .envs(env.iter().copied())
         .output()
         .expect("the cairn binary runs")
 }
@@ -22,6 +28,44 @@ fn repo() -> PathBuf {
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A directory with `assets/`: a source and an asset built from it per site, and an
+/// unpartitioned summary. Its store is the default, `.cairn/cairn.db`.
+fn small_warehouse() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let assets = dir.path().join("assets");
+    std::fs::create_dir_all(&assets).unwrap();
+    std::fs::write(
+        assets.join("visits.toml"),
+        r#"
+[partitions.sites]
+type = "static"
+keys = ["north", "south"]
+
+[[asset]]
+key = "raw/visits"
+source = true
+partitions = "sites"
+
+[[asset]]
+key = "mart/visits"
+partitions = "sites"
+deps = ["raw/visits"]
+compute = { command = ["true"] }
+
+[[asset]]
+key = "mart/summary"
+deps = ["mart/visits"]
+compute = { command = ["true"] }
+"#,
+    )
+    .unwrap();
+    dir
 }
 
 #[test]
@@ -161,4 +205,228 @@ fn migrate_creates_the_default_store_beside_the_assets_and_check_reports_it() {
         std::fs::read_to_string(dir.path().join("notes.db")).unwrap(),
         "not a database"
     );
+}
+
+/// `status ASSET --partition P --json`: (fresh, reason names).
+fn partition_status(dir: &Path, asset: &str, partition: &str) -> (bool, Vec<String>) {
+    let out = cairn(&["status", asset, "--partition", partition, "--json"], dir);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reasons = v["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap().to_owned())
+        .collect();
+    (v["fresh"].as_bool().unwrap(), reasons)
+}
+
+#[test]
+fn report_records_a_materialization_that_status_then_counts_as_fresh() {
+    let dir = small_warehouse();
+    let dir = dir.path();
+    assert_eq!(
+        partition_status(dir, "mart/visits", "north"),
+        (false, vec!["missing".to_owned()])
+    );
+    let out = cairn(
+        &[
+            "report",
+            "mart/visits",
+            "--partition",
+            "north",
+            "--data-version",
+            "d1",
+            "--metadata",
+            r#"{"rows": 3}"#,
+        ],
+        dir,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("materialization of mart/visits [north] as event "),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        partition_status(dir, "mart/visits", "north"),
+        (true, vec![])
+    );
+    assert!(!partition_status(dir, "mart/visits", "south").0);
+    let all = cairn(&["status", "--json"], dir);
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&all.stdout).unwrap();
+    let visits = rows.iter().find(|r| r["asset"] == "mart/visits").unwrap();
+    assert_eq!(visits["fresh_partitions"], 1, "{visits}");
+
+    // An observation of the source after it makes it stale: the input changed.
+    let out = cairn(
+        &[
+            "report",
+            "raw/visits",
+            "--partition",
+            "north",
+            "--observation",
+            "--data-version",
+            "feed-2",
+        ],
+        dir,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("observation of raw/visits [north]"));
+    let (fresh, reasons) = partition_status(dir, "mart/visits", "north");
+    assert!(
+        !fresh && reasons.contains(&"upstream_changed".to_owned()),
+        "{reasons:?}"
+    );
+    // Unpartitioned assets take no partition.
+    let out = cairn(&["report", "mart/summary"], dir);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn report_refuses_bad_input_with_exit_1_naming_the_value() {
+    let dir = small_warehouse();
+    let dir = dir.path();
+    let cases: &[(&[&str], &str)] = &[
+        (&["report", "mart/nope"], "\"mart/nope\""),
+        (
+            &["report", "mart/visits", "--partition", "east"],
+            "\"east\" is not a partition of mart/visits",
+        ),
+        (&["report", "mart/visits"], "mart/visits is partitioned"),
+        (
+            &["report", "mart/summary", "--partition", "north"],
+            "\"north\"",
+        ),
+        (
+            &[
+                "report",
+                "mart/visits",
+                "--partition",
+                "north",
+                "--observation",
+            ],
+            "mart/visits is not a source",
+        ),
+        (
+            &["report", "mart/summary", "--metadata", "{oops"],
+            "--metadata \"{oops\" is not valid JSON",
+        ),
+        (
+            &["report", "mart/summary", "--metadata", "[1]"],
+            "metadata must be a JSON object",
+        ),
+    ];
+    for (args, message) in cases {
+        let out = cairn(args, dir);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(message), "{args:?}: {}", stderr(&out));
+    }
+    let all = cairn(&["status", "--json"], dir);
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&all.stdout).unwrap();
+    assert!(
+        rows.iter()
+            .all(|r| r["fresh_partitions"] == 0 || r["asset"] == "raw/visits"),
+        "nothing was recorded: {rows:?}"
+    );
+}
+
+#[test]
+fn tokens_are_created_listed_and_revoked_and_the_secret_is_never_stored() {
+    let dir = small_warehouse();
+    let dir = dir.path();
+    let as_tester = |args: &[&str]| cairn_with(args, dir, &[("USER", "tester")]);
+    let out = as_tester(&[
+        "token", "create", "--role", "operator", "--phi", "--name", "ci",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let secret = text.lines().last().unwrap().to_owned();
+    assert!(secret.starts_with("cairn_") && secret.len() > 40, "{text}");
+    let id = text
+        .split_whitespace()
+        .nth(2)
+        .expect("created token ID ...")
+        .to_owned();
+
+    let list = cairn(&["token", "list", "--json"], dir);
+    assert!(list.status.success(), "{}", stderr(&list));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (
+            &rows[0]["id"],
+            &rows[0]["name"],
+            &rows[0]["role"],
+            &rows[0]["phi"]
+        ),
+        (
+            &serde_json::json!(id),
+            &serde_json::json!("ci"),
+            &serde_json::json!("operator"),
+            &serde_json::json!(true)
+        )
+    );
+    assert!(rows[0]["revoked_at"].is_null());
+    let table = stdout(&cairn(&["token", "list"], dir));
+    assert!(table.contains(&id), "{table}");
+    for shown in [stdout(&list), table] {
+        assert!(!shown.contains(&secret), "{shown}");
+    }
+
+    let out = as_tester(&["token", "revoke", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_slice(&cairn(&["token", "list", "--json"], dir).stdout).unwrap();
+    assert!(rows[0]["revoked_at"].is_string(), "{rows:?}");
+    let again = cairn(&["token", "revoke", &id], dir);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("already revoked"),
+        "{}",
+        stderr(&again)
+    );
+    let unknown = cairn(&["token", "revoke", "no-such-token"], dir);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(stderr(&unknown).contains("\"no-such-token\""));
+    let bad_role = cairn(&["token", "create", "--role", "root"], dir);
+    assert_eq!(bad_role.status.code(), Some(2), "clap refuses it");
+    assert!(stderr(&bad_role).contains("root"));
+
+    // Both changes are audited, as the user who made them, without the secret.
+    let audit = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let url = format!("sqlite:{}", dir.join(".cairn/cairn.db").display());
+        let store = cairn_store::open(&url).await.unwrap();
+        let log = store.audit_log(0, 100).await.unwrap();
+        store.close().await;
+        log
+    });
+    let actions: Vec<_> = audit
+        .iter()
+        .map(|a| (a.actor.as_str(), a.action.as_str(), a.target.as_str()))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("cli:tester", "token.create", id.as_str()),
+            ("cli:tester", "token.revoke", id.as_str())
+        ]
+    );
+    assert_eq!(
+        audit[0].details,
+        serde_json::json!({ "role": "operator", "phi": true, "name": "ci" })
+    );
+
+    // Only a hash is kept: the secret is in no byte of the database (nor its WAL).
+    let mut files = 0;
+    for name in ["cairn.db", "cairn.db-wal"] {
+        if let Ok(bytes) = std::fs::read(dir.join(".cairn").join(name)) {
+            files += 1;
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "the secret is in {name}"
+            );
+        }
+    }
+    assert!(files >= 1);
 }

@@ -1,14 +1,25 @@
-//! The HTTP server `cairn up` runs: `/healthz` (is the store reachable, what is this
-//! process) and `/metrics` (Prometheus text). The GraphQL API and the UI mount here.
+//! The HTTP server `cairn up` runs: `/graphql` (the API; `/graphql/ws` for
+//! subscriptions), `/graphiql` (an explorer page), `/healthz` (is the store reachable,
+//! what is this process) and `/metrics` (Prometheus text).
+
+pub mod auth;
+pub mod error;
+pub mod schema;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use async_graphql::http::GraphiQLSource;
+use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
 use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::extract::{State, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use cairn_store::Store;
+
+pub use auth::{AuthMode, Caller, Role};
+pub use schema::{Api, CairnSchema};
 
 /// What the handlers share.
 pub struct AppState {
@@ -16,13 +27,121 @@ pub struct AppState {
     /// This process's worker id.
     pub worker: String,
     pub started_at: chrono::DateTime<chrono::Utc>,
+    pub schema: CairnSchema,
+    pub auth: AuthMode,
+    /// A GraphQL request running longer is answered with a TIMEOUT error.
+    pub request_timeout: Duration,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
+        .route("/graphql", get(graphql).post(graphql))
+        .route("/graphql/ws", get(graphql_ws))
+        .route("/graphiql", get(graphiql))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .with_state(state)
+}
+
+/// A GraphQL error response outside of execution (authentication, timeout).
+fn error_response(status: StatusCode, code: error::Code, message: &str) -> Response {
+    (
+        status,
+        axum::Json(serde_json::json!({
+            "data": null,
+            "errors": [{ "message": message, "extensions": { "code": code.as_str() } }],
+        })),
+    )
+        .into_response()
+}
+
+async fn graphql(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    request: GraphQLRequest,
+) -> Response {
+    let started = Instant::now();
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let caller = match auth::authenticate(&state.store, state.auth, authorization).await {
+        Ok(c) => c,
+        Err(auth::AuthError::Store(e)) => {
+            tracing::error!(error = %e, "authenticating a request");
+            return error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                error::Code::Internal,
+                "the store is unavailable",
+            );
+        }
+        Err(e) => {
+            return error_response(
+                StatusCode::UNAUTHORIZED,
+                error::Code::Unauthenticated,
+                &e.to_string(),
+            );
+        }
+    };
+    let request = request.into_inner().data(caller);
+    let mut response =
+        match tokio::time::timeout(state.request_timeout, state.schema.execute(request)).await {
+            Ok(r) => GraphQLResponse::from(r).into_response(),
+            Err(_) => error_response(
+                StatusCode::OK,
+                error::Code::Timeout,
+                &format!("the request took longer than {:?}", state.request_timeout),
+            ),
+        };
+    // Server time, for clients and benchmarks (https://www.w3.org/TR/server-timing/).
+    let micros = started.elapsed().as_micros();
+    if let Ok(v) = format!("graphql;dur={}.{:03}", micros / 1000, micros % 1000).parse() {
+        response.headers_mut().insert("server-timing", v);
+    }
+    response
+}
+
+/// Subscriptions. The token goes in the `connection_init` payload
+/// (`{"Authorization": "Bearer ..."}`) or the upgrade request's header.
+async fn graphql_ws(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    protocol: GraphQLProtocol,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let header_auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    upgrade
+        .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| {
+            let schema = state.schema.clone();
+            GraphQLWebSocket::new(socket, schema, protocol)
+                .on_connection_init(move |payload| async move {
+                    let from_payload = ["Authorization", "authorization"]
+                        .iter()
+                        .find_map(|k| payload.get(*k).and_then(|v| v.as_str()).map(str::to_owned));
+                    let authorization = from_payload.or(header_auth);
+                    let caller =
+                        auth::authenticate(&state.store, state.auth, authorization.as_deref())
+                            .await
+                            .map_err(|e| async_graphql::Error::new(e.to_string()))?;
+                    let mut data = async_graphql::Data::default();
+                    data.insert(caller);
+                    Ok(data)
+                })
+                .serve()
+        })
+}
+
+async fn graphiql() -> Html<String> {
+    Html(
+        GraphiQLSource::build()
+            .endpoint("/graphql")
+            .subscription_endpoint("/graphql/ws")
+            .title("Cairn GraphQL")
+            .finish(),
+    )
 }
 
 /// 200 with a JSON summary when the store answers, 503 otherwise.
@@ -98,6 +217,62 @@ mod tests {
         (status, String::from_utf8(body.to_vec()).unwrap())
     }
 
+    fn test_state(store: &Store) -> Arc<AppState> {
+        let schema = schema::build(Api {
+            store: store.clone(),
+            view: cairn_engine::LiveView::new(),
+            poke: Arc::default(),
+        });
+        Arc::new(AppState {
+            store: store.clone(),
+            worker: "w".into(),
+            started_at: chrono::Utc::now(),
+            schema,
+            auth: AuthMode::Tokens,
+            request_timeout: Duration::from_secs(5),
+        })
+    }
+
+    /// `schemas/schema.graphql` is the SDL this build serves; regenerate it with
+    /// `CAIRN_UPDATE_SCHEMAS=1 cargo test -p cairn-api committed_sdl`.
+    #[test]
+    fn committed_sdl_matches_the_schema() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas/schema.graphql");
+        let sdl = schema::sdl();
+        if std::env::var_os("CAIRN_UPDATE_SCHEMAS").is_some() {
+            std::fs::write(&path, &sdl).unwrap();
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == sdl,
+            "schemas/schema.graphql is out of date: run `CAIRN_UPDATE_SCHEMAS=1 cargo test -p cairn-api committed_sdl`"
+        );
+    }
+
+    #[tokio::test]
+    async fn graphql_needs_a_token_outside_local_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("c.db").display());
+        let store = cairn_store::open(&url).await.unwrap();
+        let app = router(test_state(&store));
+        let res = app
+            .oneshot(
+                Request::post("/graphql")
+                    .header("content-type", "application/json")
+                    .body(Body::from(r#"{"query":"{ me { role } }"}"#))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        let body = axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
+    }
+
     #[tokio::test]
     async fn health_and_metrics_read_the_store() {
         let dir = tempfile::tempdir().unwrap();
@@ -108,11 +283,7 @@ mod tests {
             .enqueue(&[cairn_store::NewRun::new("a/b", None, now)], now)
             .await
             .unwrap();
-        let app = router(Arc::new(AppState {
-            store: store.clone(),
-            worker: "w".into(),
-            started_at: now,
-        }));
+        let app = router(test_state(&store));
         let (status, body) = get_text(app.clone(), "/healthz").await;
         assert_eq!(status, StatusCode::OK);
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();

@@ -490,8 +490,11 @@ macro_rules! store_backend {
                 if let Some(after) = filter.after_id {
                     q.push(" AND e.id > ").push_bind(after);
                 }
+                if let Some(before) = filter.before_id {
+                    q.push(" AND e.id < ").push_bind(before);
+                }
                 let limit = i64::from(filter.limit.clamp(1, 10_000));
-                q.push(" ORDER BY e.id LIMIT ").push_bind(limit);
+                q.push(if filter.newest_first { " ORDER BY e.id DESC LIMIT " } else { " ORDER BY e.id LIMIT " }).push_bind(limit);
                 let rows: Vec<(i64, i64, String, Option<String>, String, Option<String>, String)> =
                     q.build_query_as().fetch_all(&self.pool).await?;
                 rows.into_iter().map($crate::derived::event_from_row).collect()
@@ -584,6 +587,34 @@ macro_rules! store_backend {
                 let sql = format!(concat!("SELECT ", $crate::derived::run_columns!(), " FROM runs{} ORDER BY created_at DESC, id DESC LIMIT $1"), filter);
                 let rows: Vec<$crate::derived::RunRow> =
                     sqlx::query_as(&sql).bind(i64::from(limit.clamp(1, 10_000))).fetch_all(&self.pool).await?;
+                rows.into_iter().map(TryInto::try_into).collect()
+            }
+
+            /// Runs matching `filter`, newest first, at most `limit` (max 10,000).
+            pub async fn find_runs(&self, filter: &$crate::RunFilter, limit: u32) -> $crate::Result<Vec<$crate::Run>> {
+                let mut q = sqlx::QueryBuilder::<$Db>::new(concat!("SELECT ", $crate::derived::run_columns!(), " FROM runs WHERE 1 = 1"));
+                if !filter.statuses.is_empty() {
+                    q.push(" AND status IN (");
+                    let mut sep = q.separated(", ");
+                    for s in &filter.statuses {
+                        sep.push_bind(s.as_str());
+                    }
+                    q.push(")");
+                }
+                if let Some(asset) = &filter.asset {
+                    q.push(" AND asset = ").push_bind(asset.clone());
+                }
+                if let Some(backfill) = &filter.backfill_id {
+                    q.push(" AND backfill_id = ").push_bind(backfill.clone());
+                }
+                if let Some((at, id)) = &filter.before {
+                    let at = $crate::types::to_micros(*at);
+                    q.push(" AND (created_at < ").push_bind(at)
+                        .push(" OR (created_at = ").push_bind(at)
+                        .push(" AND id < ").push_bind(id.clone()).push("))");
+                }
+                q.push(" ORDER BY created_at DESC, id DESC LIMIT ").push_bind(i64::from(limit.clamp(1, 10_000)));
+                let rows: Vec<$crate::derived::RunRow> = q.build_query_as().fetch_all(&self.pool).await?;
                 rows.into_iter().map(TryInto::try_into).collect()
             }
 

@@ -81,6 +81,7 @@ delegate! {
     fn last_event_id(&self) -> Result<EventId>;
     fn get_run(&self, id: &str) -> Result<Run>;
     fn runs(&self, statuses: &[RunStatus], limit: u32) -> Result<Vec<Run>>;
+    fn find_runs(&self, filter: &RunFilter, limit: u32) -> Result<Vec<Run>>;
     fn transition(&self, t: &RunTransition) -> Result<Run>;
     fn heartbeat(&self, run_id: &str, now: chrono::DateTime<chrono::Utc>) -> Result<bool>;
     fn append_run_log(&self, run_id: &str, lines: &[(chrono::DateTime<chrono::Utc>, &str, &str)]) -> Result<()>;

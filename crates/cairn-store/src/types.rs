@@ -448,8 +448,23 @@ pub struct EventFilter {
     pub run_id: Option<String>,
     pub kinds: Vec<EventKind>,
     pub after_id: Option<EventId>,
+    /// Only events before this id (the cursor of a newest-first page).
+    pub before_id: Option<EventId>,
+    /// Newest first instead of oldest first.
+    pub newest_first: bool,
     /// At most this many (capped at 10,000).
     pub limit: u32,
+}
+
+/// Filters for run queries (newest first); `before` is the pagination cursor: the
+/// `(created_at, id)` of the last run of the previous page.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunFilter {
+    /// Any of these (all when empty).
+    pub statuses: Vec<RunStatus>,
+    pub asset: Option<String>,
+    pub backfill_id: Option<String>,
+    pub before: Option<(DateTime<Utc>, String)>,
 }
 
 /// How long retention keeps what it may prune.

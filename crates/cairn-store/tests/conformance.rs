@@ -51,7 +51,72 @@ conformance!(
     control_characters_are_refused_whole,
     identical_data_keeps_its_change_point,
     phi_runs_wait_for_a_phi_capable_executor,
+    runs_and_events_page_newest_first,
 );
+
+/// The API's pages: filters hold, pages do not overlap, and together they are all.
+async fn runs_and_events_page_newest_first(store: &Store) {
+    let mut runs = Vec::new();
+    for i in 0..7 {
+        let mut r = NewRun::new(if i % 2 == 0 { "a/x" } else { "a/y" }, None, at(i / 2));
+        if i < 3 {
+            r.backfill_id = Some("bf1".into());
+        }
+        runs.push(r);
+    }
+    store.enqueue(&runs, at(0)).await.unwrap();
+    let x = RunFilter {
+        asset: Some("a/x".into()),
+        ..Default::default()
+    };
+    let mut seen = Vec::new();
+    let mut filter = x.clone();
+    loop {
+        let page = store.find_runs(&filter, 2).await.unwrap();
+        let Some(last) = page.last() else { break };
+        filter.before = Some((last.created_at, last.id.clone()));
+        seen.extend(page.into_iter().map(|r| r.id));
+    }
+    let mut want: Vec<String> = runs
+        .iter()
+        .filter(|r| r.asset == "a/x")
+        .map(|r| r.id.clone())
+        .collect();
+    want.sort();
+    want.reverse();
+    assert_eq!(seen, want, "pages of a/x, newest first, without overlap");
+    let backfill = RunFilter {
+        backfill_id: Some("bf1".into()),
+        statuses: vec![RunStatus::Queued],
+        ..Default::default()
+    };
+    assert_eq!(store.find_runs(&backfill, 100).await.unwrap().len(), 3);
+    let none = RunFilter {
+        statuses: vec![RunStatus::Running],
+        ..Default::default()
+    };
+    assert!(store.find_runs(&none, 100).await.unwrap().is_empty());
+
+    let queued = EventFilter {
+        asset: Some("a/y".into()),
+        newest_first: true,
+        limit: 2,
+        ..Default::default()
+    };
+    let first = store.events(&queued).await.unwrap();
+    assert_eq!(first.len(), 2);
+    assert!(first[0].id > first[1].id, "newest first");
+    let rest = store
+        .events(&EventFilter {
+            before_id: Some(first[1].id),
+            limit: 10,
+            ..queued
+        })
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 1, "a/y has 3 queued events in all");
+    assert!(rest[0].id < first[1].id);
+}
 
 async fn phi_runs_wait_for_a_phi_capable_executor(store: &Store) {
     let mut phi = NewRun::new("staging/patients", None, at(0));

@@ -1,7 +1,6 @@
 //! The `cairn` command line.
 
 mod commands;
-mod engine;
 mod reconciler;
 
 use std::path::PathBuf;
@@ -52,6 +51,10 @@ enum Command {
     Runs(commands::runs::Args),
     /// Print a run's log.
     Logs(commands::logs::Args),
+    /// Record a materialization (or, for a source, an observation) made outside Cairn.
+    Report(commands::report::Args),
+    /// Create, list and revoke API tokens.
+    Token(commands::token::Args),
 }
 
 /// The store URL: the flag or variable, else `.cairn/cairn.db` beside the assets directory.
@@ -80,6 +83,8 @@ fn main() -> ExitCode {
         Command::Materialize(args) => commands::materialize::run(&cli.assets, &store, args),
         Command::Runs(args) => commands::runs::run(&store, args),
         Command::Logs(args) => commands::logs::run(&store, args),
+        Command::Report(args) => commands::report::run(&cli.assets, &store, args),
+        Command::Token(args) => commands::token::run(&store, args),
         Command::Validate(args) => commands::validate::run(&cli.assets, args),
         Command::Assets(args) => commands::assets::run(&cli.assets, args),
         Command::Graph(args) => commands::graph::run(&cli.assets, args),

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use cairn_model::AssetGraph;
@@ -13,7 +14,8 @@ use cairn_store::Store;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::{Engine, TickReport};
+use cairn_engine::live::Poke;
+use cairn_engine::{Engine, LiveView, TickReport, View};
 
 pub struct Options {
     pub interval: Duration,
@@ -35,6 +37,22 @@ pub struct Links {
     pub enqueued: Arc<Notify>,
     /// Poked when a run ends, so the next tick comes at once.
     pub run_ended: Arc<Notify>,
+    /// The loop's state, for readers (the API).
+    pub view: LiveView,
+    /// The API's requests for a tick now (a backfill, new dynamic partitions...).
+    pub poke: Arc<Poke>,
+}
+
+impl Links {
+    pub fn new(graph: Arc<AssetGraph>) -> Self {
+        Self {
+            graph: watch::channel(graph).0,
+            enqueued: Arc::default(),
+            run_ended: Arc::default(),
+            view: LiveView::new(),
+            poke: Arc::default(),
+        }
+    }
 }
 
 pub enum Outcome {
@@ -51,10 +69,9 @@ pub async fn run(
     opts: &Options,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Outcome> {
-    let graph = (**links.graph.borrow()).clone();
+    let mut graph = (**links.graph.borrow()).clone();
     let mut fingerprint = definitions_fingerprint(assets_dir);
-    let mut engine = Engine::load(graph, store, chrono::Utc::now()).await?;
-    let mut staleness = Staleness::compute(engine.inputs(chrono::Utc::now()));
+    let mut reload = true;
     let lease = (opts.interval * 3).max(Duration::from_secs(30));
     let outcome = loop {
         if opts.watch_definitions {
@@ -62,11 +79,11 @@ pub async fn run(
             if now_fp != fingerprint {
                 fingerprint = now_fp;
                 match load_dir(assets_dir) {
-                    Ok(graph) => {
-                        tracing::info!(assets = graph.len(), "definitions changed; reloaded");
-                        engine = Engine::load(graph.clone(), store, chrono::Utc::now()).await?;
-                        staleness = Staleness::compute(engine.inputs(chrono::Utc::now()));
-                        links.graph.send_replace(Arc::new(graph));
+                    Ok(new) => {
+                        tracing::info!(assets = new.len(), "definitions changed; reloaded");
+                        graph = new;
+                        reload = true;
+                        links.graph.send_replace(Arc::new(graph.clone()));
                     }
                     Err(Diagnostics(problems)) => {
                         for p in &problems {
@@ -80,26 +97,46 @@ pub async fn run(
                 }
             }
         }
+        // Dynamic partitions or SLA overrides changed through the API: read them again.
+        reload |= links.poke.reload.swap(false, Ordering::AcqRel);
         let now = chrono::Utc::now();
+        let mut guard = links.view.write().await;
+        if reload || guard.is_none() {
+            reload = false;
+            let engine = Engine::load(graph.clone(), store, now).await?;
+            let staleness = Staleness::compute(engine.inputs(now));
+            *guard = Some(View {
+                engine,
+                staleness,
+                as_of: now,
+            });
+        }
+        let view = guard.as_mut().expect("loaded above");
         // Runs in flight first, then the log: see `Engine::tick`.
-        let flying = engine.in_flight(store, now).await?;
-        let touched = engine.tail(store, now).await?;
+        let flying = view.engine.in_flight(store, now).await?;
+        let touched = view.engine.tail(store, now).await?;
         // New events and new time windows: only what they affect is recomputed.
-        staleness.update(engine.inputs(now), &touched);
+        view.staleness.update(view.engine.inputs(now), &touched);
+        view.as_of = now;
+        // Readers may come in while the tick plans and enqueues.
+        let guard = guard.downgrade();
+        let view = guard.as_ref().expect("loaded above");
         if store
             .try_lease("reconciler", &opts.holder, now, lease)
             .await?
         {
-            let report = engine
+            let report = view
+                .engine
                 .tick(
                     store,
-                    &staleness,
+                    &view.staleness,
                     now,
                     flying,
                     opts.max_runs,
                     opts.automation,
                 )
                 .await?;
+            drop(guard);
             if report.enqueued > 0 {
                 tracing::info!(enqueued = report.enqueued, "runs enqueued");
                 links.enqueued.notify_one();
@@ -108,6 +145,7 @@ pub async fn run(
                 break Outcome::Ticked(report);
             }
         } else {
+            drop(guard);
             tracing::debug!("another reconciler holds the lease; standing by");
             if opts.once {
                 break Outcome::LeaseHeld;
@@ -119,6 +157,7 @@ pub async fn run(
                 // Let a burst of endings settle into one tick.
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
+            _ = links.poke.tick.notified() => {}
             _ = shutdown.cancelled() => break Outcome::Stopped,
         }
     };

@@ -65,3 +65,20 @@ fn store_does_not_know_the_model() {
         "cairn-store must not depend on petgraph"
     );
 }
+
+/// The engine is the reconciler's shell: no HTTP, no GraphQL, no launching.
+#[test]
+fn engine_knows_no_http_nor_launching() {
+    let manifest = manifest("cairn-engine");
+    let deps = manifest
+        .get("dependencies")
+        .and_then(|d| d.as_table())
+        .cloned()
+        .unwrap_or_default();
+    for name in ["axum", "async-graphql", "cairn-api", "cairn-exec", "hyper"] {
+        assert!(
+            !deps.contains_key(name),
+            "cairn-engine must not depend on {name} (docs/ARCHITECTURE.md)"
+        );
+    }
+}

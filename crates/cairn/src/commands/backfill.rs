@@ -4,7 +4,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use cairn_model::Selection;
 
-use crate::engine::{Engine, partition_index};
+use cairn_engine::Engine;
+use cairn_engine::backfill::{Scope, create, targets};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -48,7 +49,11 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
             .with_context(|| format!("opening the store {store_url}"))?;
         let now = chrono::Utc::now();
         let engine = Engine::load(graph, &store, now).await?;
-        let request = targets(&engine, &ids, args.from.as_deref(), args.to.as_deref(), now)?;
+        let scope = Scope::Range {
+            from: args.from.as_deref(),
+            to: args.to.as_deref(),
+        };
+        let request = targets(&engine, &ids, scope, now)?;
         println!(
             "backfill of {} asset(s), {} partition(s)",
             request.targets.len(),
@@ -66,118 +71,6 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
         store.close().await;
         Ok(ExitCode::SUCCESS)
     })
-}
-
-/// What a backfill rebuilds: per asset, a key range.
-pub struct Request {
-    pub targets: Vec<serde_json::Value>,
-    pub total: u64,
-}
-
-/// The partitions of `ids` between `from` and `to` (keys, or dates for time partitions;
-/// everything when both are omitted). Source assets are skipped.
-pub fn targets(
-    engine: &Engine,
-    ids: &[cairn_model::AssetId],
-    from: Option<&str>,
-    to: Option<&str>,
-    now: chrono::DateTime<chrono::Utc>,
-) -> anyhow::Result<Request> {
-    let env = engine.env(now);
-    let mut targets = Vec::new();
-    let mut total = 0u64;
-    for &id in ids {
-        let asset = engine.graph.asset(id);
-        if asset.is_source {
-            continue;
-        }
-        let len = engine.inputs(now).len(id);
-        // (lowest, highest) index a bound names; a date names every window containing it.
-        let bounds = |key: Option<&str>, default: u32| match key {
-            None => Ok((default, default)),
-            Some(_) if asset.partitions.is_none() => Ok((0, 0)),
-            Some(k) => partition_index(&engine.graph, id, k, env)
-                .map(|i| (i, i))
-                .or_else(|| date_bounds(asset, k, env))
-                .with_context(|| {
-                    format!(
-                        "{k:?} is not a partition of {} (now), nor a date inside one",
-                        asset.key
-                    )
-                }),
-        };
-        anyhow::ensure!(len > 0, "{} has no partitions yet", asset.key);
-        let first = bounds(from, 0)?.0;
-        let last = bounds(to, len - 1)?.1.min(len - 1);
-        anyhow::ensure!(first <= last, "--from {from:?} is after --to {to:?}");
-        let key = |i| crate::engine::partition_key(&engine.graph, id, i, env);
-        total += u64::from(last - first + 1);
-        targets.push(
-            serde_json::json!({ "asset": asset.key.as_str(), "ranges": [[key(first), key(last)]] }),
-        );
-    }
-    Ok(Request { targets, total })
-}
-
-/// Persists (and audits) a backfill of `request`.
-pub async fn create(
-    store: &cairn_store::Store,
-    engine: &Engine,
-    selection: &str,
-    request: &Request,
-    actor: &str,
-    now: chrono::DateTime<chrono::Utc>,
-) -> anyhow::Result<cairn_store::Backfill> {
-    let backfill = cairn_store::Backfill {
-        id: cairn_store::new_id(),
-        selection: selection.to_owned(),
-        partitions: serde_json::json!({ "since_event": engine.state.max_event_id, "targets": request.targets }),
-        status: "requested".into(),
-        created_by: actor.into(),
-        created_at: now,
-        updated_at: now,
-        progress: serde_json::json!({}),
-    };
-    store.create_backfill(&backfill).await?;
-    store
-        .audit(&cairn_store::NewAudit {
-            at: now,
-            actor: actor.into(),
-            action: "backfill.create".into(),
-            target: selection.to_owned(),
-            details: serde_json::json!({ "backfill_id": backfill.id, "partitions": request.total }),
-        })
-        .await?;
-    Ok(backfill)
-}
-
-/// For time-partitioned assets, a date (`YYYY-MM-DD`) names the partitions whose windows
-/// contain it, so one range serves assets of different granularities (a daily asset and
-/// its weekly roll-up): (first, last) index of those partitions.
-fn date_bounds(
-    asset: &cairn_model::AssetDef,
-    key: &str,
-    env: cairn_model::partitions::PartitionEnv<'_>,
-) -> Option<(u32, u32)> {
-    use cairn_model::partitions::PartitionsDef;
-    let date = chrono::NaiveDate::parse_from_str(key.get(..10)?, "%Y-%m-%d").ok()?;
-    let (time, statics) = match asset.partitions.as_ref().map(|p| &*p.def)? {
-        PartitionsDef::Time(t) => (t, 1),
-        PartitionsDef::Multi(m) => (&m.time_dim, m.static_dim.len()),
-        _ => return None,
-    };
-    let noon = date
-        .and_hms_opt(12, 0, 0)?
-        .and_local_timezone(time.timezone)
-        .earliest()?
-        .with_timezone(&chrono::Utc);
-    let w = u32::try_from(time.index_containing(noon)).ok()?;
-    let len = asset.partitions.as_ref()?.def.len(env);
-    let (lo, hi) = (
-        w.checked_mul(statics)?,
-        w.checked_mul(statics)? + statics - 1,
-    );
-    (lo < len.max(1)).then_some((lo, hi))
 }
 
 /// `--list`, `--cancel ID`, `--resume ID`: every change is audited.

@@ -20,8 +20,9 @@ use cairn_store::RunStatus;
 use tokio_util::sync::CancellationToken;
 
 use super::up::ExecArgs;
-use crate::engine::Engine;
 use crate::reconciler::{self, Links, Options};
+use cairn_engine::Engine;
+use cairn_engine::backfill::Scope;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -64,12 +65,13 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
             Some(p) => (Some(p.as_str()), Some(p.as_str())),
             None => (args.from.as_deref(), args.to.as_deref()),
         };
-        let request = super::backfill::targets(&engine, &ids, from, to, now)?;
+        let request =
+            cairn_engine::backfill::targets(&engine, &ids, Scope::Range { from, to }, now)?;
         anyhow::ensure!(
             request.total > 0,
             "nothing to materialize: the selection has only source assets"
         );
-        let backfill = super::backfill::create(
+        let backfill = cairn_engine::backfill::create(
             &store,
             &engine,
             &args.selection,
@@ -89,12 +91,8 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
         let shutdown = CancellationToken::new();
         let interrupted = CancellationToken::new();
         super::up::spawn_signal_handler(interrupted.clone());
-        let (graph_tx, graph_rx) = tokio::sync::watch::channel(Arc::new(graph));
-        let links = Links {
-            graph: graph_tx,
-            enqueued: Arc::default(),
-            run_ended: Arc::default(),
-        };
+        let links = Links::new(Arc::new(graph));
+        let graph_rx = links.graph.subscribe();
         let worker = config.worker_id.clone();
         let launcher = Arc::new(
             Launcher::new(store.clone(), config, graph_rx, links.enqueued.clone())

@@ -8,9 +8,11 @@ pub mod logs;
 pub mod materialize;
 pub mod migrate;
 pub mod reconcile;
+pub mod report;
 pub mod runs;
 pub mod schema;
 pub mod status;
+pub mod token;
 pub mod up;
 pub mod validate;
 
@@ -39,4 +41,12 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?)
+}
+
+/// Who runs this command, for the audit log: `cli:$USER`, or `cli` when USER is unset.
+pub fn actor() -> String {
+    match std::env::var("USER") {
+        Ok(user) if !user.is_empty() => format!("cli:{user}"),
+        _ => "cli".into(),
+    }
 }

@@ -27,12 +27,7 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
         let store = cairn_store::open(store_url)
             .await
             .with_context(|| format!("opening the store {store_url}"))?;
-        let (graph_tx, _) = tokio::sync::watch::channel(Arc::new(graph));
-        let links = Links {
-            graph: graph_tx,
-            enqueued: Arc::default(),
-            run_ended: Arc::default(),
-        };
+        let links = Links::new(Arc::new(graph));
         let opts = Options {
             interval: args.interval,
             max_runs: args.max_runs,

@@ -3,10 +3,9 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use cairn_model::Selection;
-use cairn_reconcile::freshness;
 use cairn_reconcile::staleness::{REASONS, Staleness, explain};
 
-use crate::engine::{Engine, partition_index};
+use cairn_engine::{Engine, partition_index};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -61,7 +60,7 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
         for id in ids {
             let asset = engine.graph.asset(id);
             let counts = staleness.asset(id).counts();
-            let fresh = asset.freshness.as_ref().map(|f| freshness::evaluate(f, asset, id, &engine.state, inputs.env));
+            let fresh = engine.freshness(id, now);
             let by_reason: serde_json::Map<String, serde_json::Value> =
                 REASONS.iter().zip(counts.by_reason).filter(|(_, n)| *n > 0).map(|((_, name), n)| (name.to_string(), n.into())).collect();
             // What automation keeps fresh (the newest window...), and how much of it is.

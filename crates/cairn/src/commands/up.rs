@@ -56,6 +56,14 @@ pub struct Args {
     /// Where the HTTP server listens.
     #[arg(long, default_value = "127.0.0.1:3000")]
     listen: SocketAddr,
+    /// Single-user local mode: API requests without a token act as an admin with the phi
+    /// scope. Only on a loopback address; otherwise every request needs a token
+    /// (`cairn token create`).
+    #[arg(long)]
+    local: bool,
+    /// A GraphQL request running longer is answered with a TIMEOUT error.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    request_timeout: Duration,
     /// Time between reconciler ticks (a run's end triggers one at once).
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     tick: Duration,
@@ -67,6 +75,11 @@ pub struct Args {
 }
 
 pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        !args.local || args.listen.ip().is_loopback(),
+        "--local acts as admin without a token, so it listens on a loopback address only (got {})",
+        args.listen
+    );
     let graph = super::load_or_report(dir)?;
     let config = args.exec.config(&cairn_exec::worker_id(), dir)?;
     super::runtime()?.block_on(async {
@@ -87,22 +100,30 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
         let shutdown = CancellationToken::new();
         spawn_signal_handler(shutdown.clone());
 
-        let (graph_tx, graph_rx) = tokio::sync::watch::channel(Arc::new(graph));
-        let links = Links {
-            graph: graph_tx,
-            enqueued: Arc::default(),
-            run_ended: Arc::default(),
-        };
+        let links = Links::new(Arc::new(graph));
+        let graph_rx = links.graph.subscribe();
         let launcher = Arc::new(
             Launcher::new(store.clone(), config, graph_rx, links.enqueued.clone())
                 .on_run_end(links.run_ended.clone()),
         );
         let launcher_task = tokio::spawn(launcher.run(shutdown.clone(), args.shutdown_grace));
 
+        let schema = cairn_api::schema::build(cairn_api::Api {
+            store: store.clone(),
+            view: links.view.clone(),
+            poke: links.poke.clone(),
+        });
         let app = cairn_api::router(Arc::new(cairn_api::AppState {
             store: store.clone(),
             worker: worker.clone(),
             started_at: chrono::Utc::now(),
+            schema,
+            auth: if args.local {
+                cairn_api::AuthMode::Local
+            } else {
+                cairn_api::AuthMode::Tokens
+            },
+            request_timeout: args.request_timeout,
         }));
         let http_stop = shutdown.clone();
         let server = tokio::spawn(async move {
@@ -111,7 +132,8 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
                 .await
         });
         // The bound address (the port may have been 0: any free one).
-        eprintln!("cairn up: {store_url} on http://{listening} (worker {worker}); Ctrl-C to stop");
+        let mode = if args.local { "local mode, no token needed" } else { "bearer tokens required" };
+        eprintln!("cairn up: {store_url} on http://{listening} (worker {worker}); GraphQL at /graphql, explorer at /graphiql ({mode}); Ctrl-C to stop");
 
         // Other workers' dead runs (distributed mode) are found by their silence.
         let recovery_store = store.clone();

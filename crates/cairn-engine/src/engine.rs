@@ -3,13 +3,14 @@
 
 use std::collections::HashMap;
 
-use anyhow::Context as _;
 use cairn_model::partitions::{DynamicKeys, PartitionEnv, PartitionSet, PartitionsDef};
+use cairn_model::policy::{FreshnessPolicy, FreshnessSpec};
 use cairn_model::{AssetGraph, AssetId};
+use cairn_reconcile::freshness::{self, Freshness};
 use cairn_reconcile::plan::{BackfillTarget, PlanInput, plan};
 use cairn_reconcile::staleness::{Inputs, Staleness, reason_names};
 use cairn_reconcile::{Failure, Materialized, Plan, State};
-use cairn_store::{LatestRow, NewRun, SnapshotSink, Store};
+use cairn_store::{LatestRow, NewRun, Result, SnapshotSink, Store};
 use chrono::{DateTime, Utc};
 
 /// The core's state plus what it needs from the store.
@@ -19,6 +20,29 @@ pub struct Engine {
     pub dynamic: DynamicKeys,
     /// Rows of the log that no current definition has (removed assets or partitions).
     pub orphaned_rows: u64,
+    /// Freshness SLAs set through the API, in place of the declared ones.
+    pub freshness_overrides: HashMap<AssetId, FreshnessOverride>,
+}
+
+/// A freshness SLA set at run time (persisted in the store, audited by the caller).
+#[derive(Debug, Clone)]
+pub struct FreshnessOverride {
+    pub policy: FreshnessPolicy,
+    pub record: cairn_store::FreshnessOverride,
+}
+
+/// Reads an override's policy, stored in the shape of an asset file's `[freshness]`
+/// table (`max_lag`, `warn_lag`, `deadline`).
+pub fn parse_freshness(value: &serde_json::Value) -> std::result::Result<FreshnessPolicy, String> {
+    let spec: FreshnessSpec =
+        serde_json::from_value(value.clone()).map_err(|e| format!("freshness: {e}"))?;
+    FreshnessPolicy::from_spec(&spec).map_err(|errors| {
+        errors
+            .into_iter()
+            .map(|(field, message)| format!("freshness.{field}: {message}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
 }
 
 struct Sink<'a> {
@@ -92,11 +116,7 @@ pub fn partition_key(graph: &AssetGraph, id: AssetId, index: u32, env: Partition
 
 impl Engine {
     /// Loads dynamic partition keys and the latest-materialization snapshot.
-    pub async fn load(
-        graph: AssetGraph,
-        store: &Store,
-        now: DateTime<Utc>,
-    ) -> anyhow::Result<Self> {
+    pub async fn load(graph: AssetGraph, store: &Store, now: DateTime<Utc>) -> Result<Self> {
         let mut dynamic = DynamicKeys::new();
         for (name, def) in graph.partitions_defs() {
             if matches!(**def, PartitionsDef::Dynamic(_)) {
@@ -120,10 +140,7 @@ impl Engine {
             codes: HashMap::new(),
             orphaned: 0,
         };
-        let snapshot = store
-            .scan_latest(&mut sink)
-            .await
-            .context("loading the latest materializations")?;
+        let snapshot = store.scan_latest(&mut sink).await?;
         let (mut state, orphaned, assets) = (sink.state, sink.orphaned, sink.assets);
         for o in &snapshot.observations {
             if let Some(Some(id)) = assets.get(&o.asset_id)
@@ -152,12 +169,49 @@ impl Engine {
             }
         }
         state.max_event_id = state.max_event_id.max(snapshot.max_event_id);
+        let mut freshness_overrides = HashMap::new();
+        for record in store.freshness_overrides().await? {
+            let Some(id) = graph.id_of(&record.asset) else {
+                continue;
+            };
+            match parse_freshness(&record.policy) {
+                Ok(policy) => {
+                    freshness_overrides.insert(id, FreshnessOverride { policy, record });
+                }
+                // Validated when set; a later Cairn may read it differently.
+                Err(e) => {
+                    tracing::warn!(asset = %record.asset, error = %e, "ignoring a freshness override")
+                }
+            }
+        }
         Ok(Self {
             graph,
             state,
             dynamic,
             orphaned_rows: orphaned,
+            freshness_overrides,
         })
+    }
+
+    /// The freshness SLA in force: the override, else the declared one.
+    pub fn freshness_policy(&self, id: AssetId) -> Option<&FreshnessPolicy> {
+        self.freshness_overrides.get(&id).map(|o| &o.policy).or(self
+            .graph
+            .asset(id)
+            .freshness
+            .as_ref())
+    }
+
+    /// The asset's freshness status under the SLA in force (None: it has none).
+    pub fn freshness(&self, id: AssetId, now: DateTime<Utc>) -> Option<Freshness> {
+        let policy = self.freshness_policy(id)?;
+        Some(freshness::evaluate(
+            policy,
+            self.graph.asset(id),
+            id,
+            &self.state,
+            self.env(now),
+        ))
     }
 
     pub fn env(&self, now: DateTime<Utc>) -> PartitionEnv<'_> {
@@ -181,7 +235,7 @@ impl Engine {
         &self,
         store: &Store,
         now: DateTime<Utc>,
-    ) -> anyhow::Result<(Vec<PartitionSet>, Vec<PartitionSet>)> {
+    ) -> Result<(Vec<PartitionSet>, Vec<PartitionSet>)> {
         let env = self.env(now);
         let mut sets = vec![PartitionSet::new(); self.graph.len()];
         let mut running = vec![PartitionSet::new(); self.graph.len()];
@@ -209,7 +263,7 @@ impl Engine {
         &self,
         store: &Store,
         now: DateTime<Utc>,
-    ) -> anyhow::Result<Vec<BackfillTarget>> {
+    ) -> Result<Vec<BackfillTarget>> {
         let env = self.env(now);
         let mut out = Vec::new();
         for b in store.backfills(10_000).await? {
@@ -264,10 +318,7 @@ impl Engine {
     }
 
     /// Cron ticks already handled, from the store.
-    pub async fn cron_handled(
-        &self,
-        store: &Store,
-    ) -> anyhow::Result<HashMap<AssetId, DateTime<Utc>>> {
+    pub async fn cron_handled(&self, store: &Store) -> Result<HashMap<AssetId, DateTime<Utc>>> {
         let mut out = HashMap::new();
         for (id, asset) in self.graph.assets() {
             if let Some(v) = store
@@ -287,7 +338,7 @@ impl Engine {
         &mut self,
         store: &Store,
         now: DateTime<Utc>,
-    ) -> anyhow::Result<Vec<(AssetId, PartitionSet)>> {
+    ) -> Result<Vec<(AssetId, PartitionSet)>> {
         let mut touched: HashMap<AssetId, PartitionSet> = HashMap::new();
         loop {
             let events = store.events_after(self.state.max_event_id, 5_000).await?;
@@ -383,7 +434,7 @@ impl Engine {
         flying: (Vec<PartitionSet>, Vec<PartitionSet>),
         max_runs: usize,
         automation: bool,
-    ) -> anyhow::Result<TickReport> {
+    ) -> Result<TickReport> {
         let inputs = self.inputs(now);
         let (in_flight, running) = flying;
         let backfills = self.backfills(store, now).await?;
@@ -399,7 +450,7 @@ impl Engine {
             automation,
         });
         let runs = self.new_runs(&plan, now);
-        store.enqueue(&runs, now).await.context("enqueueing runs")?;
+        store.enqueue(&runs, now).await?;
         for (id, tick) in &plan.cron_handled {
             store
                 .set_meta(

@@ -1,0 +1,119 @@
+//! Who is calling: a bearer API token (stored hashed; see `cairn token create`), or, in
+//! local mode, the single local user, who acts as an admin with the `phi` scope.
+
+use cairn_store::Store;
+
+/// What a role may do; each includes the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, async_graphql::Enum)]
+pub enum Role {
+    /// Reads the catalog, runs and backfills.
+    Viewer,
+    /// Also launches and cancels backfills and runs, and reports materializations.
+    Operator,
+    /// Also manages SLAs, dynamic partitions and tokens, and reads the audit log.
+    Admin,
+}
+
+impl Role {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "viewer" => Some(Role::Viewer),
+            "operator" => Some(Role::Operator),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// The caller of one request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The token's id (None in local mode).
+    pub token_id: Option<String>,
+    pub name: String,
+    pub role: Role,
+    /// May see PHI details: metadata values, run logs, sensitive partition keys.
+    pub phi: bool,
+}
+
+impl Caller {
+    pub fn local() -> Self {
+        Self {
+            token_id: None,
+            name: "local".into(),
+            role: Role::Admin,
+            phi: true,
+        }
+    }
+
+    /// How the audit log names this caller.
+    pub fn actor(&self) -> String {
+        match &self.token_id {
+            Some(id) => format!("token:{id} ({})", self.name),
+            None => "local".into(),
+        }
+    }
+}
+
+/// How requests are authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Every request needs a valid token.
+    Tokens,
+    /// A request without a token is the local user (the server listens on loopback only);
+    /// a request with one is that token's caller.
+    Local,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error(
+        "missing bearer token (send `Authorization: Bearer <token>`; create one with `cairn token create`)"
+    )]
+    Missing,
+    #[error("invalid or revoked token")]
+    Invalid,
+    #[error("the token names an unknown role {0:?}")]
+    UnknownRole(String),
+    #[error(transparent)]
+    Store(#[from] cairn_store::Error),
+}
+
+/// The caller for an `Authorization` header value (or its absence).
+pub async fn authenticate(
+    store: &Store,
+    mode: AuthMode,
+    authorization: Option<&str>,
+) -> Result<Caller, AuthError> {
+    let Some(header) = authorization.map(str::trim).filter(|h| !h.is_empty()) else {
+        return match mode {
+            AuthMode::Local => Ok(Caller::local()),
+            AuthMode::Tokens => Err(AuthError::Missing),
+        };
+    };
+    let secret = header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+        .ok_or(AuthError::Invalid)?
+        .trim();
+    let token = store
+        .verify_token(secret)
+        .await?
+        .ok_or(AuthError::Invalid)?;
+    let role =
+        Role::parse(&token.role).ok_or_else(|| AuthError::UnknownRole(token.role.clone()))?;
+    Ok(Caller {
+        token_id: Some(token.id),
+        name: token.name,
+        role,
+        phi: token.phi,
+    })
+}

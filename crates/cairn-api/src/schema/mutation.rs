@@ -1,0 +1,532 @@
+//! Actions. Each checks the caller's role, validates every argument before writing
+//! anything, writes, and appends to the audit log (who, what, target, when).
+
+use async_graphql::{Context, Json, Object, SimpleObject};
+use cairn_engine::backfill::{RequestError, Scope};
+use cairn_engine::report::{Report, ReportError, ReportKind};
+use cairn_model::Selection;
+use cairn_model::partitions::PartitionsDef;
+use chrono::Utc;
+
+use super::types::{Asset, Backfill, Run, asset_id};
+use super::{api, audit, caller, require, view};
+use crate::auth::Role;
+use crate::error::{self, bad, not_found};
+
+pub struct Mutation;
+
+/// What a backfill (launched or only counted) covers.
+#[derive(SimpleObject)]
+pub struct BackfillLaunch {
+    /// Partitions it rebuilds, in all: the runs it will create (assets that run ranges
+    /// batch several partitions into one run).
+    pub partitions: u64,
+    pub assets: Vec<String>,
+    /// Null on a dry run: nothing was created.
+    pub backfill: Option<Backfill>,
+}
+
+#[derive(SimpleObject)]
+pub struct CreatedToken {
+    pub token: super::types::ApiToken,
+    /// The bearer secret. Shown once: the store keeps only its hash.
+    pub secret: String,
+}
+
+fn request_error(e: RequestError) -> async_graphql::Error {
+    bad(e.to_string())
+}
+
+#[Object]
+impl Mutation {
+    /// Rebuilds a selection over a partition range (`from`/`to`, inclusive; keys or, for
+    /// time partitions, dates) or a list of `keys`, with everything downstream when
+    /// `downstream`. `dryRun` counts and creates nothing.
+    #[allow(clippy::too_many_arguments)]
+    async fn launch_backfill(
+        &self,
+        ctx: &Context<'_>,
+        selection: String,
+        from: Option<String>,
+        to: Option<String>,
+        keys: Option<Vec<String>>,
+        #[graphql(default = false)] downstream: bool,
+        #[graphql(default = false)] dry_run: bool,
+    ) -> async_graphql::Result<BackfillLaunch> {
+        require(ctx, Role::Operator)?;
+        launch(
+            ctx, selection, from, to, keys, downstream, dry_run, "backfill",
+        )
+        .await
+    }
+
+    /// Builds a selection now (one partition, a range, or, for unpartitioned assets,
+    /// nothing more): a backfill without downstream, planned at once.
+    async fn materialize(
+        &self,
+        ctx: &Context<'_>,
+        selection: String,
+        partition: Option<String>,
+        from: Option<String>,
+        to: Option<String>,
+    ) -> async_graphql::Result<BackfillLaunch> {
+        require(ctx, Role::Operator)?;
+        if partition.is_some() && (from.is_some() || to.is_some()) {
+            return Err(bad("give either partition or from/to, not both"));
+        }
+        let (from, to) = match partition {
+            Some(p) => (Some(p.clone()), Some(p)),
+            None => (from, to),
+        };
+        launch(ctx, selection, from, to, None, false, false, "materialize").await
+    }
+
+    /// Cancels a backfill: its queued runs are canceled, running ones finish.
+    async fn cancel_backfill(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+    ) -> async_graphql::Result<Backfill> {
+        require(ctx, Role::Operator)?;
+        let store = &api(ctx).store;
+        let b = store.get_backfill(&id).await.map_err(|e| match e {
+            cairn_store::Error::NotFound(_) => not_found(format!("unknown backfill {id:?}")),
+            e => error::store(e),
+        })?;
+        if matches!(b.status.as_str(), "completed" | "canceled") {
+            return Err(bad(format!("backfill {id} is already {}", b.status)));
+        }
+        let now = Utc::now();
+        store
+            .update_backfill(&id, "canceled", &b.progress, now)
+            .await
+            .map_err(error::store)?;
+        let canceled = store
+            .cancel_queued_runs(&id, now)
+            .await
+            .map_err(error::store)?;
+        audit(
+            ctx,
+            "backfill.cancel",
+            &id,
+            serde_json::json!({ "queued_runs_canceled": canceled }),
+        )
+        .await?;
+        let b = store.get_backfill(&id).await.map_err(error::store)?;
+        let view = view(ctx).await?;
+        Ok(Backfill::new(b, caller(ctx), &view))
+    }
+
+    /// Cancels a run: a queued one never starts; a running one's command is killed (its
+    /// process group, at its next heartbeat).
+    async fn cancel_run(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<Run> {
+        require(ctx, Role::Operator)?;
+        let store = &api(ctx).store;
+        let run = store.get_run(&id).await.map_err(|e| match e {
+            cairn_store::Error::NotFound(_) => not_found(format!("unknown run {id:?}")),
+            e => error::store(e),
+        })?;
+        if run.status.is_terminal() {
+            return Err(bad(format!("run {id} is already {}", run.status)));
+        }
+        let run = store
+            .transition(&cairn_store::RunTransition {
+                run_id: id.clone(),
+                to: cairn_store::RunStatus::Canceled,
+                at: Utc::now(),
+                pid: None,
+                error: Some(format!("canceled by {}", caller(ctx).actor())),
+                events: Vec::new(),
+            })
+            .await
+            .map_err(error::store)?;
+        audit(
+            ctx,
+            "run.cancel",
+            &id,
+            serde_json::json!({ "asset": run.asset }),
+        )
+        .await?;
+        let view = view(ctx).await?;
+        Ok(Run::new(run, caller(ctx), &view))
+    }
+
+    /// Sets an asset's freshness SLA in place of the declared one (admin). Durations
+    /// like `26h`; a deadline needs a cron expression and a lower bound.
+    #[allow(clippy::too_many_arguments)]
+    async fn set_freshness_sla(
+        &self,
+        ctx: &Context<'_>,
+        asset: String,
+        max_lag: Option<String>,
+        warn_lag: Option<String>,
+        deadline_cron: Option<String>,
+        deadline_timezone: Option<String>,
+        deadline_lower_bound: Option<String>,
+    ) -> async_graphql::Result<Asset> {
+        let caller = require(ctx, Role::Admin)?.clone();
+        let mut spec = serde_json::Map::new();
+        if let Some(v) = max_lag {
+            spec.insert("max_lag".into(), v.into());
+        }
+        if let Some(v) = warn_lag {
+            spec.insert("warn_lag".into(), v.into());
+        }
+        if deadline_cron.is_some() || deadline_lower_bound.is_some() || deadline_timezone.is_some()
+        {
+            let mut d = serde_json::Map::new();
+            d.insert("cron".into(), deadline_cron.unwrap_or_default().into());
+            d.insert(
+                "lower_bound".into(),
+                deadline_lower_bound.unwrap_or_default().into(),
+            );
+            if let Some(tz) = deadline_timezone {
+                d.insert("timezone".into(), tz.into());
+            }
+            spec.insert("deadline".into(), d.into());
+        }
+        if spec.is_empty() {
+            return Err(bad(
+                "an SLA needs maxLag or a deadline (clearFreshnessSla removes one)",
+            ));
+        }
+        let policy_json = serde_json::Value::Object(spec);
+        let policy = cairn_engine::parse_freshness(&policy_json).map_err(bad)?;
+        let record = cairn_store::FreshnessOverride {
+            asset: asset.clone(),
+            policy: policy_json.clone(),
+            set_by: caller.actor(),
+            set_at: Utc::now(),
+        };
+        let api = api(ctx);
+        let mut guard = api.view.write().await;
+        let view = guard
+            .as_mut()
+            .ok_or_else(|| error::error(error::Code::NotReady, "the catalog is still loading"))?;
+        let id = asset_id(&view.engine.graph, &asset)?;
+        api.store
+            .set_freshness_override(&record)
+            .await
+            .map_err(error::store)?;
+        view.engine
+            .freshness_overrides
+            .insert(id, cairn_engine::FreshnessOverride { policy, record });
+        let out = Asset::new(&view.engine.graph, id);
+        drop(guard);
+        audit(
+            ctx,
+            "sla.set",
+            &asset,
+            serde_json::json!({ "policy": policy_json }),
+        )
+        .await?;
+        Ok(out)
+    }
+
+    /// Removes an SLA override: the declared SLA (if any) is in force again (admin).
+    async fn clear_freshness_sla(
+        &self,
+        ctx: &Context<'_>,
+        asset: String,
+    ) -> async_graphql::Result<Asset> {
+        require(ctx, Role::Admin)?;
+        let api = api(ctx);
+        let mut guard = api.view.write().await;
+        let view = guard
+            .as_mut()
+            .ok_or_else(|| error::error(error::Code::NotReady, "the catalog is still loading"))?;
+        let id = asset_id(&view.engine.graph, &asset)?;
+        let existed = api
+            .store
+            .clear_freshness_override(&asset)
+            .await
+            .map_err(error::store)?;
+        if !existed {
+            return Err(bad(format!("{asset} has no SLA override")));
+        }
+        view.engine.freshness_overrides.remove(&id);
+        let out = Asset::new(&view.engine.graph, id);
+        drop(guard);
+        audit(ctx, "sla.clear", &asset, serde_json::json!({})).await?;
+        Ok(out)
+    }
+
+    /// Adds keys to a dynamic partitions definition (admin); returns how many were new.
+    async fn add_dynamic_partitions(
+        &self,
+        ctx: &Context<'_>,
+        definition: String,
+        keys: Vec<String>,
+    ) -> async_graphql::Result<u64> {
+        require(ctx, Role::Admin)?;
+        let sensitive = check_dynamic(ctx, &definition, &keys).await?;
+        let n = api(ctx)
+            .store
+            .add_dynamic_partitions(&definition, &keys, Utc::now())
+            .await
+            .map_err(error::store)?;
+        api(ctx).poke.reload_now();
+        audit(
+            ctx,
+            "partitions.add",
+            &definition,
+            dynamic_details(&keys, sensitive, n),
+        )
+        .await?;
+        Ok(n)
+    }
+
+    /// Removes keys from a dynamic partitions definition (admin); their history stays.
+    async fn remove_dynamic_partitions(
+        &self,
+        ctx: &Context<'_>,
+        definition: String,
+        keys: Vec<String>,
+    ) -> async_graphql::Result<u64> {
+        require(ctx, Role::Admin)?;
+        let sensitive = check_dynamic(ctx, &definition, &keys).await?;
+        let n = api(ctx)
+            .store
+            .remove_dynamic_partitions(&definition, &keys, Utc::now())
+            .await
+            .map_err(error::store)?;
+        api(ctx).poke.reload_now();
+        audit(
+            ctx,
+            "partitions.remove",
+            &definition,
+            dynamic_details(&keys, sensitive, n),
+        )
+        .await?;
+        Ok(n)
+    }
+
+    /// Records a materialization made outside Cairn (by another tool, by hand), so the
+    /// log, staleness and lineage know of it (operator). Returns the event's id.
+    #[allow(clippy::too_many_arguments)]
+    async fn report_materialization(
+        &self,
+        ctx: &Context<'_>,
+        asset: String,
+        partition: Option<String>,
+        data_version: Option<String>,
+        code_version: Option<String>,
+        metadata: Option<Json<serde_json::Value>>,
+    ) -> async_graphql::Result<i64> {
+        let mut req = Report::new(asset, ReportKind::Materialization, "");
+        req.code_version = code_version;
+        report(ctx, req, partition, data_version, metadata).await
+    }
+
+    /// Records an observation of a source asset's data (operator). Returns the event's id.
+    async fn report_observation(
+        &self,
+        ctx: &Context<'_>,
+        asset: String,
+        partition: Option<String>,
+        data_version: Option<String>,
+        metadata: Option<Json<serde_json::Value>>,
+    ) -> async_graphql::Result<i64> {
+        let req = Report::new(asset, ReportKind::Observation, "");
+        report(ctx, req, partition, data_version, metadata).await
+    }
+
+    /// Creates an API token (admin). The secret is in the answer only.
+    async fn create_token(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+        role: Role,
+        #[graphql(default = false)] phi: bool,
+    ) -> async_graphql::Result<CreatedToken> {
+        require(ctx, Role::Admin)?;
+        if name.trim().is_empty() {
+            return Err(bad("name: a token needs a name"));
+        }
+        let (token, secret) = api(ctx)
+            .store
+            .create_token(&name, role.as_str(), phi, Utc::now())
+            .await
+            .map_err(error::store)?;
+        audit(
+            ctx,
+            "token.create",
+            &token.id,
+            serde_json::json!({ "name": name, "role": role.as_str(), "phi": phi }),
+        )
+        .await?;
+        Ok(CreatedToken {
+            token: token.into(),
+            secret,
+        })
+    }
+
+    /// Revokes a token (admin): it stops working at once.
+    async fn revoke_token(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<bool> {
+        require(ctx, Role::Admin)?;
+        let revoked = api(ctx)
+            .store
+            .revoke_token(&id, Utc::now())
+            .await
+            .map_err(error::store)?;
+        if !revoked {
+            return Err(not_found(format!("no active token {id:?}")));
+        }
+        audit(ctx, "token.revoke", &id, serde_json::json!({})).await?;
+        Ok(true)
+    }
+}
+
+/// Shared by `reportMaterialization` and `reportObservation`; `report` audits it.
+async fn report(
+    ctx: &Context<'_>,
+    mut req: Report,
+    partition: Option<String>,
+    data_version: Option<String>,
+    metadata: Option<Json<serde_json::Value>>,
+) -> async_graphql::Result<i64> {
+    let caller = require(ctx, Role::Operator)?;
+    req.partition = partition;
+    req.data_version = data_version;
+    req.metadata = metadata.map_or_else(|| serde_json::json!({}), |m| m.0);
+    req.actor = caller.actor();
+    let api = api(ctx);
+    let view = view(ctx).await?;
+    let id = cairn_engine::report::report(&api.store, &view.engine, &req, Utc::now())
+        .await
+        .map_err(|e| match e {
+            ReportError::UnknownAsset(_) => not_found(e.to_string()),
+            ReportError::Store(e) => error::store(e),
+            e => bad(e.to_string()),
+        })?;
+    api.poke.tick_now();
+    Ok(id)
+}
+
+/// Shared by `launchBackfill` and `materialize`.
+#[allow(clippy::too_many_arguments)]
+async fn launch(
+    ctx: &Context<'_>,
+    selection: String,
+    from: Option<String>,
+    to: Option<String>,
+    keys: Option<Vec<String>>,
+    downstream: bool,
+    dry_run: bool,
+    action: &str,
+) -> async_graphql::Result<BackfillLaunch> {
+    if keys.is_some() && (from.is_some() || to.is_some()) {
+        return Err(bad("give either keys or from/to, not both"));
+    }
+    if keys.as_ref().is_some_and(Vec::is_empty) {
+        return Err(bad("keys: the list is empty"));
+    }
+    let api = api(ctx);
+    let now = Utc::now();
+    let view = view(ctx).await?;
+    let g = &view.engine.graph;
+    let mut ids = Selection::parse(&selection)
+        .and_then(|s| s.resolve(g))
+        .map_err(|e| bad(format!("selection {selection:?}: {e}")))?;
+    if ids.is_empty() {
+        return Err(bad(format!("selection {selection:?} matches no asset")));
+    }
+    if downstream {
+        let extra: Vec<_> = ids.iter().flat_map(|&id| g.descendants(id, None)).collect();
+        ids.extend(extra);
+        ids.sort_unstable_by_key(|id| id.index());
+        ids.dedup();
+    }
+    let scope = match &keys {
+        Some(k) => Scope::Keys(k),
+        None => Scope::Range {
+            from: from.as_deref(),
+            to: to.as_deref(),
+        },
+    };
+    let request =
+        cairn_engine::backfill::targets(&view.engine, &ids, scope, now).map_err(request_error)?;
+    let assets: Vec<String> = request
+        .targets
+        .iter()
+        .filter_map(|t| t.get("asset").and_then(|a| a.as_str()).map(str::to_owned))
+        .collect();
+    if dry_run {
+        drop(view);
+        audit(
+            ctx,
+            &format!("{action}.dry_run"),
+            &selection,
+            serde_json::json!({ "partitions": request.total, "downstream": downstream }),
+        )
+        .await?;
+        return Ok(BackfillLaunch {
+            partitions: request.total,
+            assets,
+            backfill: None,
+        });
+    }
+    let caller = caller(ctx);
+    // `create` audits it, as the CLI's backfills are.
+    let backfill = cairn_engine::backfill::create(
+        &api.store,
+        &view.engine,
+        &selection,
+        &request,
+        &caller.actor(),
+        now,
+    )
+    .await
+    .map_err(error::store)?;
+    api.poke.tick_now();
+    Ok(BackfillLaunch {
+        partitions: request.total,
+        assets,
+        backfill: Some(Backfill::new(backfill, caller, &view)),
+    })
+}
+
+/// The definition must be a dynamic one and the keys usable; returns whether its keys
+/// are sensitive.
+async fn check_dynamic(
+    ctx: &Context<'_>,
+    definition: &str,
+    keys: &[String],
+) -> async_graphql::Result<bool> {
+    let view = view(ctx).await?;
+    let def = view
+        .engine
+        .graph
+        .partitions_defs()
+        .get(definition)
+        .ok_or_else(|| not_found(format!("unknown partitions definition {definition:?}")))?;
+    let PartitionsDef::Dynamic(_) = &**def else {
+        return Err(bad(format!(
+            "{definition} is not a dynamic partitions definition"
+        )));
+    };
+    if keys.is_empty() {
+        return Err(bad("keys: the list is empty"));
+    }
+    for k in keys {
+        if k.is_empty()
+            || k.len() > 255
+            || k.chars().any(char::is_control)
+            || k.starts_with("masked")
+        {
+            return Err(bad(format!(
+                "keys: {k:?} is not a usable partition key (1-255 characters, no control characters, not `masked...`)"
+            )));
+        }
+    }
+    Ok(def.has_sensitive_keys())
+}
+
+/// Audit details of a dynamic partitions change: sensitive keys are counted, not named.
+fn dynamic_details(keys: &[String], sensitive: bool, changed: u64) -> serde_json::Value {
+    if sensitive {
+        serde_json::json!({ "keys_count": keys.len(), "changed": changed, "keys": "redacted: sensitive keys" })
+    } else {
+        serde_json::json!({ "keys": keys, "changed": changed })
+    }
+}

@@ -1,0 +1,363 @@
+//! Reads: the catalog (assets, lineage, partitions), runs and logs, backfills, and (for
+//! admins) the audit log and tokens.
+
+use async_graphql::{Context, Enum, Object, SimpleObject};
+use cairn_model::Selection;
+use chrono::Utc;
+
+use super::types::{
+    Asset, AuditEntry, AuditPage, Backfill, Classification, Lineage, Me, PartitionLineage,
+    PartitionRef, Run, RunPage, asset_id, resolve_partition, shown_key,
+};
+use super::{api, caller, page_size, require, view};
+use crate::auth::Role;
+use crate::error::{self, bad, not_found};
+
+pub struct Query;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+pub enum Direction {
+    Upstream,
+    Downstream,
+    Both,
+}
+
+#[derive(SimpleObject)]
+pub struct AssetPage {
+    pub items: Vec<Asset>,
+    /// Assets matching the filters, in all.
+    pub total: u64,
+    /// Pass as `after` for the next page; null at the end.
+    pub next_cursor: Option<String>,
+}
+
+#[Object]
+impl Query {
+    /// Who the server takes the caller to be.
+    async fn me(&self, ctx: &Context<'_>) -> Me {
+        let c = caller(ctx);
+        Me {
+            name: c.name.clone(),
+            role: c.role,
+            phi: c.phi,
+            token_id: c.token_id.clone(),
+        }
+    }
+
+    /// Assets, by key, filtered: a selection (`+staging/x`, `group:clinical`...), group,
+    /// tag (`key` or `key=value`), kind, owner, classification, and text in key or
+    /// description. `after` is the last key of the previous page.
+    #[allow(clippy::too_many_arguments)]
+    async fn assets(
+        &self,
+        ctx: &Context<'_>,
+        selection: Option<String>,
+        group: Option<String>,
+        tag: Option<String>,
+        kind: Option<String>,
+        owner: Option<String>,
+        classification: Option<Classification>,
+        search: Option<String>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<AssetPage> {
+        let limit = page_size(first, 100)?;
+        let view = view(ctx).await?;
+        let g = &view.engine.graph;
+        let mut ids = match &selection {
+            Some(s) => Selection::parse(s)
+                .and_then(|sel| sel.resolve(g))
+                .map_err(|e| bad(format!("selection {s:?}: {e}")))?,
+            None => g.assets().map(|(id, _)| id).collect(),
+        };
+        let tag = tag.as_deref().map(|t| match t.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (t, None),
+        });
+        let search = search.map(|s| s.to_lowercase());
+        ids.retain(|&id| {
+            let a = g.asset(id);
+            group.as_ref().is_none_or(|gr| &a.group == gr)
+                && kind.as_ref().is_none_or(|k| a.kinds.contains(k))
+                && owner.as_ref().is_none_or(|o| a.owners.contains(o))
+                && classification.is_none_or(|c| a.classification.effective == c.model())
+                && tag.is_none_or(|(k, v)| {
+                    a.tags.get(k).is_some_and(|val| v.is_none_or(|v| val == v))
+                })
+                && search.as_ref().is_none_or(|s| {
+                    a.key.as_str().to_lowercase().contains(s)
+                        || a.description
+                            .as_ref()
+                            .is_some_and(|d| d.to_lowercase().contains(s))
+                })
+        });
+        ids.sort_by(|a, b| g.asset(*a).key.as_str().cmp(g.asset(*b).key.as_str()));
+        let total = ids.len() as u64;
+        let start = match &after {
+            None => 0,
+            Some(k) => ids.partition_point(|id| g.asset(*id).key.as_str() <= k.as_str()),
+        };
+        let page: Vec<Asset> = ids[start..]
+            .iter()
+            .take(limit)
+            .map(|&id| Asset::new(g, id))
+            .collect();
+        let next_cursor = (start + page.len() < ids.len())
+            .then(|| page.last().map(|a| a.key.clone()))
+            .flatten();
+        Ok(AssetPage {
+            items: page,
+            total,
+            next_cursor,
+        })
+    }
+
+    /// One asset; NOT_FOUND when no asset has the key.
+    async fn asset(&self, ctx: &Context<'_>, key: String) -> async_graphql::Result<Asset> {
+        let view = view(ctx).await?;
+        let id = asset_id(&view.engine.graph, &key)?;
+        Ok(Asset::new(&view.engine.graph, id))
+    }
+
+    /// The lineage around an asset: upstream, downstream or both, to `depth` hops (all
+    /// when omitted), with the asset itself.
+    async fn lineage(
+        &self,
+        ctx: &Context<'_>,
+        key: String,
+        #[graphql(default_with = "Direction::Both")] direction: Direction,
+        depth: Option<i32>,
+    ) -> async_graphql::Result<Lineage> {
+        if depth.is_some_and(|d| d < 0) {
+            return Err(bad(format!(
+                "depth: {} is negative",
+                depth.unwrap_or_default()
+            )));
+        }
+        let view = view(ctx).await?;
+        let g = &view.engine.graph;
+        let id = asset_id(g, &key)?;
+        let depth = depth.map(|d| d as u32);
+        let mut ids = vec![id];
+        if direction != Direction::Downstream {
+            ids.extend(g.ancestors(id, depth));
+        }
+        if direction != Direction::Upstream {
+            ids.extend(g.descendants(id, depth));
+        }
+        Ok(Lineage::of(&view, &ids, Utc::now()))
+    }
+
+    /// The whole lineage graph (nodes and edges), for drawing it.
+    async fn graph(&self, ctx: &Context<'_>) -> async_graphql::Result<Lineage> {
+        let view = view(ctx).await?;
+        let ids: Vec<_> = view.engine.graph.topological_order().to_vec();
+        Ok(Lineage::of(&view, &ids, Utc::now()))
+    }
+
+    /// For one partition of an asset: the upstream partitions it reads through its
+    /// partition mappings, and the downstream partitions that read it.
+    async fn partition_lineage(
+        &self,
+        ctx: &Context<'_>,
+        asset: String,
+        partition: Option<String>,
+    ) -> async_graphql::Result<PartitionLineage> {
+        let view = view(ctx).await?;
+        let g = &view.engine.graph;
+        let id = asset_id(g, &asset)?;
+        let (p, key) = resolve_partition(&view, id, partition.as_deref())?;
+        let env = view.engine.env(view.as_of);
+        let caller = caller(ctx);
+        let upstream = g
+            .asset(id)
+            .deps
+            .iter()
+            .map(|d| {
+                let set = d.mapping.upstream_partitions(p..p + 1, env);
+                PartitionRef::new(caller, &view, d.upstream, &set)
+            })
+            .collect();
+        let mut downstream = Vec::new();
+        for down in g.downstream(id) {
+            for d in g.asset(down).deps.iter().filter(|d| d.upstream == id) {
+                let set = d.mapping.downstream_partitions(p..p + 1, env);
+                downstream.push(PartitionRef::new(caller, &view, down, &set));
+            }
+        }
+        Ok(PartitionLineage {
+            partition: shown_key(caller, &view, id, &key),
+            asset,
+            upstream,
+            downstream,
+        })
+    }
+
+    /// Runs, newest first, filtered by status (any of), asset and backfill.
+    async fn runs(
+        &self,
+        ctx: &Context<'_>,
+        statuses: Option<Vec<String>>,
+        asset: Option<String>,
+        backfill_id: Option<String>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<RunPage> {
+        let statuses = statuses
+            .unwrap_or_default()
+            .iter()
+            .map(|s| {
+                cairn_store::RunStatus::parse(s)
+                    .map_err(|_| bad(format!("unknown run status {s:?} (queued, claimed, running, succeeded, failed, canceled)")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let filter = cairn_store::RunFilter {
+            statuses,
+            asset,
+            backfill_id,
+            before: None,
+        };
+        RunPage::load(ctx, filter, first, after).await
+    }
+
+    /// One run; NOT_FOUND when there is none with the id.
+    async fn run(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<Run> {
+        let run = api(ctx).store.get_run(&id).await.map_err(error::store)?;
+        let view = view(ctx).await?;
+        Ok(Run::new(run, caller(ctx), &view))
+    }
+
+    /// Backfills, newest first, with their progress.
+    async fn backfills(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+    ) -> async_graphql::Result<Vec<Backfill>> {
+        let limit = page_size(first, 50)?;
+        let list = api(ctx)
+            .store
+            .backfills(limit as u32)
+            .await
+            .map_err(error::store)?;
+        let view = view(ctx).await?;
+        let caller = caller(ctx);
+        Ok(list
+            .into_iter()
+            .map(|b| Backfill::new(b, caller, &view))
+            .collect())
+    }
+
+    async fn backfill(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<Backfill> {
+        let b = api(ctx)
+            .store
+            .get_backfill(&id)
+            .await
+            .map_err(|e| match e {
+                cairn_store::Error::NotFound(_) => not_found(format!("unknown backfill {id:?}")),
+                e => error::store(e),
+            })?;
+        let view = view(ctx).await?;
+        Ok(Backfill::new(b, caller(ctx), &view))
+    }
+
+    /// The audit log, oldest first (admin). `after` is the last id of the previous page.
+    async fn audit_log(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<AuditPage> {
+        require(ctx, Role::Admin)?;
+        let limit = page_size(first, 100)?;
+        let after_id = match after {
+            None => 0,
+            Some(c) => c
+                .parse::<i64>()
+                .map_err(|_| bad(format!("after: bad cursor {c:?}")))?,
+        };
+        let records = api(ctx)
+            .store
+            .audit_log(after_id, limit as u32)
+            .await
+            .map_err(error::store)?;
+        let next_cursor = (records.len() == limit)
+            .then(|| records.last().map(|r| r.id.to_string()))
+            .flatten();
+        // Audit targets may name partitions: sensitive keys stay masked without phi.
+        let caller = caller(ctx);
+        let view = view(ctx).await?;
+        let items = records
+            .into_iter()
+            .map(|r| {
+                let target = if caller.phi {
+                    r.target
+                } else {
+                    mask_target(&view, &r.target)
+                };
+                AuditEntry {
+                    id: r.id,
+                    at: r.at,
+                    actor: r.actor,
+                    action: r.action,
+                    target,
+                    details: async_graphql::Json(if caller.phi {
+                        r.details
+                    } else {
+                        mask_details(r.details)
+                    }),
+                }
+            })
+            .collect();
+        Ok(AuditPage { items, next_cursor })
+    }
+
+    /// API tokens, never their secrets (admin).
+    async fn tokens(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<super::types::ApiToken>> {
+        require(ctx, Role::Admin)?;
+        let tokens = api(ctx).store.tokens().await.map_err(error::store)?;
+        Ok(tokens.into_iter().map(Into::into).collect())
+    }
+}
+
+/// An audit target `ASSET[PARTITION]` of an asset with sensitive keys, masked.
+fn mask_target(view: &cairn_engine::View, target: &str) -> String {
+    let Some((asset, _)) = target.split_once('[') else {
+        return target.to_owned();
+    };
+    match view.engine.graph.get(asset) {
+        Some(a)
+            if !a
+                .partitions
+                .as_ref()
+                .is_some_and(|p| p.def.has_sensitive_keys()) =>
+        {
+            target.to_owned()
+        }
+        _ => format!("{asset}[masked]"),
+    }
+}
+
+/// Audit details may hold partition keys and keys lists: without phi, they are dropped.
+fn mask_details(details: serde_json::Value) -> serde_json::Value {
+    match details {
+        serde_json::Value::Object(mut o) => {
+            for k in [
+                "partition",
+                "partitions_keys",
+                "keys",
+                "from",
+                "to",
+                "metadata",
+            ] {
+                if o.contains_key(k) {
+                    o.insert(k.into(), serde_json::Value::String("redacted".into()));
+                }
+            }
+            serde_json::Value::Object(o)
+        }
+        other => other,
+    }
+}

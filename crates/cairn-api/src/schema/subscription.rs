@@ -1,0 +1,163 @@
+//! Streams over a websocket (`/graphql/ws`, graphql-transport-ws or graphql-ws). They
+//! follow the store, so a run executed by any worker is seen.
+
+use std::time::Duration;
+
+use async_graphql::{Context, Subscription};
+use futures::Stream;
+
+use super::types::{LogLine, Run};
+use super::{api, audit, caller, view};
+use crate::error::{self, not_found};
+
+pub struct Subscription;
+
+/// How often the store is read for changes.
+const POLL: Duration = Duration::from_millis(250);
+
+#[Subscription]
+impl Subscription {
+    /// The run, now and at each change of status, until it ends.
+    async fn run_status(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<Run>> + use<>> {
+        let api = api(ctx);
+        let store = api.store.clone();
+        let live = api.view.clone();
+        let caller = caller(ctx).clone();
+        let first = store.get_run(&id).await.map_err(|e| match e {
+            cairn_store::Error::NotFound(_) => not_found(format!("unknown run {id:?}")),
+            e => error::store(e),
+        })?;
+        Ok(async_stream(move |tx| async move {
+            let mut last = None;
+            let mut run = first;
+            loop {
+                let status = run.status;
+                if last != Some(status) {
+                    last = Some(status);
+                    let out = {
+                        let guard = live.read().await;
+                        match guard.as_ref() {
+                            Some(view) => Ok(Run::new(run.clone(), &caller, view)),
+                            None => Err(error::error(
+                                error::Code::NotReady,
+                                "the catalog is still loading",
+                            )),
+                        }
+                    };
+                    if tx.send(out).await.is_err() {
+                        return;
+                    }
+                }
+                if status.is_terminal() {
+                    return;
+                }
+                tokio::time::sleep(POLL).await;
+                run = match store.get_run(&id).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = tx.send(Err(error::store(e))).await;
+                        return;
+                    }
+                };
+            }
+        }))
+    }
+
+    /// The run's log lines after `after` as they are written, until the run ends. A PHI
+    /// run's log needs the phi scope (FORBIDDEN otherwise); reading it is audited.
+    async fn run_logs(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+        #[graphql(default = 0)] after: i64,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<LogLine>> + use<>> {
+        let api = api(ctx);
+        let store = api.store.clone();
+        let run = store.get_run(&id).await.map_err(|e| match e {
+            cairn_store::Error::NotFound(_) => not_found(format!("unknown run {id:?}")),
+            e => error::store(e),
+        })?;
+        let phi = {
+            let view = view(ctx).await?;
+            view.engine
+                .graph
+                .get(&run.asset)
+                .is_none_or(|a| a.classification.effective.is_protected())
+        };
+        if phi {
+            if !caller(ctx).phi {
+                return Err(error::error(
+                    error::Code::Forbidden,
+                    format!("run {id} is of a PHI or limited asset: its log needs the phi scope"),
+                ));
+            }
+            audit(
+                ctx,
+                "phi.read",
+                &format!("run {id}"),
+                serde_json::json!({ "what": "logs", "asset": run.asset, "stream": true }),
+            )
+            .await?;
+        }
+        Ok(async_stream(move |tx| async move {
+            let mut seq = after;
+            loop {
+                // Read the status first: lines written before it ended are then all read.
+                let ended = match store.get_run(&id).await {
+                    Ok(r) => r.status.is_terminal(),
+                    Err(e) => {
+                        let _ = tx.send(Err(error::store(e))).await;
+                        return;
+                    }
+                };
+                loop {
+                    let lines = match store.run_log(&id, seq, 500).await {
+                        Ok(l) => l,
+                        Err(e) => {
+                            let _ = tx.send(Err(error::store(e))).await;
+                            return;
+                        }
+                    };
+                    let n = lines.len();
+                    for l in lines {
+                        seq = l.seq;
+                        let line = LogLine {
+                            seq: l.seq,
+                            at: l.at,
+                            stream: l.stream,
+                            line: l.line,
+                        };
+                        if tx.send(Ok(line)).await.is_err() {
+                            return;
+                        }
+                    }
+                    if n < 500 {
+                        break;
+                    }
+                }
+                if ended {
+                    return;
+                }
+                tokio::time::sleep(POLL).await;
+            }
+        }))
+    }
+}
+
+/// A stream fed by a task through a small channel; the task stops when the client goes.
+fn async_stream<T, F, Fut>(f: F) -> impl Stream<Item = T>
+where
+    T: Send + 'static,
+    F: FnOnce(tokio::sync::mpsc::Sender<T>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(f(tx));
+    futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
+}

@@ -1,0 +1,13 @@
+//! The reconciler's shell around the pure core: [`Engine`] loads `cairn_reconcile`'s
+//! state from the store and writes its plans back as runs; [`backfill`] turns requests
+//! into backfills; [`live`] shares what the reconciler knows with readers (the API).
+
+pub mod backfill;
+pub mod engine;
+pub mod live;
+pub mod report;
+
+pub use engine::{
+    Engine, FreshnessOverride, TickReport, parse_freshness, partition_index, partition_key,
+};
+pub use live::{LiveView, View};

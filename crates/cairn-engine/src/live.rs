@@ -1,0 +1,57 @@
+//! The reconciler's state, shared with readers. The reconciler is the only writer: it
+//! takes the lock to apply new events and recompute what they touch, which is a few
+//! milliseconds; readers (API requests) take it shared. Nothing is copied per request.
+
+use std::sync::Arc;
+
+use cairn_reconcile::Staleness;
+use chrono::{DateTime, Utc};
+use tokio::sync::RwLock;
+
+use crate::Engine;
+
+/// The definitions, the log's latest state and staleness, as of `as_of`.
+pub struct View {
+    pub engine: Engine,
+    pub staleness: Staleness,
+    /// When staleness was last brought up to date (time windows move with the clock).
+    pub as_of: DateTime<Utc>,
+}
+
+/// The shared handle; `None` until the reconciler has loaded the store once.
+#[derive(Clone, Default)]
+pub struct LiveView(Arc<RwLock<Option<View>>>);
+
+impl LiveView {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub async fn read(&self) -> tokio::sync::RwLockReadGuard<'_, Option<View>> {
+        self.0.read().await
+    }
+
+    pub async fn write(&self) -> tokio::sync::RwLockWriteGuard<'_, Option<View>> {
+        self.0.write().await
+    }
+}
+
+/// How readers ask the reconciler for a tick now, and whether to reload the store's
+/// settings (dynamic partitions, SLA overrides) first.
+#[derive(Default)]
+pub struct Poke {
+    pub tick: tokio::sync::Notify,
+    pub reload: std::sync::atomic::AtomicBool,
+}
+
+impl Poke {
+    pub fn tick_now(&self) {
+        self.tick.notify_one();
+    }
+
+    pub fn reload_now(&self) {
+        self.reload
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.tick.notify_one();
+    }
+}
