@@ -47,6 +47,14 @@ pub fn not_found(message: impl Into<String>) -> async_graphql::Error {
     error(Code::NotFound, message)
 }
 
+/// A store error where not-found means the named thing (`unknown run "ID"`) is missing.
+pub fn store_missing(e: cairn_store::Error, what: impl FnOnce() -> String) -> async_graphql::Error {
+    match e {
+        cairn_store::Error::NotFound(_) => not_found(what()),
+        e => store(e),
+    }
+}
+
 /// Store errors: not-found and invalid input keep their meaning, the rest is internal
 /// (logged with detail, reported without it).
 pub fn store(e: cairn_store::Error) -> async_graphql::Error {

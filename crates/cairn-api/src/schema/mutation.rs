@@ -89,10 +89,10 @@ impl Mutation {
     ) -> async_graphql::Result<Backfill> {
         require(ctx, Role::Operator)?;
         let store = &api(ctx).store;
-        let b = store.get_backfill(&id).await.map_err(|e| match e {
-            cairn_store::Error::NotFound(_) => not_found(format!("unknown backfill {id:?}")),
-            e => error::store(e),
-        })?;
+        let b = store
+            .get_backfill(&id)
+            .await
+            .map_err(|e| error::store_missing(e, || format!("unknown backfill {id:?}")))?;
         if matches!(b.status.as_str(), "completed" | "canceled") {
             return Err(bad(format!("backfill {id} is already {}", b.status)));
         }
@@ -122,10 +122,10 @@ impl Mutation {
     async fn cancel_run(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<Run> {
         require(ctx, Role::Operator)?;
         let store = &api(ctx).store;
-        let run = store.get_run(&id).await.map_err(|e| match e {
-            cairn_store::Error::NotFound(_) => not_found(format!("unknown run {id:?}")),
-            e => error::store(e),
-        })?;
+        let run = store
+            .get_run(&id)
+            .await
+            .map_err(|e| error::store_missing(e, || format!("unknown run {id:?}")))?;
         if run.status.is_terminal() {
             return Err(bad(format!("run {id} is already {}", run.status)));
         }
@@ -258,22 +258,7 @@ impl Mutation {
         definition: String,
         keys: Vec<String>,
     ) -> async_graphql::Result<u64> {
-        require(ctx, Role::Admin)?;
-        let sensitive = check_dynamic(ctx, &definition, &keys).await?;
-        let n = api(ctx)
-            .store
-            .add_dynamic_partitions(&definition, &keys, Utc::now())
-            .await
-            .map_err(error::store)?;
-        api(ctx).poke.reload_now();
-        audit(
-            ctx,
-            "partitions.add",
-            &definition,
-            dynamic_details(&keys, sensitive, n),
-        )
-        .await?;
-        Ok(n)
+        change_dynamic(ctx, &definition, &keys, true).await
     }
 
     /// Removes keys from a dynamic partitions definition (admin); their history stays.
@@ -283,22 +268,7 @@ impl Mutation {
         definition: String,
         keys: Vec<String>,
     ) -> async_graphql::Result<u64> {
-        require(ctx, Role::Admin)?;
-        let sensitive = check_dynamic(ctx, &definition, &keys).await?;
-        let n = api(ctx)
-            .store
-            .remove_dynamic_partitions(&definition, &keys, Utc::now())
-            .await
-            .map_err(error::store)?;
-        api(ctx).poke.reload_now();
-        audit(
-            ctx,
-            "partitions.remove",
-            &definition,
-            dynamic_details(&keys, sensitive, n),
-        )
-        .await?;
-        Ok(n)
+        change_dynamic(ctx, &definition, &keys, false).await
     }
 
     /// Records a materialization made outside Cairn (by another tool, by hand), so the
@@ -484,6 +454,39 @@ async fn launch(
         assets,
         backfill: Some(Backfill::new(backfill, caller, &view)),
     })
+}
+
+/// Adds (or removes) dynamic partition keys, then has the reconciler reload them.
+async fn change_dynamic(
+    ctx: &Context<'_>,
+    definition: &str,
+    keys: &[String],
+    add: bool,
+) -> async_graphql::Result<u64> {
+    require(ctx, Role::Admin)?;
+    let sensitive = check_dynamic(ctx, definition, keys).await?;
+    let store = &api(ctx).store;
+    let now = Utc::now();
+    let changed = if add {
+        store.add_dynamic_partitions(definition, keys, now).await
+    } else {
+        store.remove_dynamic_partitions(definition, keys, now).await
+    }
+    .map_err(error::store)?;
+    api(ctx).poke.reload_now();
+    let action = if add {
+        "partitions.add"
+    } else {
+        "partitions.remove"
+    };
+    audit(
+        ctx,
+        action,
+        definition,
+        dynamic_details(keys, sensitive, changed),
+    )
+    .await?;
+    Ok(changed)
 }
 
 /// The definition must be a dynamic one and the keys usable; returns whether its keys

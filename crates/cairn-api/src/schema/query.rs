@@ -11,7 +11,7 @@ use super::types::{
 };
 use super::{api, caller, page_size, require, view};
 use crate::auth::Role;
-use crate::error::{self, bad, not_found};
+use crate::error::{self, bad};
 
 pub struct Query;
 
@@ -252,10 +252,7 @@ impl Query {
             .store
             .get_backfill(&id)
             .await
-            .map_err(|e| match e {
-                cairn_store::Error::NotFound(_) => not_found(format!("unknown backfill {id:?}")),
-                e => error::store(e),
-            })?;
+            .map_err(|e| error::store_missing(e, || format!("unknown backfill {id:?}")))?;
         let view = view(ctx).await?;
         Ok(Backfill::new(b, caller(ctx), &view))
     }

@@ -8,7 +8,7 @@ use futures::Stream;
 
 use super::types::{LogLine, Run};
 use super::{api, audit, caller, view};
-use crate::error::{self, not_found};
+use crate::error;
 
 pub struct Subscription;
 
@@ -27,10 +27,10 @@ impl Subscription {
         let store = api.store.clone();
         let live = api.view.clone();
         let caller = caller(ctx).clone();
-        let first = store.get_run(&id).await.map_err(|e| match e {
-            cairn_store::Error::NotFound(_) => not_found(format!("unknown run {id:?}")),
-            e => error::store(e),
-        })?;
+        let first = store
+            .get_run(&id)
+            .await
+            .map_err(|e| error::store_missing(e, || format!("unknown run {id:?}")))?;
         Ok(async_stream(move |tx| async move {
             let mut last = None;
             let mut run = first;
@@ -77,10 +77,10 @@ impl Subscription {
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<LogLine>> + use<>> {
         let api = api(ctx);
         let store = api.store.clone();
-        let run = store.get_run(&id).await.map_err(|e| match e {
-            cairn_store::Error::NotFound(_) => not_found(format!("unknown run {id:?}")),
-            e => error::store(e),
-        })?;
+        let run = store
+            .get_run(&id)
+            .await
+            .map_err(|e| error::store_missing(e, || format!("unknown run {id:?}")))?;
         let phi = {
             let view = view(ctx).await?;
             view.engine
