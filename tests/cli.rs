@@ -430,3 +430,62 @@ fn tokens_are_created_listed_and_revoked_and_the_secret_is_never_stored() {
     }
     assert!(files >= 1);
 }
+
+#[test]
+fn runs_cancel_cancels_a_queued_run_once_and_audits_it() {
+    let dir = small_warehouse();
+    let dir = dir.path();
+    // The source's data is there, so the backfill's run is planned at once.
+    for site in ["north", "south"] {
+        let out = cairn(
+            &["report", "raw/visits", "--observation", "--partition", site],
+            dir,
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let out = cairn(&["backfill", "mart/visits"], dir);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = cairn(&["reconcile", "--once"], dir);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = cairn(&["runs", "--status", "queued", "--json"], dir);
+    let runs: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let id = runs[0]["id"].as_str().expect("a queued run").to_owned();
+
+    let out = cairn(&["runs", "--cancel", &id], dir);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = cairn(&["runs", "--status", "canceled", "--json"], dir);
+    let canceled: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(canceled[0]["id"], id.as_str(), "{canceled}");
+
+    let audit = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = cairn_store::open(&format!("sqlite:{}", dir.join(".cairn/cairn.db").display()))
+            .await
+            .unwrap();
+        store.audit_log(0, 100).await.unwrap()
+    });
+    assert!(
+        audit
+            .iter()
+            .any(|r| r.action == "run.cancel" && r.target == id),
+        "{audit:?}"
+    );
+
+    let again = cairn(&["runs", "--cancel", &id], dir);
+    assert_eq!(
+        again.status.code(),
+        Some(1),
+        "an ended run cannot be canceled"
+    );
+    assert!(
+        stderr(&again).contains("already canceled"),
+        "{}",
+        stderr(&again)
+    );
+    let unknown = cairn(&["runs", "--cancel", "no-such-run"], dir);
+    assert!(!unknown.status.success());
+    assert!(
+        stderr(&unknown).contains("no-such-run"),
+        "{}",
+        stderr(&unknown)
+    );
+}

@@ -100,18 +100,24 @@ pub async fn run(
         // Dynamic partitions or SLA overrides changed through the API: read them again.
         reload |= links.poke.reload.swap(false, Ordering::AcqRel);
         let now = chrono::Utc::now();
-        let mut guard = links.view.write().await;
-        if reload || guard.is_none() {
+        // A full load takes a while on a big log: readers keep the old view meanwhile.
+        let loaded = if reload {
             reload = false;
             let engine = Engine::load(graph.clone(), store, now).await?;
             let staleness = Staleness::compute(engine.inputs(now));
-            *guard = Some(View {
+            Some(View {
                 engine,
                 staleness,
                 as_of: now,
-            });
+            })
+        } else {
+            None
+        };
+        let mut guard = links.view.write().await;
+        if loaded.is_some() {
+            *guard = loaded;
         }
-        let view = guard.as_mut().expect("loaded above");
+        let view = guard.as_mut().expect("loaded on the first pass");
         // Runs in flight first, then the log: see `Engine::tick`.
         let flying = view.engine.in_flight(store, now).await?;
         let touched = view.engine.tail(store, now).await?;

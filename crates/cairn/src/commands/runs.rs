@@ -1,4 +1,5 @@
-//! `cairn runs`: recent runs, newest first.
+//! `cairn runs`: recent runs, newest first; `--cancel RUN` cancels one (a queued run never
+//! starts; a running one's command is killed at its next heartbeat).
 
 use std::process::ExitCode;
 
@@ -17,6 +18,9 @@ pub struct Args {
     limit: u32,
     #[arg(long)]
     json: bool,
+    /// Cancel this run instead of listing.
+    #[arg(long, value_name = "RUN")]
+    cancel: Option<String>,
 }
 
 pub fn run(store_url: &str, args: Args) -> anyhow::Result<ExitCode> {
@@ -32,11 +36,18 @@ pub fn run(store_url: &str, args: Args) -> anyhow::Result<ExitCode> {
         let store = cairn_store::open(store_url)
             .await
             .with_context(|| format!("opening the store {store_url}"))?;
-        let mut runs = store.runs(&statuses, 100_000).await?;
+        if let Some(id) = &args.cancel {
+            let code = cancel(&store, id).await?;
+            store.close().await;
+            return Ok(code);
+        }
+        let filter = cairn_store::RunFilter {
+            statuses,
+            asset: args.asset.clone(),
+            ..Default::default()
+        };
+        let runs = store.find_runs(&filter, args.limit).await?;
         store.close().await;
-        runs.retain(|r| args.asset.as_deref().is_none_or(|a| a == r.asset));
-        runs.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
-        runs.truncate(args.limit as usize);
         if args.json {
             let rows: Vec<_> = runs
                 .iter()
@@ -80,4 +91,36 @@ pub fn run(store_url: &str, args: Args) -> anyhow::Result<ExitCode> {
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Cancels a run that has not ended (audited); exit 1 when it already has.
+async fn cancel(store: &cairn_store::Store, id: &str) -> anyhow::Result<ExitCode> {
+    let run = store.get_run(id).await?;
+    if run.status.is_terminal() {
+        eprintln!("run {id} is already {}", run.status);
+        return Ok(ExitCode::from(1));
+    }
+    let now = chrono::Utc::now();
+    let actor = super::actor();
+    let run = store
+        .transition(&cairn_store::RunTransition {
+            run_id: id.to_owned(),
+            to: RunStatus::Canceled,
+            at: now,
+            pid: None,
+            error: Some(format!("canceled by {actor}")),
+            events: Vec::new(),
+        })
+        .await?;
+    store
+        .audit(&cairn_store::NewAudit {
+            at: now,
+            actor,
+            action: "run.cancel".into(),
+            target: id.to_owned(),
+            details: serde_json::json!({ "asset": run.asset }),
+        })
+        .await?;
+    println!("canceled run {id} of {}", run.asset);
+    Ok(ExitCode::SUCCESS)
 }
