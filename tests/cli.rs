@@ -489,3 +489,56 @@ fn runs_cancel_cancels_a_queued_run_once_and_audits_it() {
         stderr(&unknown)
     );
 }
+
+/// `materialize` of an asset whose input is missing and outside the selection stops
+/// (nothing would ever build that input) and names it, instead of waiting forever.
+#[test]
+fn materialize_stops_and_names_a_missing_input_outside_the_selection() {
+    let dir = small_warehouse();
+    let dir = dir.path();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["materialize", "mart/summary"])
+        .current_dir(dir)
+        .env_remove("CAIRN_STORE")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("materialize still waits after 60 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("(blocked)"), "{text}");
+    assert!(
+        text.contains("mart/visits"),
+        "the missing input is named: {text}"
+    );
+
+    // With the input selected too, it builds (the source's data is reported first).
+    for site in ["north", "south"] {
+        let out = cairn(
+            &["report", "raw/visits", "--observation", "--partition", site],
+            dir,
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let out = cairn(
+        &[
+            "materialize",
+            "+mart/summary",
+            "--from",
+            "north",
+            "--to",
+            "south",
+        ],
+        dir,
+    );
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+}

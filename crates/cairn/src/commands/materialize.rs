@@ -5,8 +5,10 @@
 //! also executes. When `cairn up` holds the reconciler's lease, `up` plans it and both
 //! processes' launchers share the runs.
 //!
-//! Known limit: a partition waits while an input outside the selection is stale or
-//! missing (without `cairn up` nothing rebuilds it), so select upstreams with `+KEY`.
+//! A partition whose input outside the selection is stale or missing waits for it. When
+//! this process plans alone (no `cairn up` holds the reconciler's lease, so nothing
+//! rebuilds that input) and nothing is left to run, it stops, names the inputs, and
+//! suggests selecting them too (`+KEY`).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -93,7 +95,9 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
         super::up::spawn_signal_handler(interrupted.clone());
         let links = Links::new(Arc::new(graph));
         let graph_rx = links.graph.subscribe();
+        let live = links.view.clone();
         let worker = config.worker_id.clone();
+        let holder = worker.clone();
         let launcher = Arc::new(
             Launcher::new(store.clone(), config, graph_rx, links.enqueued.clone())
                 .on_run_end(links.run_ended.clone()),
@@ -121,6 +125,9 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
             )
             .expect("a valid template"),
         );
+        let mut stuck_ticks = 0;
+        let mut last_update = backfill.updated_at;
+        let mut blocked_by = Vec::new();
         let status = loop {
             let b = store.get_backfill(&backfill.id).await?;
             let (done, failed, running) = totals(&b.progress);
@@ -128,6 +135,25 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
             bar.set_message(format!("({running} running, {failed} failed)"));
             if matches!(b.status.as_str(), "completed" | "canceled") {
                 break b.status;
+            }
+            // Stuck: over three ticks of our own reconciler, everything left waits for
+            // inputs and nothing runs or is planned.
+            if b.updated_at > last_update {
+                last_update = b.updated_at;
+                let waiting_only = sum(&b.progress, "waiting") > 0
+                    && sum(&b.progress, "in_flight") == 0
+                    && sum(&b.progress, "planned") == 0;
+                let alone = store
+                    .try_lease("reconciler", &holder, chrono::Utc::now(), Duration::from_secs(30))
+                    .await?;
+                stuck_ticks = if waiting_only && alone { stuck_ticks + 1 } else { 0 };
+                if stuck_ticks >= 3 {
+                    blocked_by = stale_inputs(&live, &ids).await;
+                    store
+                        .update_backfill(&backfill.id, "canceled", &b.progress, chrono::Utc::now())
+                        .await?;
+                    break "blocked".to_owned();
+                }
             }
             if interrupted.is_cancelled() {
                 store
@@ -155,6 +181,17 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
             .collect();
         store.close().await;
         println!("{done} partition(s) materialized, {failed} failed ({status})");
+        if status == "blocked" {
+            println!(
+                "  the rest read inputs outside the selection that are stale or missing, and nothing \
+                 here rebuilds them: {}",
+                blocked_by.join(", ")
+            );
+            println!(
+                "  select them too (e.g. `cairn materialize '+{}' ...`), or run `cairn up`",
+                args.selection
+            );
+        }
         for r in failed_runs.iter().take(20) {
             println!(
                 "  failed: {} {} attempt {}: {}  (cairn logs {})",
@@ -175,13 +212,37 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
 
 /// (done, failed, running) summed over a backfill's per-asset progress.
 fn totals(progress: &serde_json::Value) -> (u64, u64, u64) {
-    let sum = |field: &str| {
-        progress
-            .as_object()
-            .into_iter()
-            .flat_map(|m| m.values())
-            .filter_map(|p| p.get(field).and_then(|v| v.as_u64()))
-            .sum()
+    (
+        sum(progress, "done"),
+        sum(progress, "failed"),
+        sum(progress, "running"),
+    )
+}
+
+/// One field summed over a backfill's per-asset progress.
+fn sum(progress: &serde_json::Value, field: &str) -> u64 {
+    progress
+        .as_object()
+        .into_iter()
+        .flat_map(|m| m.values())
+        .filter_map(|p| p.get(field).and_then(|v| v.as_u64()))
+        .sum()
+}
+
+/// Upstream assets outside `ids` that selected assets read and that are not all fresh.
+async fn stale_inputs(live: &cairn_engine::LiveView, ids: &[cairn_model::AssetId]) -> Vec<String> {
+    let guard = live.read().await;
+    let Some(view) = guard.as_ref() else {
+        return Vec::new();
     };
-    (sum("done"), sum("failed"), sum("running"))
+    let g = &view.engine.graph;
+    let mut out: Vec<String> = ids
+        .iter()
+        .flat_map(|&id| g.asset(id).deps.iter().map(|d| d.upstream))
+        .filter(|up| !ids.contains(up) && !view.staleness.asset(*up).not_fresh().is_empty())
+        .map(|up| g.asset(up).key.to_string())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
