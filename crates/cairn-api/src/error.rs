@@ -14,6 +14,9 @@ pub enum Code {
     /// An argument that is malformed or out of range (a bad partition key, a reversed
     /// range, an invalid selection or SLA).
     BadArgument,
+    /// The request itself is invalid: a syntax error, an unknown field, too deep or too
+    /// complex (these errors come from the GraphQL engine's validation).
+    BadRequest,
     /// The server has not loaded the store yet (right after start).
     NotReady,
     /// The request took longer than the server allows.
@@ -28,6 +31,7 @@ impl Code {
             Code::Forbidden => "FORBIDDEN",
             Code::NotFound => "NOT_FOUND",
             Code::BadArgument => "BAD_ARGUMENT",
+            Code::BadRequest => "BAD_REQUEST",
             Code::NotReady => "NOT_READY",
             Code::Timeout => "TIMEOUT",
             Code::Internal => "INTERNAL",

@@ -85,7 +85,21 @@ async fn graphql(
     let request = request.into_inner().data(caller);
     let mut response =
         match tokio::time::timeout(state.request_timeout, state.schema.execute(request)).await {
-            Ok(r) => GraphQLResponse::from(r).into_response(),
+            Ok(mut r) => {
+                // Parse and validation errors (syntax, depth, complexity) have no code of
+                // their own; every error carries one.
+                for e in &mut r.errors {
+                    if e.extensions
+                        .as_ref()
+                        .is_none_or(|x| x.get("code").is_none())
+                    {
+                        e.extensions
+                            .get_or_insert_with(Default::default)
+                            .set("code", error::Code::BadRequest.as_str());
+                    }
+                }
+                GraphQLResponse::from(r).into_response()
+            }
             Err(_) => error_response(
                 StatusCode::OK,
                 error::Code::Timeout,

@@ -8,7 +8,7 @@ use cairn_model::Selection;
 use cairn_model::partitions::PartitionsDef;
 use chrono::Utc;
 
-use super::types::{Asset, Backfill, Run, asset_id};
+use super::types::{Asset, Backfill, Run, asset_id, masks_keys};
 use super::{api, audit, caller, require, view};
 use crate::auth::Role;
 use crate::error::{self, bad, not_found};
@@ -362,6 +362,18 @@ async fn report(
     req.actor = caller.actor();
     let api = api(ctx);
     let view = view(ctx).await?;
+    if req.partition.is_some()
+        && let Some(asset) = view.engine.graph.get(&req.asset)
+        && masks_keys(caller, asset)
+    {
+        return Err(error::error(
+            error::Code::Forbidden,
+            format!(
+                "{}'s partition keys are sensitive: reporting one needs the phi scope",
+                req.asset
+            ),
+        ));
+    }
     let id = cairn_engine::report::report(&api.store, &view.engine, &req, Utc::now())
         .await
         .map_err(|e| match e {
@@ -406,6 +418,19 @@ async fn launch(
         ids.extend(extra);
         ids.sort_unstable_by_key(|id| id.index());
         ids.dedup();
+    }
+    // Naming sensitive keys would let a caller without phi test whether they exist.
+    let names_partitions = keys.is_some() || from.is_some() || to.is_some();
+    if names_partitions
+        && let Some(&id) = ids.iter().find(|&&id| masks_keys(caller(ctx), g.asset(id)))
+    {
+        return Err(error::error(
+            error::Code::Forbidden,
+            format!(
+                "{}'s partition keys are sensitive: naming its partitions needs the phi scope",
+                g.asset(id).key
+            ),
+        ));
     }
     let scope = match &keys {
         Some(k) => Scope::Keys(k),

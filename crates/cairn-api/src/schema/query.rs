@@ -7,7 +7,7 @@ use chrono::Utc;
 
 use super::types::{
     Asset, AuditEntry, AuditPage, Backfill, Classification, Lineage, Me, PartitionLineage,
-    PartitionRef, Run, RunPage, asset_id, resolve_partition, shown_key,
+    PartitionRef, Run, RunPage, asset_id, hops, resolve_partition, shown_key,
 };
 use super::{api, caller, page_size, require, view};
 use crate::auth::Role;
@@ -128,16 +128,10 @@ impl Query {
         #[graphql(default_with = "Direction::Both")] direction: Direction,
         depth: Option<i32>,
     ) -> async_graphql::Result<Lineage> {
-        if depth.is_some_and(|d| d < 0) {
-            return Err(bad(format!(
-                "depth: {} is negative",
-                depth.unwrap_or_default()
-            )));
-        }
+        let depth = hops(depth)?;
         let view = view(ctx).await?;
         let g = &view.engine.graph;
         let id = asset_id(g, &key)?;
-        let depth = depth.map(|d| d as u32);
         let mut ids = vec![id];
         if direction != Direction::Downstream {
             ids.extend(g.ancestors(id, depth));
@@ -166,9 +160,9 @@ impl Query {
         let view = view(ctx).await?;
         let g = &view.engine.graph;
         let id = asset_id(g, &asset)?;
-        let (p, key) = resolve_partition(&view, id, partition.as_deref())?;
-        let env = view.engine.env(view.as_of);
         let caller = caller(ctx);
+        let (p, key) = resolve_partition(&view, caller, id, partition.as_deref(), true)?;
+        let env = view.engine.env(view.as_of);
         let upstream = g
             .asset(id)
             .deps

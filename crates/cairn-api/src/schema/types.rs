@@ -13,6 +13,7 @@
 use async_graphql::{ComplexObject, Context, Enum, Json, SimpleObject};
 use cairn_engine::{View, partition_index};
 use cairn_model::classification::ClassificationSource;
+use cairn_model::partitions::PartitionSet;
 use cairn_model::{AssetDef, AssetGraph, AssetId};
 use cairn_reconcile::staleness::{self, Reason};
 use chrono::{DateTime, Utc};
@@ -90,22 +91,41 @@ fn shown_run_key(caller: &Caller, view: &View, asset: &str, phi_run: bool, key: 
     }
 }
 
-/// A partition the caller names: "" for unpartitioned assets; masked keys
-/// (`masked:<position>`) resolve for callers who were shown them. Returns (index, key).
+/// The partitions of an asset that exist now (a removed dynamic key leaves a hole).
+pub fn live_partitions(view: &View, id: AssetId, now: DateTime<Utc>) -> PartitionSet {
+    match &view.engine.graph.asset(id).partitions {
+        None => PartitionSet::single(0),
+        Some(p) => p.def.all(view.engine.env(now)),
+    }
+}
+
+/// A partition the caller names: "" for unpartitioned assets, the newest one when
+/// omitted (`newest`), and the masked form `masked:<position>` for callers who were shown
+/// it. Callers without phi must use the masked form for sensitive keys: accepting a real
+/// key would let them test whether a person's MRN is one. Returns (index, key).
 pub fn resolve_partition(
     view: &View,
+    caller: &Caller,
     id: AssetId,
     partition: Option<&str>,
+    newest: bool,
 ) -> async_graphql::Result<(u32, String)> {
     let graph = &view.engine.graph;
     let asset = graph.asset(id);
-    let env = view.engine.env(Utc::now());
+    let now = Utc::now();
+    let env = view.engine.env(now);
     match (partition, &asset.partitions) {
         (None | Some(""), None) => Ok((0, String::new())),
         (Some(p), None) => Err(bad(format!(
             "{} is not partitioned; got partition {p:?}",
             asset.key
         ))),
+        (None, Some(def)) if newest => {
+            let i = live_partitions(view, id, now)
+                .last()
+                .ok_or_else(|| bad(format!("{} has no partitions yet", asset.key)))?;
+            Ok((i, def.def.key_of(i, env).unwrap_or_default()))
+        }
         (None, Some(_)) => Err(bad(format!(
             "{} is partitioned: name a partition",
             asset.key
@@ -114,14 +134,29 @@ pub fn resolve_partition(
             if let Some(i) = p
                 .strip_prefix("masked:")
                 .and_then(|i| i.parse::<u32>().ok())
-                && let Some(key) = def.def.key_of(i, env)
             {
-                return Ok((i, key));
+                return def.def.key_of(i, env).map(|key| (i, key)).ok_or_else(|| {
+                    bad(format!("{p:?} is not a partition of {} (now)", asset.key))
+                });
+            }
+            if masks_keys(caller, asset) {
+                return Err(bad(format!(
+                    "{}'s partition keys are sensitive: without the phi scope, name a partition by the masked form it was shown as (masked:N)",
+                    asset.key
+                )));
             }
             let i = partition_index(graph, id, p, env)
                 .ok_or_else(|| bad(format!("{p:?} is not a partition of {} (now)", asset.key)))?;
             Ok((i, p.to_owned()))
         }
+    }
+}
+
+/// A lineage depth argument: hops, all when omitted.
+pub fn hops(depth: Option<i32>) -> async_graphql::Result<Option<u32>> {
+    match depth {
+        Some(d) if d < 0 => Err(bad(format!("depth: {d} is negative"))),
+        d => Ok(d.map(|d| d as u32)),
     }
 }
 
@@ -196,6 +231,7 @@ impl Asset {
         limit: usize,
         before_id: Option<i64>,
         newest_partition: bool,
+        metadata_selected: bool,
     ) -> async_graphql::Result<MaterializationPage> {
         let caller = caller(ctx);
         let (partition_key, details) = {
@@ -204,22 +240,18 @@ impl Asset {
             let asset = view.engine.graph.asset(id);
             let key = match (&partition, &asset.partitions, newest_partition) {
                 (None, Some(_), true) => {
-                    let len = view.engine.inputs(Utc::now()).len(id);
-                    if len == 0 {
+                    if live_partitions(&view, id, Utc::now()).is_empty() {
                         return Ok(MaterializationPage {
                             items: vec![],
                             next_cursor: None,
                         });
                     }
-                    Some(cairn_engine::partition_key(
-                        &view.engine.graph,
-                        id,
-                        len - 1,
-                        view.engine.env(Utc::now()),
-                    ))
+                    Some(resolve_partition(&view, caller, id, None, true)?.1)
                 }
                 (None, _, _) => None,
-                (Some(_), _, _) => Some(resolve_partition(&view, id, partition.as_deref())?.1),
+                (Some(_), _, _) => {
+                    Some(resolve_partition(&view, caller, id, partition.as_deref(), false)?.1)
+                }
             };
             let key = key.or_else(|| asset.partitions.is_none().then(String::new));
             (key, sees_details(caller, asset))
@@ -243,6 +275,7 @@ impl Asset {
         let protected = self.classification.effective.model().is_protected();
         if details
             && protected
+            && metadata_selected
             && events
                 .iter()
                 .any(|e| e.payload.get("metadata").is_some_and(|m| !m.is_null()))
@@ -555,7 +588,10 @@ impl Asset {
         ctx: &Context<'_>,
         partition: Option<String>,
     ) -> async_graphql::Result<Option<MaterializationInfo>> {
-        let page = self.load_history(ctx, partition, 1, None, true).await?;
+        let metadata = ctx.look_ahead().field("metadata").exists();
+        let page = self
+            .load_history(ctx, partition, 1, None, true, metadata)
+            .await?;
         Ok(page.items.into_iter().next())
     }
 
@@ -574,7 +610,8 @@ impl Asset {
                     .map_err(|_| bad(format!("after: bad cursor {c:?}")))
             })
             .transpose()?;
-        self.load_history(ctx, partition, limit, before_id, false)
+        let metadata = ctx.look_ahead().field("items").field("metadata").exists();
+        self.load_history(ctx, partition, limit, before_id, false, metadata)
             .await
     }
 
@@ -587,10 +624,10 @@ impl Asset {
     ) -> async_graphql::Result<Vec<StalenessReason>> {
         let view = view(ctx).await?;
         let id = self.current(&view)?;
-        let (index, _) = resolve_partition(&view, id, partition.as_deref())?;
+        let caller = caller(ctx);
+        let (index, _) = resolve_partition(&view, caller, id, partition.as_deref(), true)?;
         let reasons =
             staleness::explain(view.engine.inputs(view.as_of), &view.staleness, id, index);
-        let caller = caller(ctx);
         Ok(reasons
             .into_iter()
             .map(|r| StalenessReason::new(r, caller, &view))
@@ -612,56 +649,76 @@ impl Asset {
         let id = self.current(&view)?;
         let caller = caller(ctx);
         let st = view.staleness.asset(id);
-        let counts = st.counts();
         let env = view.engine.env(view.as_of);
+        let masked = masks_keys(caller, view.engine.graph.asset(id));
         let key = |i: u32| {
-            let k = cairn_engine::partition_key(&view.engine.graph, id, i, env);
-            if masks_keys(caller, view.engine.graph.asset(id)) {
+            if masked {
                 format!("masked:{i}")
             } else {
-                k
+                cairn_engine::partition_key(&view.engine.graph, id, i, env)
             }
         };
-        let mut ranges = Vec::new();
-        let mut truncated = false;
-        let len = st.len();
-        let mut start = 0u32;
-        while start < len {
-            let status = health_status(st.flags(start));
-            let mut end = start + 1;
-            while end < len && health_status(st.flags(end)) == status {
-                end += 1;
+        // One pass over the partitions that exist (holes of removed keys are skipped):
+        // counts by reason, and runs of one status in partition order.
+        let mut health = PartitionHealth {
+            total: 0,
+            fresh: 0,
+            missing: 0,
+            code_changed: 0,
+            upstream_changed: 0,
+            upstream_stale: 0,
+            failed: 0,
+            ranges: Vec::new(),
+            truncated: false,
+        };
+        let mut run: Option<(&'static str, u32, u32, u64)> = None;
+        let close = |run: (&'static str, u32, u32, u64), health: &mut PartitionHealth| {
+            if health.ranges.len() == max_ranges as usize {
+                health.truncated = true;
+            } else {
+                health.ranges.push(HealthRange {
+                    status: run.0.into(),
+                    first_key: key(run.1),
+                    last_key: key(run.2),
+                    count: run.3,
+                });
             }
-            if ranges.len() == max_ranges as usize {
-                truncated = true;
-                break;
+        };
+        for i in live_partitions(&view, id, view.as_of).iter() {
+            let flags = if i < st.len() {
+                st.flags(i)
+            } else {
+                staleness::MISSING
+            };
+            health.total += 1;
+            if flags == 0 {
+                health.fresh += 1;
             }
-            ranges.push(HealthRange {
-                status: status.into(),
-                first_key: key(start),
-                last_key: key(end - 1),
-                count: u64::from(end - start),
-            });
-            start = end;
+            for (bit, n) in [
+                (staleness::MISSING, &mut health.missing),
+                (staleness::CODE_CHANGED, &mut health.code_changed),
+                (staleness::UPSTREAM_CHANGED, &mut health.upstream_changed),
+                (staleness::UPSTREAM_STALE, &mut health.upstream_stale),
+                (staleness::FAILED, &mut health.failed),
+            ] {
+                if flags & bit != 0 {
+                    *n += 1;
+                }
+            }
+            let status = health_status(flags);
+            run = match run {
+                Some((s, first, _, n)) if s == status => Some((s, first, i, n + 1)),
+                Some(done) => {
+                    close(done, &mut health);
+                    Some((status, i, i, 1))
+                }
+                None => Some((status, i, i, 1)),
+            };
         }
-        let [
-            missing,
-            code_changed,
-            upstream_changed,
-            upstream_stale,
-            failed,
-        ] = counts.by_reason;
-        Ok(PartitionHealth {
-            total: u64::from(len),
-            fresh: counts.fresh,
-            missing,
-            code_changed,
-            upstream_changed,
-            upstream_stale,
-            failed,
-            ranges,
-            truncated,
-        })
+        if let Some(done) = run {
+            close(done, &mut health);
+        }
+        Ok(health)
     }
 
     /// Partition keys in order, masked where sensitive; `after` is a position.
@@ -680,12 +737,17 @@ impl Asset {
         };
         let view = view(ctx).await?;
         let id = self.current(&view)?;
-        let env = view.engine.env(Utc::now());
-        let len = view.engine.inputs(Utc::now()).len(id);
+        let now = Utc::now();
+        let env = view.engine.env(now);
+        let live = live_partitions(&view, id, now);
+        let len = live.len();
         let caller = caller(ctx);
         let masked = masks_keys(caller, view.engine.graph.asset(id));
-        let end = start.saturating_add(limit).min(len);
-        let keys = (start.min(end)..end)
+        let end = u64::from(start).saturating_add(u64::from(limit)).min(len);
+        let keys = live
+            .iter()
+            .skip(start as usize)
+            .take(limit as usize)
             .map(|i| {
                 if masked {
                     format!("masked:{i}")
@@ -696,7 +758,7 @@ impl Asset {
             .collect();
         Ok(KeyPage {
             keys,
-            total: u64::from(len),
+            total: len,
             next_cursor: (end < len).then(|| end.to_string()),
         })
     }
@@ -707,10 +769,11 @@ impl Asset {
         ctx: &Context<'_>,
         depth: Option<i32>,
     ) -> async_graphql::Result<Vec<Asset>> {
+        let depth = hops(depth)?;
         let view = view(ctx).await?;
         let id = self.current(&view)?;
         let g = &view.engine.graph;
-        Ok(g.ancestors(id, depth.map(|d| d.max(0) as u32))
+        Ok(g.ancestors(id, depth)
             .into_iter()
             .map(|a| Asset::new(g, a))
             .collect())
@@ -722,10 +785,11 @@ impl Asset {
         ctx: &Context<'_>,
         depth: Option<i32>,
     ) -> async_graphql::Result<Vec<Asset>> {
+        let depth = hops(depth)?;
         let view = view(ctx).await?;
         let id = self.current(&view)?;
         let g = &view.engine.graph;
-        Ok(g.descendants(id, depth.map(|d| d.max(0) as u32))
+        Ok(g.descendants(id, depth)
             .into_iter()
             .map(|a| Asset::new(g, a))
             .collect())
@@ -1059,6 +1123,7 @@ impl Lineage {
             .map(|&id| {
                 let a = g.asset(id);
                 let st = view.staleness.asset(id);
+                let live = live_partitions(view, id, now);
                 LineageNode {
                     key: a.key.to_string(),
                     group: a.group.clone(),
@@ -1066,8 +1131,8 @@ impl Lineage {
                     is_source: a.is_source,
                     classification: a.classification.effective.into(),
                     partitioned: a.partitions.is_some(),
-                    not_fresh: st.not_fresh().len(),
-                    partitions: u64::from(st.len()),
+                    not_fresh: st.not_fresh().intersection(&live).len(),
+                    partitions: live.len(),
                     freshness: view
                         .engine
                         .freshness(id, now)
@@ -1106,12 +1171,7 @@ pub struct PartitionRef {
 }
 
 impl PartitionRef {
-    pub fn new(
-        caller: &Caller,
-        view: &View,
-        id: AssetId,
-        set: &cairn_model::partitions::PartitionSet,
-    ) -> Self {
+    pub fn new(caller: &Caller, view: &View, id: AssetId, set: &PartitionSet) -> Self {
         let g = &view.engine.graph;
         let env = view.engine.env(view.as_of);
         let masked = masks_keys(caller, g.asset(id));
