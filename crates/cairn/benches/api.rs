@@ -2,7 +2,8 @@
 //! warehouse. Targets: the whole lineage graph under 200 ms of server time, one asset's
 //! page under 10 ms.
 //!
-//! `cargo bench -p cairn --bench api`
+//! `cargo bench -p cairn --bench api` (with `CAIRN_BENCH_DIR=DIR`, an empty or new
+//! directory, the warehouse and its store are generated there and kept, for profiling).
 //!
 //! Server time is the `server-timing: graphql;dur=MS` header `cairn up` sets on every
 //! `/graphql` response (authentication, execution and serialization, not the socket);
@@ -50,7 +51,7 @@ enum Shape {
 }
 
 fn shape(i: usize) -> Shape {
-    if i < ASSETS / LAYERS && i % 5 == 0 {
+    if i < ASSETS / LAYERS && i.is_multiple_of(5) {
         Shape::Source
     } else if i % 5 < 3 {
         Shape::Daily
@@ -93,13 +94,31 @@ fn generate(assets_dir: &Path, start: NaiveDate) {
                 i % 7,
                 i % 10,
                 layer % 3,
-                if s == Shape::Source { "table" } else { "python" },
+                if s == Shape::Source {
+                    "table"
+                } else {
+                    "python"
+                },
             );
             if s == Shape::Daily {
                 text.push_str("partitions = \"daily\"\n");
             }
+            // Undeclared assets without upstreams default to PHI (and the class is
+            // inherited): the first layer says what it is, a few PHI ones raise it, and
+            // some later ones de-identify.
             if layer < 2 && i % 97 == 3 {
                 text.push_str("classification = \"phi\"\n");
+            } else if layer == 0 {
+                text.push_str(if i.is_multiple_of(3) {
+                    "classification = \"limited\"\n"
+                } else {
+                    "classification = \"public\"\n"
+                });
+            } else if layer >= 2 && i % 10 == 5 {
+                text.push_str(
+                    "classification = \"deidentified\"\ndeidentifies = true\n\
+                     deidentification_reason = \"drops direct identifiers, shifts dates\"\n",
+                );
             }
             if s == Shape::Source {
                 text.push_str("source = true\n");
@@ -110,7 +129,7 @@ fn generate(assets_dir: &Path, start: NaiveDate) {
                 // earlier.
                 let base = (layer - 1) * per_layer;
                 deps.push(base + (i * 7 + 3) % per_layer);
-                if i % 3 != 0 {
+                if !i.is_multiple_of(3) {
                     deps.push(base + (i * 13 + 11) % per_layer);
                 }
                 if i % 4 == 1 {
@@ -123,7 +142,9 @@ fn generate(assets_dir: &Path, start: NaiveDate) {
                 .iter()
                 .map(|&up| {
                     // A lagged window between daily assets, now and then.
-                    let mapping = if s == Shape::Daily && shape(up) == Shape::Daily && up % 11 == 0
+                    let mapping = if s == Shape::Daily
+                        && shape(up) == Shape::Daily
+                        && up.is_multiple_of(11)
                     {
                         ", mapping = { type = \"time_window\", start_offset = -1, end_offset = -1 }"
                     } else {
@@ -136,7 +157,7 @@ fn generate(assets_dir: &Path, start: NaiveDate) {
             if s != Shape::Source {
                 text.push_str("\n[asset.compute]\ncommand = [\"python3\", \"scripts/build.py\"]\n");
             }
-            if i % 4 == 0 {
+            if i.is_multiple_of(4) {
                 text.push_str("\n[asset.freshness]\nmax_lag = \"26h\"\n");
             }
             text.push('\n');
@@ -145,7 +166,7 @@ fn generate(assets_dir: &Path, start: NaiveDate) {
     }
 }
 
-/// Assets given materializations, and how many partitions each (daily ones) gets.
+/// The assets given materializations (or observations): 420, in every layer and shape.
 fn seeded() -> Vec<usize> {
     // Spread over the layers, every kind.
     (0..ASSETS)
@@ -196,7 +217,8 @@ fn seed(root: &Path, assets_dir: &Path, store_url: &str, start: NaiveDate) -> (u
             };
             let mut req = Report::new(key(i), kind, "bench");
             if shape(i) == Shape::Daily {
-                for d in (DAYS - 120..DAYS).filter(|d| d % 13 != 0) {
+                // The newest partition is built: it is the one the page shows.
+                for d in (DAYS - 120..DAYS).filter(|d| d % 13 != 5) {
                     req.partition = Some(day(d));
                     req.metadata = serde_json::json!({ "rows": 1000 + d, "partition_day": d });
                     reqs.push(req.clone());
@@ -233,16 +255,9 @@ impl Drop for Server {
     }
 }
 
-fn start(root: &Path) -> Server {
+fn start_server(root: &Path) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args([
-            "up",
-            "--local",
-            "--listen",
-            "127.0.0.1:0",
-            "--tick",
-            "60s",
-        ])
+        .args(["up", "--local", "--listen", "127.0.0.1:0", "--tick", "60s"])
         .current_dir(root)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -328,7 +343,7 @@ fn report_line(name: &str, answers: &[Answer]) -> (f64, f64) {
     );
     let (b50, _, bmax) = stats(answers.iter().map(|a| a.bytes as f64).collect());
     println!(
-        "{name:<34} n={:<5} server ms: median {s50:8.2} p95 {s95:8.2} max {smax:8.2} | client ms: median {c50:8.2} p95 {c95:8.2} max {cmax:8.2} | body: median {} max {} bytes",
+        "{name:<40} n={:<5} server ms: median {s50:8.2} p95 {s95:8.2} max {smax:8.2} | client ms: median {c50:8.2} p95 {c95:8.2} max {cmax:8.2} | body: median {} max {} bytes",
         answers.len(),
         b50 as u64,
         bmax as u64,
@@ -338,7 +353,15 @@ fn report_line(name: &str, answers: &[Answer]) -> (f64, f64) {
 
 const GRAPH: &str = "{ graph { nodes { key group kinds isSource classification partitioned notFresh partitions freshness } edges { from to } } }";
 
-fn page_query(key: &str) -> String {
+/// The page of asset `i`; `newest`: the newest daily partition's key (staleness needs a
+/// partition for a partitioned asset).
+fn page_query(i: usize, newest: &str) -> String {
+    let key = key(i);
+    let staleness = if shape(i) == Shape::Daily {
+        format!("staleness(partition: \"{newest}\")")
+    } else {
+        "staleness".into()
+    };
     format!(
         r#"{{ asset(key: "{key}") {{
   key group description owners tags {{ key value }}
@@ -347,7 +370,7 @@ fn page_query(key: &str) -> String {
   freshness {{ status detail policy {{ maxLagSeconds overridden }} }}
   latestMaterialization {{ partition at dataVersion metadata redacted }}
   partitionHealth {{ total fresh missing ranges {{ status firstKey lastKey count }} }}
-  staleness {{ reason upstream upstreamPartition }}
+  {staleness} {{ reason upstream upstreamPartition }}
   upstream(depth: 1) {{ key }}
   downstream(depth: 1) {{ key }}
   runs(first: 10) {{ items {{ id status }} }}
@@ -357,8 +380,19 @@ fn page_query(key: &str) -> String {
 }
 
 fn main() {
+    // CAIRN_BENCH_DIR=DIR (empty or absent) generates there and keeps it, to profile
+    // `cairn up` on the same warehouse afterwards.
+    let kept = std::env::var_os("CAIRN_BENCH_DIR").map(std::path::PathBuf::from);
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
+    let root = kept.as_deref().unwrap_or(dir.path());
+    if let Some(kept) = &kept {
+        std::fs::create_dir_all(kept).unwrap();
+        assert!(
+            std::fs::read_dir(kept).unwrap().next().is_none(),
+            "CAIRN_BENCH_DIR {} is not empty",
+            kept.display()
+        );
+    }
     let assets_dir = root.join("assets");
     let today = Utc::now().date_naive();
     let start = today - chrono::Days::new(DAYS as u64);
@@ -392,7 +426,7 @@ fn main() {
     );
 
     let started = Instant::now();
-    let server = start(root);
+    let server = start_server(root);
     let listening = started.elapsed();
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -433,8 +467,14 @@ fn main() {
         .iter()
         .filter(|n| n["notFresh"].as_u64() > Some(0))
         .count();
+    let mut classes = std::collections::BTreeMap::<String, usize>::new();
+    for n in nodes {
+        *classes
+            .entry(n["classification"].as_str().unwrap_or("").into())
+            .or_default() += 1;
+    }
     println!(
-        "graph: {} nodes, {} edges, {stale} nodes with partitions not fresh\n",
+        "graph: {} nodes ({classes:?}), {} edges, {stale} nodes with partitions not fresh\n",
         nodes.len(),
         edges.len()
     );
@@ -448,30 +488,35 @@ fn main() {
 
     // One asset's page, over many keys: every tenth asset, and the seeded ones.
     let seeded = seeded();
-    let keys: Vec<(String, bool)> = (0..PAGE_RUNS)
+    let newest = (start + chrono::Days::new(DAYS as u64 - 1)).to_string();
+    let keys: Vec<(usize, bool)> = (0..PAGE_RUNS)
         .map(|n| {
-            if n % 2 == 0 {
-                (key(seeded[(n / 2) % seeded.len()]), true)
+            if n.is_multiple_of(2) {
+                (seeded[(n / 2) % seeded.len()], true)
             } else {
-                (key((n * 10 + 3) % ASSETS), false)
+                ((n * 10 + 3) % ASSETS, false)
             }
         })
         .collect();
-    let page = post(&agent, &server.url, &page_query(&keys[0].0));
+    let page = post(&agent, &server.url, &page_query(keys[0].0, &newest));
     assert!(no_errors(&page), "{}", page.json);
     let sample = &page.json["data"]["asset"];
     assert!(
         !sample["history"]["items"].as_array().unwrap().is_empty(),
         "a seeded asset has history: {sample}"
     );
-    for (k, _) in keys.iter().take(50) {
-        let a = post(&agent, &server.url, &page_query(k));
+    for &(i, _) in keys.iter().take(50) {
+        let a = post(&agent, &server.url, &page_query(i, &newest));
         assert!(no_errors(&a), "{}", a.json);
     }
     let pages: Vec<(Answer, bool)> = keys
         .iter()
-        .map(|(k, seeded)| (post(&agent, &server.url, &page_query(k)), *seeded))
+        .map(|&(i, seeded)| (post(&agent, &server.url, &page_query(i, &newest)), seeded))
         .collect();
+    assert!(
+        pages.iter().all(|(a, _)| no_errors(a)),
+        "asset pages answer without errors"
+    );
     let (with, without): (Vec<_>, Vec<_>) = pages.into_iter().partition(|(_, s)| *s);
     let with: Vec<Answer> = with.into_iter().map(|(a, _)| a).collect();
     let without: Vec<Answer> = without.into_iter().map(|(a, _)| a).collect();
@@ -484,7 +529,7 @@ fn main() {
     let (s50, s95, smax) = stats(all_server);
     let (c50, c95, cmax) = stats(all_client);
     println!(
-        "{:<34} n={:<5} server ms: median {s50:8.2} p95 {s95:8.2} max {smax:8.2} | client ms: median {c50:8.2} p95 {c95:8.2} max {cmax:8.2}",
+        "{:<40} n={:<5} server ms: median {s50:8.2} p95 {s95:8.2} max {smax:8.2} | client ms: median {c50:8.2} p95 {c95:8.2} max {cmax:8.2}",
         "asset page (all, target < 10 ms)",
         with.len() + without.len(),
     );
@@ -509,7 +554,10 @@ fn main() {
             "{ graph { nodes { key group kinds isSource classification partitioned notFresh partitions freshness } } }",
         ),
         ("graph edges { from to }", "{ graph { edges { from to } } }"),
-        ("assets(first: 500) { items { key } }", "{ assets(first: 500) { items { key } } }"),
+        (
+            "assets(first: 500) { items { key } }",
+            "{ assets(first: 500) { items { key } } }",
+        ),
     ] {
         for _ in 0..3 {
             post(&agent, &server.url, q);
@@ -521,7 +569,11 @@ fn main() {
 
     println!(
         "\ntargets: graph median {graph_median:.1} ms server time (< 200 ms: {}), asset page median {s50:.2} ms / p95 {s95:.2} ms (< 10 ms: {})",
-        if graph_median < 200.0 { "met" } else { "MISSED" },
+        if graph_median < 200.0 {
+            "met"
+        } else {
+            "MISSED"
+        },
         if s95 < 10.0 { "met" } else { "MISSED" },
     );
     drop(server);
