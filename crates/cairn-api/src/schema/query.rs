@@ -217,8 +217,10 @@ impl Query {
     /// One run; NOT_FOUND when there is none with the id.
     async fn run(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<Run> {
         let run = api(ctx).store.get_run(&id).await.map_err(error::store)?;
-        let view = view(ctx).await?;
-        Ok(Run::new(run, caller(ctx), &view))
+        let run = Run::new(run, caller(ctx), &*view(ctx).await?);
+        let selected = ctx.look_ahead().field("error").exists();
+        super::types::audit_error_reads(ctx, std::slice::from_ref(&run), selected).await?;
+        Ok(run)
     }
 
     /// Backfills, newest first, with their progress.

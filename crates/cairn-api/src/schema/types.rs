@@ -961,16 +961,40 @@ impl RunPage {
                     .map(|r| format!("{}~{}", r.created_at.timestamp_micros(), r.id))
             })
             .flatten();
-        let view = view(ctx).await?;
-        let caller = caller(ctx);
-        Ok(Self {
-            items: runs
-                .into_iter()
+        let items: Vec<Run> = {
+            let view = view(ctx).await?;
+            let caller = caller(ctx);
+            runs.into_iter()
                 .map(|r| Run::new(r, caller, &view))
-                .collect(),
-            next_cursor,
-        })
+                .collect()
+        };
+        let errors_selected = ctx.look_ahead().field("items").field("error").exists();
+        audit_error_reads(ctx, &items, errors_selected).await?;
+        Ok(Self { items, next_cursor })
     }
+}
+
+/// A phi caller reading PHI runs' error messages (which may quote data) is audited.
+pub async fn audit_error_reads(
+    ctx: &Context<'_>,
+    runs: &[Run],
+    selected: bool,
+) -> async_graphql::Result<()> {
+    let read: Vec<&str> = runs
+        .iter()
+        .filter(|r| r.phi && r.error.is_some())
+        .map(|r| r.id.as_str())
+        .collect();
+    if selected && !read.is_empty() {
+        audit(
+            ctx,
+            "phi.read",
+            &format!("runs {}", read.join(",")),
+            serde_json::json!({ "what": "run errors", "runs": read }),
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// A backfill and its progress.
