@@ -68,14 +68,21 @@ impl AssetStaleness {
     pub fn counts(&self) -> ReasonCounts {
         let mut counts = ReasonCounts::default();
         for &f in &self.flags {
-            if f == 0 {
-                counts.fresh += 1;
-            }
-            for (i, (flag, _)) in REASONS.iter().enumerate() {
-                if f & flag != 0 {
-                    counts.by_reason[i] += 1;
-                }
-            }
+            counts.add(f);
+        }
+        counts
+    }
+
+    /// [`Self::counts`] over the partitions in `live` only: a removed dynamic key leaves
+    /// an index that no longer names a partition, and is not counted as missing.
+    pub fn counts_in(&self, live: &PartitionSet) -> ReasonCounts {
+        let mut counts = ReasonCounts::default();
+        for i in live.iter() {
+            counts.add(if i < self.len() {
+                self.flags(i)
+            } else {
+                MISSING
+            });
         }
         counts
     }
@@ -86,6 +93,19 @@ pub struct ReasonCounts {
     pub fresh: u64,
     /// In [`REASONS`] order.
     pub by_reason: [u64; 5],
+}
+
+impl ReasonCounts {
+    fn add(&mut self, flags: u8) {
+        if flags == 0 {
+            self.fresh += 1;
+        }
+        for (i, (flag, _)) in REASONS.iter().enumerate() {
+            if flags & flag != 0 {
+                self.by_reason[i] += 1;
+            }
+        }
+    }
 }
 
 /// Staleness of every asset.
@@ -362,4 +382,23 @@ pub fn explain(inputs: Inputs<'_>, staleness: &Staleness, id: AssetId, p: u32) -
         });
     }
     reasons
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_in_skips_holes_and_counts_each_reason() {
+        let s = AssetStaleness {
+            flags: vec![0, MISSING, MISSING | FAILED, CODE_CHANGED, MISSING],
+            not_fresh: PartitionSet::from_range(1..5),
+        };
+        assert_eq!(s.counts().by_reason[0], 3);
+        // Index 1 and 4 are holes (removed dynamic keys); 5 is beyond the flags: missing.
+        let live = PartitionSet::from_ranges([0..1, 2..4, 5..6]);
+        let c = s.counts_in(&live);
+        assert_eq!(c.fresh, 1);
+        assert_eq!(c.by_reason, [2, 1, 0, 0, 1]);
+    }
 }

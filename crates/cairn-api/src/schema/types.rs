@@ -658,16 +658,25 @@ impl Asset {
                 cairn_engine::partition_key(&view.engine.graph, id, i, env)
             }
         };
-        // One pass over the partitions that exist (holes of removed keys are skipped):
-        // counts by reason, and runs of one status in partition order.
+        // Over the partitions that exist (holes of removed keys are skipped): counts by
+        // reason, and runs of one status in partition order.
+        let live = live_partitions(&view, id, view.as_of);
+        let counts = st.counts_in(&live);
+        let [
+            missing,
+            code_changed,
+            upstream_changed,
+            upstream_stale,
+            failed,
+        ] = counts.by_reason;
         let mut health = PartitionHealth {
-            total: 0,
-            fresh: 0,
-            missing: 0,
-            code_changed: 0,
-            upstream_changed: 0,
-            upstream_stale: 0,
-            failed: 0,
+            total: live.len(),
+            fresh: counts.fresh,
+            missing,
+            code_changed,
+            upstream_changed,
+            upstream_stale,
+            failed,
             ranges: Vec::new(),
             truncated: false,
         };
@@ -684,27 +693,12 @@ impl Asset {
                 });
             }
         };
-        for i in live_partitions(&view, id, view.as_of).iter() {
+        for i in live.iter() {
             let flags = if i < st.len() {
                 st.flags(i)
             } else {
                 staleness::MISSING
             };
-            health.total += 1;
-            if flags == 0 {
-                health.fresh += 1;
-            }
-            for (bit, n) in [
-                (staleness::MISSING, &mut health.missing),
-                (staleness::CODE_CHANGED, &mut health.code_changed),
-                (staleness::UPSTREAM_CHANGED, &mut health.upstream_changed),
-                (staleness::UPSTREAM_STALE, &mut health.upstream_stale),
-                (staleness::FAILED, &mut health.failed),
-            ] {
-                if flags & bit != 0 {
-                    *n += 1;
-                }
-            }
             let status = health_status(flags);
             run = match run {
                 Some((s, first, _, n)) if s == status => Some((s, first, i, n + 1)),

@@ -59,7 +59,9 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
         let mut rows = Vec::new();
         for id in ids {
             let asset = engine.graph.asset(id);
-            let counts = staleness.asset(id).counts();
+            // Only partitions that exist count (a removed dynamic key leaves a hole).
+            let live = asset.partitions.as_ref().map_or_else(|| cairn_model::partitions::PartitionSet::single(0), |p| p.def.all(inputs.env));
+            let counts = staleness.asset(id).counts_in(&live);
             let fresh = engine.freshness(id, now);
             let by_reason: serde_json::Map<String, serde_json::Value> =
                 REASONS.iter().zip(counts.by_reason).filter(|(_, n)| *n > 0).map(|((_, name), n)| (name.to_string(), n.into())).collect();
@@ -75,7 +77,7 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
                 "asset": asset.key.as_str(),
                 "automation": automation,
                 "recent": { "partitions": scope.len(), "fresh": scope.len() - scope_stale },
-                "partitions": inputs.len(id),
+                "partitions": live.len(),
                 "fresh_partitions": counts.fresh,
                 "stale_by_reason": by_reason,
                 "freshness": fresh,
