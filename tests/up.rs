@@ -430,3 +430,69 @@ compute = { shell = "echo $CAIRN_RUN_ID >> ../completed.txt" }
     }
     assert!(second.stop().success());
 }
+
+/// SIGTERM with runs in flight: a command that ends within `--shutdown-grace` finishes and
+/// succeeds; one that does not is killed (its whole process group) and its run is marked
+/// failed, saying why; the process exits promptly.
+#[test]
+fn shutdown_gives_running_commands_their_grace_then_kills_the_rest() {
+    let tmp = warehouse(
+        r#"
+[[asset]]
+key = "ops/quick"
+automation = "eager"
+classification = "public"
+compute = { shell = "touch ../quick.started; sleep 3; echo done > ../quick.finished" }
+
+[[asset]]
+key = "ops/slow"
+automation = "eager"
+classification = "public"
+compute = { shell = "echo $$ > ../slow.pid; sleep 120; echo done > ../slow.finished" }
+"#,
+    );
+    let dir = tmp.path();
+    let up = Up::start(dir, &["--shutdown-grace", "6s"], &[]);
+    wait_for("both commands to start", Duration::from_secs(30), || {
+        dir.join("quick.started").exists() && dir.join("slow.pid").exists()
+    });
+    let slow_pid: i32 = std::fs::read_to_string(dir.join("slow.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let asked = Instant::now();
+    let status = up.stop();
+    let took = asked.elapsed();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        took < Duration::from_secs(20),
+        "shutdown took {took:?} with a 6 s grace"
+    );
+    assert!(
+        dir.join("quick.finished").exists(),
+        "the quick command finished within its grace"
+    );
+    assert!(!dir.join("slow.finished").exists());
+    // The slow command's shell (and its sleep, in the same group) is gone.
+    let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(slow_pid), None).is_ok();
+    assert!(
+        !alive,
+        "the slow command's process {slow_pid} outlived cairn up"
+    );
+
+    let all = runs(dir);
+    let of = |asset: &str| {
+        all.iter()
+            .find(|r| r["asset"] == asset)
+            .unwrap_or_else(|| panic!("no run of {asset}: {all:?}"))
+            .clone()
+    };
+    assert_eq!(of("ops/quick")["status"], "succeeded", "{all:?}");
+    let slow = of("ops/slow");
+    assert_eq!(slow["status"], "failed", "{slow}");
+    assert!(
+        slow["error"].as_str().unwrap().contains("Cairn shut down"),
+        "{slow}"
+    );
+}
