@@ -6,9 +6,11 @@
 //!   in `redacted`;
 //! - their run logs and run errors are null, with the reason in `redacted`;
 //! - keys of partitions definitions marked sensitive are masked everywhere they appear
-//!   (`masked:<position>`; the position is no one's data).
+//!   (`masked:<position>`; the position is no one's data), and naming a real one is
+//!   refused whether it exists or not ([`resolve_partition`]), so keys cannot be probed.
 //!
-//! A caller with the scope reading any of these is audited (`phi.read`).
+//! A caller with the scope reading metadata, run logs or PHI runs' errors is audited
+//! (`phi.read`).
 
 use async_graphql::{ComplexObject, Context, Enum, Json, SimpleObject};
 use cairn_engine::{View, partition_index};
