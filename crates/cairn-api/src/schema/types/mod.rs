@@ -1,0 +1,182 @@
+//! The objects of the schema, and where PHI details are redacted.
+//!
+//! Redaction rules (DESIGN.md, "Classification and PHI"): a caller without the `phi`
+//! scope still sees PHI and limited assets in lists and lineage, but
+//! - metadata values of their materializations and observations are null, with the reason
+//!   in `redacted`;
+//! - their run logs and run errors are null, with the reason in `redacted`;
+//! - keys of partitions definitions marked sensitive are masked everywhere they appear
+//!   (`masked:<position>`; the position is no one's data), and naming a real one is
+//!   refused whether it exists or not ([`resolve_partition`]), so keys cannot be probed.
+//!
+//! A caller with the scope reading metadata, run logs or PHI runs' errors is audited
+//! (`phi.read`).
+
+use async_graphql::{ComplexObject, Context, Enum, Json, SimpleObject};
+use cairn_engine::{View, partition_index};
+use cairn_model::classification::ClassificationSource;
+use cairn_model::partitions::PartitionSet;
+use cairn_model::{AssetDef, AssetGraph, AssetId};
+use cairn_reconcile::staleness::{self, Reason};
+use chrono::{DateTime, Utc};
+
+use super::{api, audit, caller, page_size, view};
+use crate::auth::Caller;
+use crate::error::{self, bad, not_found};
+
+/// Why a value is null for this caller.
+pub const NEEDS_PHI: &str = "redacted: PHI details need the phi scope";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+pub enum Classification {
+    Public,
+    Deidentified,
+    Limited,
+    Phi,
+}
+
+impl From<cairn_model::Classification> for Classification {
+    fn from(c: cairn_model::Classification) -> Self {
+        match c {
+            cairn_model::Classification::Public => Classification::Public,
+            cairn_model::Classification::Deidentified => Classification::Deidentified,
+            cairn_model::Classification::Limited => Classification::Limited,
+            cairn_model::Classification::Phi => Classification::Phi,
+        }
+    }
+}
+
+impl Classification {
+    pub fn model(self) -> cairn_model::Classification {
+        match self {
+            Classification::Public => cairn_model::Classification::Public,
+            Classification::Deidentified => cairn_model::Classification::Deidentified,
+            Classification::Limited => cairn_model::Classification::Limited,
+            Classification::Phi => cairn_model::Classification::Phi,
+        }
+    }
+}
+
+/// Whether the caller may see this asset's PHI details.
+pub fn sees_details(caller: &Caller, asset: &AssetDef) -> bool {
+    caller.phi || !asset.classification.effective.is_protected()
+}
+
+/// Whether this asset's partition keys are masked for the caller.
+pub fn masks_keys(caller: &Caller, asset: &AssetDef) -> bool {
+    !caller.phi
+        && asset
+            .partitions
+            .as_ref()
+            .is_some_and(|p| p.def.has_sensitive_keys())
+}
+
+/// A partition key as the caller may see it.
+pub fn shown_key(caller: &Caller, view: &View, id: AssetId, key: &str) -> String {
+    let asset = view.engine.graph.asset(id);
+    if !masks_keys(caller, asset) {
+        return key.to_owned();
+    }
+    match partition_index(&view.engine.graph, id, key, view.engine.env(Utc::now())) {
+        Some(i) => format!("masked:{i}"),
+        None => "masked".into(),
+    }
+}
+
+/// A key of a run's asset as the caller may see it; runs of assets no longer defined are
+/// masked when the run was a PHI run.
+fn shown_run_key(caller: &Caller, view: &View, asset: &str, phi_run: bool, key: &str) -> String {
+    match view.engine.graph.id_of(asset) {
+        Some(id) => shown_key(caller, view, id, key),
+        None if phi_run && !caller.phi => "masked".into(),
+        None => key.to_owned(),
+    }
+}
+
+/// The partitions of an asset that exist now (a removed dynamic key leaves a hole).
+pub fn live_partitions(view: &View, id: AssetId, now: DateTime<Utc>) -> PartitionSet {
+    match &view.engine.graph.asset(id).partitions {
+        None => PartitionSet::single(0),
+        Some(p) => p.def.all(view.engine.env(now)),
+    }
+}
+
+/// A partition the caller names: "" for unpartitioned assets, the newest one when
+/// omitted (`newest`), and the masked form `masked:<position>` for callers who were shown
+/// it. Callers without phi must use the masked form for sensitive keys: accepting a real
+/// key would let them test whether a person's MRN is one. Returns (index, key).
+pub fn resolve_partition(
+    view: &View,
+    caller: &Caller,
+    id: AssetId,
+    partition: Option<&str>,
+    newest: bool,
+) -> async_graphql::Result<(u32, String)> {
+    let graph = &view.engine.graph;
+    let asset = graph.asset(id);
+    let now = Utc::now();
+    let env = view.engine.env(now);
+    match (partition, &asset.partitions) {
+        (None | Some(""), None) => Ok((0, String::new())),
+        (Some(p), None) => Err(bad(format!(
+            "{} is not partitioned; got partition {p:?}",
+            asset.key
+        ))),
+        (None, Some(def)) if newest => {
+            let i = live_partitions(view, id, now)
+                .last()
+                .ok_or_else(|| bad(format!("{} has no partitions yet", asset.key)))?;
+            Ok((i, def.def.key_of(i, env).unwrap_or_default()))
+        }
+        (None, Some(_)) => Err(bad(format!(
+            "{} is partitioned: name a partition",
+            asset.key
+        ))),
+        (Some(p), Some(def)) => {
+            if let Some(i) = p
+                .strip_prefix("masked:")
+                .and_then(|i| i.parse::<u32>().ok())
+            {
+                return def.def.key_of(i, env).map(|key| (i, key)).ok_or_else(|| {
+                    bad(format!("{p:?} is not a partition of {} (now)", asset.key))
+                });
+            }
+            if masks_keys(caller, asset) {
+                return Err(bad(format!(
+                    "{}'s partition keys are sensitive: without the phi scope, name a partition by the masked form it was shown as (masked:N)",
+                    asset.key
+                )));
+            }
+            let i = partition_index(graph, id, p, env)
+                .ok_or_else(|| bad(format!("{p:?} is not a partition of {} (now)", asset.key)))?;
+            Ok((i, p.to_owned()))
+        }
+    }
+}
+
+/// A lineage depth argument: hops, all when omitted.
+pub fn hops(depth: Option<i32>) -> async_graphql::Result<Option<u32>> {
+    match depth {
+        Some(d) if d < 0 => Err(bad(format!("depth: {d} is negative"))),
+        d => Ok(d.map(|d| d as u32)),
+    }
+}
+
+/// The asset id of a key, or NOT_FOUND naming it.
+pub fn asset_id(graph: &AssetGraph, key: &str) -> async_graphql::Result<AssetId> {
+    graph
+        .id_of(key)
+        .ok_or_else(|| not_found(format!("unknown asset {key:?}")))
+}
+
+mod admin;
+mod asset;
+mod backfill;
+mod lineage;
+mod run;
+
+pub use admin::*;
+pub use asset::*;
+pub use backfill::*;
+pub use lineage::*;
+pub use run::*;
