@@ -511,8 +511,27 @@ pub(crate) fn phi_never_reaches_a_caller_without_the_phi_scope(backend: &Backend
         .filter_map(|a| a["details"]["what"].as_str())
         .collect();
     assert!(
-        what.contains("logs") && what.contains("metadata"),
-        "phi.read of logs and metadata: {what:?}"
+        what.contains("logs") && what.contains("metadata") && what.contains("partition keys"),
+        "phi.read of logs, metadata and sensitive keys: {what:?}"
+    );
+    // Sensitive keys shown are audited once per asset and request, naming the asset.
+    let key_reads: BTreeSet<&str> = reads
+        .iter()
+        .filter(|a| a["details"]["what"] == "partition keys")
+        .filter_map(|a| a["target"].as_str())
+        .collect();
+    assert!(
+        key_reads.contains("clinical/encounters"),
+        "reads of clinical/encounters' keys: {key_reads:?}"
+    );
+    assert!(
+        key_reads.iter().all(|t| w.q(
+            &admin,
+            r#"query($k: String!) { asset(key: $k) { partitions { sensitiveKeys } } }"#,
+            json!({ "k": t })
+        )["asset"]["partitions"]["sensitiveKeys"]
+            == true),
+        "only assets with sensitive keys: {key_reads:?}"
     );
     assert!(
         reads.iter().any(|a| a["target"] == "raw/ehr_feed"),

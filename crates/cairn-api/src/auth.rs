@@ -1,6 +1,9 @@
 //! Who is calling: a bearer API token (stored hashed; see `cairn token create`), or, in
 //! local mode, the single local user, who acts as an admin with the `phi` scope.
 
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
 use cairn_store::Store;
 
 /// What a role may do; each includes the ones before it.
@@ -42,6 +45,28 @@ pub struct Caller {
     pub role: Role,
     /// May see PHI details: metadata values, run logs, sensitive partition keys.
     pub phi: bool,
+    /// The assets whose sensitive partition keys this request showed the caller.
+    pub keys_shown: KeysShown,
+}
+
+/// Assets whose sensitive partition keys were shown to a phi caller, audited when the
+/// operation ends (`schema::keys_audit`).
+#[derive(Debug, Clone, Default)]
+pub struct KeysShown(Arc<Mutex<BTreeSet<String>>>);
+
+impl KeysShown {
+    pub fn record(&self, asset: &str) {
+        let mut shown = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if !shown.contains(asset) {
+            shown.insert(asset.to_owned());
+        }
+    }
+
+    /// The assets recorded so far, in key order; the record starts over.
+    pub fn take(&self) -> Vec<String> {
+        let mut shown = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        std::mem::take(&mut *shown).into_iter().collect()
+    }
 }
 
 impl Caller {
@@ -51,6 +76,7 @@ impl Caller {
             name: "local".into(),
             role: Role::Admin,
             phi: true,
+            keys_shown: KeysShown::default(),
         }
     }
 
@@ -115,5 +141,6 @@ pub async fn authenticate(
         name: token.name,
         role,
         phi: token.phi,
+        keys_shown: KeysShown::default(),
     })
 }

@@ -82,30 +82,49 @@ async fn graphql(
             );
         }
     };
-    let request = request.into_inner().data(caller);
-    let mut response =
-        match tokio::time::timeout(state.request_timeout, state.schema.execute(request)).await {
-            Ok(mut r) => {
-                // Parse and validation errors (syntax, depth, complexity) have no code of
-                // their own; every error carries one.
-                for e in &mut r.errors {
-                    if e.extensions
-                        .as_ref()
-                        .is_none_or(|x| x.get("code").is_none())
-                    {
-                        e.extensions
-                            .get_or_insert_with(Default::default)
-                            .set("code", error::Code::BadRequest.as_str());
-                    }
+    let request = request.into_inner();
+    let is_mutation = carries_mutation(&request.query);
+    let schema = state.schema.clone();
+    // Run in a task of its own: a timed-out mutation is not cut short between its write
+    // and its audit record; it completes, and only queries are abandoned.
+    let mut execution = tokio::spawn(async move { schema.execute(request.data(caller)).await });
+    let mut response = match tokio::time::timeout(state.request_timeout, &mut execution).await {
+        Ok(Ok(mut r)) => {
+            // Parse and validation errors (syntax, depth, complexity) have no code of
+            // their own; every error carries one.
+            for e in &mut r.errors {
+                if e.extensions
+                    .as_ref()
+                    .is_none_or(|x| x.get("code").is_none())
+                {
+                    e.extensions
+                        .get_or_insert_with(Default::default)
+                        .set("code", error::Code::BadRequest.as_str());
                 }
-                GraphQLResponse::from(r).into_response()
             }
-            Err(_) => error_response(
-                StatusCode::OK,
-                error::Code::Timeout,
-                &format!("the request took longer than {:?}", state.request_timeout),
-            ),
-        };
+            GraphQLResponse::from(r).into_response()
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "a GraphQL request panicked");
+            error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                error::Code::Internal,
+                "internal error",
+            )
+        }
+        Err(_) => {
+            let message = if is_mutation {
+                format!(
+                    "the request took longer than {:?}; its mutation goes on to completion (see the audit log)",
+                    state.request_timeout
+                )
+            } else {
+                execution.abort();
+                format!("the request took longer than {:?}", state.request_timeout)
+            };
+            error_response(StatusCode::OK, error::Code::Timeout, &message)
+        }
+    };
     // Server time, for clients and benchmarks (https://www.w3.org/TR/server-timing/).
     let micros = started.elapsed().as_micros();
     if let Ok(v) = format!("graphql;dur={}.{:03}", micros / 1000, micros % 1000).parse() {
@@ -116,6 +135,21 @@ async fn graphql(
 
 /// Subscriptions. The token goes in the `connection_init` payload
 /// (`{"Authorization": "Bearer ..."}`) or the upgrade request's header.
+/// Whether a request's document holds a mutation (a document that does not parse holds
+/// none: it fails before anything runs).
+fn carries_mutation(query: &str) -> bool {
+    use async_graphql::parser::types::{DocumentOperations, OperationType};
+    let Ok(doc) = async_graphql::parser::parse_query(query) else {
+        return false;
+    };
+    match &doc.operations {
+        DocumentOperations::Single(op) => op.node.ty == OperationType::Mutation,
+        DocumentOperations::Multiple(ops) => {
+            ops.values().any(|op| op.node.ty == OperationType::Mutation)
+        }
+    }
+}
+
 async fn graphql_ws(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -232,9 +266,22 @@ mod tests {
     }
 
     fn test_state(store: &Store) -> Arc<AppState> {
+        state_with(store, AuthMode::Tokens, Duration::from_secs(5))
+    }
+
+    fn state_with(store: &Store, auth: AuthMode, request_timeout: Duration) -> Arc<AppState> {
+        state_viewing(store, auth, request_timeout, cairn_engine::LiveView::new())
+    }
+
+    fn state_viewing(
+        store: &Store,
+        auth: AuthMode,
+        request_timeout: Duration,
+        view: cairn_engine::LiveView,
+    ) -> Arc<AppState> {
         let schema = schema::build(Api {
             store: store.clone(),
-            view: cairn_engine::LiveView::new(),
+            view,
             poke: Arc::default(),
         });
         Arc::new(AppState {
@@ -242,9 +289,98 @@ mod tests {
             worker: "w".into(),
             started_at: chrono::Utc::now(),
             schema,
-            auth: AuthMode::Tokens,
-            request_timeout: Duration::from_secs(5),
+            auth,
+            request_timeout,
         })
+    }
+
+    async fn temp_store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("c.db").display());
+        let store = cairn_store::open(&url).await.unwrap();
+        (dir, store)
+    }
+
+    /// POSTs a GraphQL query; the status and the JSON body.
+    async fn post(app: Router, query: &str) -> (StatusCode, serde_json::Value) {
+        let body = serde_json::json!({ "query": query }).to_string();
+        let res = app
+            .oneshot(
+                Request::post("/graphql")
+                    .header("content-type", "application/json")
+                    .body(Body::from(body))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let status = res.status();
+        let body = axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn catalog_queries_before_the_first_reconcile_are_not_ready() {
+        let (_dir, store) = temp_store().await;
+        // No view yet: `cairn up` has not loaded the log.
+        let app = router(state_with(&store, AuthMode::Local, Duration::from_secs(5)));
+        let (status, v) = post(app, "{ assets { total } }").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(v["errors"][0]["extensions"]["code"], "NOT_READY", "{v}");
+    }
+
+    #[tokio::test]
+    async fn a_slow_query_times_out_and_a_slow_mutation_still_completes_audited() {
+        let (dir, store) = temp_store().await;
+        // The catalog is being swapped (the reconciler holds the view's lock): a query
+        // waits on it past the timeout, and is abandoned.
+        let live = cairn_engine::LiveView::new();
+        let swapping = live.write().await;
+        let app = router(state_viewing(
+            &store,
+            AuthMode::Local,
+            Duration::from_millis(300),
+            live.clone(),
+        ));
+        let (status, v) = post(app.clone(), "{ assets { total } }").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(v["errors"][0]["extensions"]["code"], "TIMEOUT", "{v}");
+        assert!(v["data"].is_null(), "{v}");
+        drop(swapping);
+
+        // Another connection holds the write lock: a mutation waits past the timeout.
+        use sqlx::Connection as _;
+        let url = format!("sqlite:{}", dir.path().join("c.db").display());
+        let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut other)
+            .await
+            .unwrap();
+        let (_, v) = post(
+            app,
+            r#"mutation { createToken(name: "late", role: VIEWER) { secret } }"#,
+        )
+        .await;
+        assert_eq!(v["errors"][0]["extensions"]["code"], "TIMEOUT", "{v}");
+        let message = v["errors"][0]["message"].as_str().unwrap();
+        assert!(message.contains("goes on to completion"), "{message}");
+        sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+        // The mutation was not cut between its write and its audit record.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let tokens = store.tokens().await.unwrap();
+            let audit = store.audit_log(0, 100).await.unwrap();
+            let audited = audit.iter().any(|a| a.action == "token.create");
+            if tokens.iter().any(|t| t.name == "late") && audited {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the timed-out mutation did not complete with its audit record: {tokens:?} {audit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// `schemas/schema.graphql` is the SDL this build serves; regenerate it with

@@ -5,6 +5,7 @@
 //! Every resolver reads the reconciler's [`LiveView`] under a shared lock (no copies)
 //! and the store for history, runs and logs.
 
+mod keys_audit;
 pub mod mutation;
 pub mod query;
 pub mod subscription;
@@ -21,6 +22,7 @@ use tokio::sync::RwLockReadGuard;
 use crate::auth::{Caller, Role};
 use crate::error::{Code, error};
 
+pub(crate) use keys_audit::audit_keys_shown;
 pub use mutation::Mutation;
 pub use query::Query;
 pub use subscription::Subscription;
@@ -41,6 +43,7 @@ pub struct Api {
 pub fn build(api: Api) -> CairnSchema {
     Schema::build(Query, Mutation, Subscription)
         .data(api)
+        .extension(keys_audit::KeysAudit)
         .limit_depth(16)
         .limit_complexity(50_000)
         .finish()

@@ -7,10 +7,10 @@ use chrono::Utc;
 
 use super::types::{
     Asset, AuditEntry, AuditPage, Backfill, Classification, Lineage, Me, PartitionLineage,
-    PartitionRef, Run, RunPage, asset_id, hops, resolve_partition, shown_key,
+    PartitionRef, Run, RunPage, asset_id, hops, masks_keys, resolve_partition, shown_key,
 };
 use super::{api, caller, page_size, require, view};
-use crate::auth::Role;
+use crate::auth::{Caller, Role};
 use crate::error::{self, bad};
 
 pub struct Query;
@@ -282,11 +282,7 @@ impl Query {
         let items = records
             .into_iter()
             .map(|r| {
-                let target = if caller.phi {
-                    r.target
-                } else {
-                    mask_target(&view, &r.target)
-                };
+                let target = shown_target(caller, &view, r.target);
                 AuditEntry {
                     id: r.id,
                     at: r.at,
@@ -315,21 +311,17 @@ impl Query {
     }
 }
 
-/// An audit target `ASSET[PARTITION]` of an asset with sensitive keys, masked.
-fn mask_target(view: &cairn_engine::View, target: &str) -> String {
+/// An audit target `ASSET[PARTITION]` as the caller may see it: the key is masked when
+/// the asset's keys are sensitive, or when the asset is gone (its keys may have been).
+fn shown_target(caller: &Caller, view: &cairn_engine::View, target: String) -> String {
     let Some((asset, _)) = target.split_once('[') else {
-        return target.to_owned();
+        return target;
     };
     match view.engine.graph.get(asset) {
-        Some(a)
-            if !a
-                .partitions
-                .as_ref()
-                .is_some_and(|p| p.def.has_sensitive_keys()) =>
-        {
-            target.to_owned()
-        }
-        _ => format!("{asset}[masked]"),
+        Some(a) if masks_keys(caller, a) => format!("{asset}[masked]"),
+        Some(_) => target,
+        None if caller.phi => target,
+        None => format!("{asset}[masked]"),
     }
 }
 

@@ -26,7 +26,11 @@ impl Subscription {
         let api = api(ctx);
         let store = api.store.clone();
         let live = api.view.clone();
-        let caller = caller(ctx).clone();
+        // Its own record of keys shown: the connection's other operations are not its.
+        let caller = crate::Caller {
+            keys_shown: Default::default(),
+            ..caller(ctx).clone()
+        };
         let first = store
             .get_run(&id)
             .await
@@ -48,6 +52,14 @@ impl Subscription {
                             )),
                         }
                     };
+                    // A sensitive key shown is audited before it is sent.
+                    let out =
+                        match super::audit_keys_shown(&store, &caller.actor(), &caller.keys_shown)
+                            .await
+                        {
+                            Ok(()) => out,
+                            Err(e) => Err(error::store(e)),
+                        };
                     if tx.send(out).await.is_err() {
                         return;
                     }

@@ -9,8 +9,9 @@
 //!   (`masked:<position>`; the position is no one's data), and naming a real one is
 //!   refused whether it exists or not ([`resolve_partition`]), so keys cannot be probed.
 //!
-//! A caller with the scope reading metadata, run logs or PHI runs' errors is audited
-//! (`phi.read`).
+//! A caller with the scope reading metadata, run logs, PHI runs' errors or sensitive
+//! partition keys is audited (`phi.read`; keys once per asset and request, see
+//! [`masks_keys`]).
 
 use async_graphql::{ComplexObject, Context, Enum, Json, SimpleObject};
 use cairn_engine::{View, partition_index};
@@ -62,13 +63,27 @@ pub fn sees_details(caller: &Caller, asset: &AssetDef) -> bool {
     caller.phi || !asset.classification.effective.is_protected()
 }
 
-/// Whether this asset's partition keys are masked for the caller.
+/// Whether this asset's partition keys are masked for the caller, as they are about to
+/// be shown: a phi caller about to see real sensitive keys is recorded for the audit.
 pub fn masks_keys(caller: &Caller, asset: &AssetDef) -> bool {
-    !caller.phi
-        && asset
-            .partitions
-            .as_ref()
-            .is_some_and(|p| p.def.has_sensitive_keys())
+    let sensitive = has_sensitive_keys(asset);
+    if sensitive && caller.phi {
+        caller.keys_shown.record(asset.key.as_str());
+    }
+    sensitive && !caller.phi
+}
+
+/// Whether the caller may not name this asset's partitions by their keys (a check of
+/// input: nothing is shown, nothing is recorded).
+pub fn hides_keys(caller: &Caller, asset: &AssetDef) -> bool {
+    !caller.phi && has_sensitive_keys(asset)
+}
+
+fn has_sensitive_keys(asset: &AssetDef) -> bool {
+    asset
+        .partitions
+        .as_ref()
+        .is_some_and(|p| p.def.has_sensitive_keys())
 }
 
 /// A partition key as the caller may see it.
@@ -89,7 +104,12 @@ fn shown_run_key(caller: &Caller, view: &View, asset: &str, phi_run: bool, key: 
     match view.engine.graph.id_of(asset) {
         Some(id) => shown_key(caller, view, id, key),
         None if phi_run && !caller.phi => "masked".into(),
-        None => key.to_owned(),
+        None => {
+            if phi_run && !key.is_empty() {
+                caller.keys_shown.record(asset);
+            }
+            key.to_owned()
+        }
     }
 }
 
@@ -141,7 +161,7 @@ pub fn resolve_partition(
                     bad(format!("{p:?} is not a partition of {} (now)", asset.key))
                 });
             }
-            if masks_keys(caller, asset) {
+            if hides_keys(caller, asset) {
                 return Err(bad(format!(
                     "{}'s partition keys are sensitive: without the phi scope, name a partition by the masked form it was shown as (masked:N)",
                     asset.key
