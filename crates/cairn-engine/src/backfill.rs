@@ -132,16 +132,14 @@ pub async fn create(
         updated_at: now,
         progress: serde_json::json!({}),
     };
-    store.create_backfill(&backfill).await?;
-    store
-        .audit(&cairn_store::NewAudit {
-            at: now,
-            actor: actor.into(),
-            action: "backfill.create".into(),
-            target: selection.to_owned(),
-            details: serde_json::json!({ "backfill_id": backfill.id, "partitions": request.total }),
-        })
-        .await?;
+    let audit = cairn_store::NewAudit {
+        at: now,
+        actor: actor.into(),
+        action: "backfill.create".into(),
+        target: selection.to_owned(),
+        details: serde_json::json!({ "backfill_id": backfill.id, "partitions": request.total }),
+    };
+    store.create_backfill(&backfill, &audit).await?;
     Ok(backfill)
 }
 

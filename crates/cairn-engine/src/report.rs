@@ -159,10 +159,9 @@ pub async fn report(
             "asset.report_observation",
         ),
     };
-    let event_id = store.append(&[event]).await?[0];
-    // A separate write: if it fails the event stands, and the caller sees the error.
-    store
-        .audit(&NewAudit {
+    // The event and its audit record commit together.
+    let ids = store
+        .append_audited(&[event], |ids| NewAudit {
             at: now,
             actor: req.actor.clone(),
             action: action.into(),
@@ -174,11 +173,11 @@ pub async fn report(
             details: serde_json::json!({
                 "partition": req.partition.as_deref().filter(|p| !p.is_empty()),
                 "data_version": data_version,
-                "event_id": event_id,
+                "event_id": ids[0],
             }),
         })
         .await?;
-    Ok(event_id)
+    Ok(ids[0])
 }
 
 fn json_type(v: &serde_json::Value) -> &'static str {

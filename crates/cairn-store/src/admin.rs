@@ -5,7 +5,8 @@
 macro_rules! store_admin {
     ($Store:ident, $Db:ty) => {
         impl $Store {
-            pub async fn create_backfill(&self, b: &$crate::Backfill) -> $crate::Result<()> {
+            /// Records a backfill request (and its event), audited in the same transaction.
+            pub async fn create_backfill(&self, b: &$crate::Backfill, audit: &$crate::NewAudit) -> $crate::Result<()> {
                 let mut tx = self.begin_write().await?;
                 sqlx::query(
                     "INSERT INTO backfills (id, selection, partitions, status, created_by, created_at, updated_at, progress) \
@@ -24,6 +25,7 @@ macro_rules! store_admin {
                 let event = $crate::NewEvent::new(b.created_at, $crate::EventKind::BackfillRequested)
                     .payload(serde_json::json!({ "backfill_id": b.id, "selection": b.selection, "partitions": b.partitions, "by": b.created_by }));
                 let (_, interned) = self.append_in(&mut tx, std::slice::from_ref(&event)).await?;
+                Self::audit_in(&mut tx, audit).await?;
                 tx.commit().await?;
                 self.remember(interned);
                 Ok(())
@@ -84,26 +86,50 @@ macro_rules! store_admin {
                 Ok(())
             }
 
-            /// Cancels the queued runs of a backfill (running ones finish); returns how many.
-            pub async fn cancel_queued_runs(&self, backfill_id: &str, at: chrono::DateTime<chrono::Utc>) -> $crate::Result<u64> {
-                let ids: Vec<(String,)> = sqlx::query_as("SELECT id FROM runs WHERE backfill_id = $1 AND status = 'queued'")
-                    .bind(backfill_id)
-                    .fetch_all(&self.pool)
+            /// Cancels a backfill that has not ended, and its queued runs (running ones
+            /// finish), audited, in one transaction; returns how many runs were canceled.
+            pub async fn cancel_backfill(
+                &self,
+                id: &str,
+                at: chrono::DateTime<chrono::Utc>,
+                audit: impl FnOnce(u64) -> $crate::NewAudit + Send,
+            ) -> $crate::Result<u64> {
+                let mut tx = self.begin_write().await?;
+                let row: Option<(String, String)> = sqlx::query_as("SELECT status, progress FROM backfills WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
                     .await?;
-                let mut canceled = 0;
-                for (id,) in ids {
-                    let t = $crate::RunTransition { run_id: id, to: $crate::RunStatus::Canceled, at, pid: None, error: Some("backfill canceled".into()), events: vec![] };
-                    // A run claimed in the meantime is no longer queued: leave it to finish.
-                    match self.transition(&t).await {
-                        Ok(_) => canceled += 1,
-                        Err($crate::Error::IllegalTransition { .. }) => {}
-                        Err(e) => return Err(e),
-                    }
+                let (status, progress) = row.ok_or_else(|| $crate::Error::NotFound(format!("backfill {id}")))?;
+                if matches!(status.as_str(), "completed" | "canceled") {
+                    return Err($crate::Error::Invalid(format!("backfill {id} is already {status}")));
                 }
+                sqlx::query("UPDATE backfills SET status = 'canceled', updated_at = $1 WHERE id = $2")
+                    .bind($crate::types::to_micros(at))
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                let progress = $crate::admin::json(&progress, "backfills")?;
+                let event = $crate::NewEvent::new(at, $crate::EventKind::BackfillCanceled)
+                    .payload(serde_json::json!({ "backfill_id": id, "progress": progress }));
+                let mut interned = vec![self.append_in(&mut tx, std::slice::from_ref(&event)).await?.1];
+                // Under the write lock: no run is claimed between this read and its cancel.
+                let queued: Vec<(String,)> = sqlx::query_as("SELECT id FROM runs WHERE backfill_id = $1 AND status = 'queued'")
+                    .bind(id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                for (run_id,) in &queued {
+                    let t = $crate::RunTransition { run_id: run_id.clone(), to: $crate::RunStatus::Canceled, at, pid: None, error: Some("backfill canceled".into()), events: vec![] };
+                    interned.push(self.transition_in(&mut tx, &t).await?.1);
+                }
+                let canceled = queued.len() as u64;
+                Self::audit_in(&mut tx, &audit(canceled)).await?;
+                tx.commit().await?;
+                interned.into_iter().for_each(|i| self.remember(i));
                 Ok(canceled)
             }
 
-            pub async fn set_freshness_override(&self, o: &$crate::FreshnessOverride) -> $crate::Result<()> {
+            pub async fn set_freshness_override(&self, o: &$crate::FreshnessOverride, audit: &$crate::NewAudit) -> $crate::Result<()> {
+                let mut tx = self.begin_write().await?;
                 sqlx::query(
                     "INSERT INTO freshness_overrides (asset, policy, set_by, set_at) VALUES ($1, $2, $3, $4) \
                      ON CONFLICT (asset) DO UPDATE SET policy = excluded.policy, set_by = excluded.set_by, set_at = excluded.set_at",
@@ -112,14 +138,23 @@ macro_rules! store_admin {
                 .bind(o.policy.to_string())
                 .bind(&o.set_by)
                 .bind($crate::types::to_micros(o.set_at))
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
+                Self::audit_in(&mut tx, audit).await?;
+                tx.commit().await?;
                 Ok(())
             }
 
-            pub async fn clear_freshness_override(&self, asset: &str) -> $crate::Result<bool> {
-                let done = sqlx::query("DELETE FROM freshness_overrides WHERE asset = $1").bind(asset).execute(&self.pool).await?;
-                Ok(done.rows_affected() > 0)
+            /// Clears an override; audited only when there was one. Returns whether there was.
+            pub async fn clear_freshness_override(&self, asset: &str, audit: &$crate::NewAudit) -> $crate::Result<bool> {
+                let mut tx = self.begin_write().await?;
+                let done = sqlx::query("DELETE FROM freshness_overrides WHERE asset = $1").bind(asset).execute(&mut *tx).await?;
+                let cleared = done.rows_affected() > 0;
+                if cleared {
+                    Self::audit_in(&mut tx, audit).await?;
+                }
+                tx.commit().await?;
+                Ok(cleared)
             }
 
             pub async fn freshness_overrides(&self) -> $crate::Result<Vec<$crate::FreshnessOverride>> {
@@ -139,7 +174,13 @@ macro_rules! store_admin {
 
             /// Adds keys to a dynamic definition; a key keeps the position it first had.
             /// Returns how many keys were new or revived.
-            pub async fn add_dynamic_partitions(&self, definition: &str, keys: &[String], at: chrono::DateTime<chrono::Utc>) -> $crate::Result<u64> {
+            pub async fn add_dynamic_partitions(
+                &self,
+                definition: &str,
+                keys: &[String],
+                at: chrono::DateTime<chrono::Utc>,
+                audit: impl FnOnce(u64) -> $crate::NewAudit + Send,
+            ) -> $crate::Result<u64> {
                 let mut tx = self.begin_write().await?;
                 let (mut next,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(position) + 1, 0) FROM dynamic_partitions WHERE definition = $1")
                     .bind(definition)
@@ -165,11 +206,18 @@ macro_rules! store_admin {
                     next += inserted.rows_affected() as i64;
                     changed += revived.rows_affected() + inserted.rows_affected();
                 }
+                Self::audit_in(&mut tx, &audit(changed)).await?;
                 tx.commit().await?;
                 Ok(changed)
             }
 
-            pub async fn remove_dynamic_partitions(&self, definition: &str, keys: &[String], at: chrono::DateTime<chrono::Utc>) -> $crate::Result<u64> {
+            pub async fn remove_dynamic_partitions(
+                &self,
+                definition: &str,
+                keys: &[String],
+                at: chrono::DateTime<chrono::Utc>,
+                audit: impl FnOnce(u64) -> $crate::NewAudit + Send,
+            ) -> $crate::Result<u64> {
                 let mut tx = self.begin_write().await?;
                 let mut removed = 0;
                 for key in keys {
@@ -181,6 +229,7 @@ macro_rules! store_admin {
                         .await?;
                     removed += done.rows_affected();
                 }
+                Self::audit_in(&mut tx, &audit(removed)).await?;
                 tx.commit().await?;
                 Ok(removed)
             }
@@ -200,9 +249,17 @@ macro_rules! store_admin {
 
             /// Creates an API token; returns it and its secret, which is shown once and stored
             /// only as a sha256 hash.
-            pub async fn create_token(&self, name: &str, role: &str, phi: bool, at: chrono::DateTime<chrono::Utc>) -> $crate::Result<($crate::ApiToken, String)> {
+            pub async fn create_token(
+                &self,
+                name: &str,
+                role: &str,
+                phi: bool,
+                at: chrono::DateTime<chrono::Utc>,
+                audit: impl FnOnce(&$crate::ApiToken) -> $crate::NewAudit + Send,
+            ) -> $crate::Result<($crate::ApiToken, String)> {
                 let id = $crate::types::new_id();
                 let secret = $crate::admin::new_secret();
+                let mut tx = self.begin_write().await?;
                 sqlx::query("INSERT INTO api_tokens (id, name, role, phi, token_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
                     .bind(&id)
                     .bind(name)
@@ -210,9 +267,11 @@ macro_rules! store_admin {
                     .bind(phi)
                     .bind($crate::derived::token_hash(&secret))
                     .bind($crate::types::to_micros(at))
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?;
                 let token = $crate::ApiToken { id, name: name.to_owned(), role: role.to_owned(), phi, created_at: at, revoked_at: None };
+                Self::audit_in(&mut tx, &audit(&token)).await?;
+                tx.commit().await?;
                 Ok((token, secret))
             }
 
@@ -227,13 +286,20 @@ macro_rules! store_admin {
                 Ok(row.map($crate::admin::token_from_row))
             }
 
-            pub async fn revoke_token(&self, id: &str, at: chrono::DateTime<chrono::Utc>) -> $crate::Result<bool> {
+            /// Revokes a live token; audited only when it was live. Returns whether it was.
+            pub async fn revoke_token(&self, id: &str, at: chrono::DateTime<chrono::Utc>, audit: &$crate::NewAudit) -> $crate::Result<bool> {
+                let mut tx = self.begin_write().await?;
                 let done = sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
                     .bind($crate::types::to_micros(at))
                     .bind(id)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?;
-                Ok(done.rows_affected() == 1)
+                let revoked = done.rows_affected() == 1;
+                if revoked {
+                    Self::audit_in(&mut tx, audit).await?;
+                }
+                tx.commit().await?;
+                Ok(revoked)
             }
 
             pub async fn tokens(&self) -> $crate::Result<Vec<$crate::ApiToken>> {
@@ -244,7 +310,8 @@ macro_rules! store_admin {
                 Ok(rows.into_iter().map($crate::admin::token_from_row).collect())
             }
 
-            /// Appends to the audit log (never pruned).
+            /// Appends to the audit log (never pruned). An action the store performs takes its
+            /// record as an argument instead, and writes both in one transaction.
             pub async fn audit(&self, record: &$crate::NewAudit) -> $crate::Result<i64> {
                 let (id,): (i64,) = sqlx::query_as("INSERT INTO audit_log (at, actor, action, target, details) VALUES ($1, $2, $3, $4, $5) RETURNING id")
                     .bind($crate::types::to_micros(record.at))
@@ -253,6 +320,18 @@ macro_rules! store_admin {
                     .bind(&record.target)
                     .bind(record.details.to_string())
                     .fetch_one(&self.pool)
+                    .await?;
+                Ok(id)
+            }
+
+            async fn audit_in(tx: &mut sqlx::Transaction<'static, $Db>, record: &$crate::NewAudit) -> $crate::Result<i64> {
+                let (id,): (i64,) = sqlx::query_as("INSERT INTO audit_log (at, actor, action, target, details) VALUES ($1, $2, $3, $4, $5) RETURNING id")
+                    .bind($crate::types::to_micros(record.at))
+                    .bind(&record.actor)
+                    .bind(&record.action)
+                    .bind(&record.target)
+                    .bind(record.details.to_string())
+                    .fetch_one(&mut **tx)
                     .await?;
                 Ok(id)
             }

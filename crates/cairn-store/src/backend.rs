@@ -205,6 +205,20 @@ macro_rules! store_backend {
                 Ok(ids)
             }
 
+            /// Appends events and their audit record (made from the new ids) in one transaction.
+            pub async fn append_audited(
+                &self,
+                events: &[$crate::NewEvent],
+                audit: impl FnOnce(&[$crate::EventId]) -> $crate::NewAudit + Send,
+            ) -> $crate::Result<Vec<$crate::EventId>> {
+                let mut tx = self.begin_write().await?;
+                let (ids, interned) = self.append_in(&mut tx, events).await?;
+                Self::audit_in(&mut tx, &audit(&ids)).await?;
+                tx.commit().await?;
+                self.remember(interned);
+                Ok(ids)
+            }
+
             async fn append_in(
                 &self,
                 tx: &mut sqlx::Transaction<'static, $Db>,
@@ -623,7 +637,31 @@ macro_rules! store_backend {
             /// thereby recorded atomically with its completion.
             pub async fn transition(&self, t: &$crate::RunTransition) -> $crate::Result<$crate::Run> {
                 let mut tx = self.begin_write().await?;
-                let run = Self::run_in(&mut tx, &t.run_id).await?;
+                let (run, interned) = self.transition_in(&mut tx, t).await?;
+                tx.commit().await?;
+                self.remember(interned);
+                Ok(run)
+            }
+
+            /// Cancels a run that has not ended, audited in the same transaction.
+            pub async fn cancel_run(&self, t: &$crate::RunTransition, audit: &$crate::NewAudit) -> $crate::Result<$crate::Run> {
+                if t.to != $crate::RunStatus::Canceled {
+                    return Err($crate::Error::Invalid(format!("cancel_run moves run {} to canceled, not {}", t.run_id, t.to)));
+                }
+                let mut tx = self.begin_write().await?;
+                let (run, interned) = self.transition_in(&mut tx, t).await?;
+                Self::audit_in(&mut tx, audit).await?;
+                tx.commit().await?;
+                self.remember(interned);
+                Ok(run)
+            }
+
+            async fn transition_in(
+                &self,
+                tx: &mut sqlx::Transaction<'static, $Db>,
+                t: &$crate::RunTransition,
+            ) -> $crate::Result<($crate::Run, $crate::backend::NewIds)> {
+                let run = Self::run_in(tx, &t.run_id).await?;
                 if !run.status.can_become(t.to) {
                     return Err($crate::Error::IllegalTransition { run: t.run_id.clone(), from: run.status.to_string(), to: t.to.to_string() });
                 }
@@ -643,7 +681,7 @@ macro_rules! store_backend {
                     .bind(t.error.as_deref())
                     .bind(at)
                     .bind(&t.run_id)
-                    .execute(&mut *tx)
+                    .execute(&mut **tx)
                     .await?;
                 if updated.rows_affected() != 1 {
                     return Err($crate::Error::IllegalTransition { run: t.run_id.clone(), from: run.status.to_string(), to: t.to.to_string() });
@@ -658,11 +696,9 @@ macro_rules! store_backend {
                     );
                 }
                 events.extend(t.events.iter().cloned());
-                let (_, interned) = self.append_in(&mut tx, &events).await?;
-                let run = Self::run_in(&mut tx, &t.run_id).await?;
-                tx.commit().await?;
-                self.remember(interned);
-                Ok(run)
+                let (_, interned) = self.append_in(tx, &events).await?;
+                let run = Self::run_in(tx, &t.run_id).await?;
+                Ok((run, interned))
             }
 
             /// Records that a claimed or running run's worker is alive.

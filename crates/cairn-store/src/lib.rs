@@ -72,6 +72,7 @@ macro_rules! delegate {
 
 delegate! {
     fn append(&self, events: &[NewEvent]) -> Result<Vec<EventId>>;
+    fn append_audited(&self, events: &[NewEvent], audit: impl FnOnce(&[EventId]) -> NewAudit + Send) -> Result<Vec<EventId>>;
     fn latest(&self, asset: &str, partition: &str) -> Result<Option<LatestMaterialization>>;
     fn partition_failures(&self, asset: &str) -> Result<Vec<PartitionFailure>>;
     fn events_after(&self, after: EventId, limit: u32) -> Result<Vec<Event>>;
@@ -83,23 +84,24 @@ delegate! {
     fn runs(&self, statuses: &[RunStatus], limit: u32) -> Result<Vec<Run>>;
     fn find_runs(&self, filter: &RunFilter, limit: u32) -> Result<Vec<Run>>;
     fn transition(&self, t: &RunTransition) -> Result<Run>;
+    fn cancel_run(&self, t: &RunTransition, audit: &NewAudit) -> Result<Run>;
     fn heartbeat(&self, run_id: &str, now: chrono::DateTime<chrono::Utc>) -> Result<bool>;
     fn append_run_log(&self, run_id: &str, lines: &[(chrono::DateTime<chrono::Utc>, &str, &str)]) -> Result<()>;
     fn run_log(&self, run_id: &str, after_seq: i64, limit: u32) -> Result<Vec<RunLogLine>>;
-    fn create_backfill(&self, b: &Backfill) -> Result<()>;
+    fn create_backfill(&self, b: &Backfill, audit: &NewAudit) -> Result<()>;
     fn get_backfill(&self, id: &str) -> Result<Backfill>;
-    fn cancel_queued_runs(&self, backfill_id: &str, at: chrono::DateTime<chrono::Utc>) -> Result<u64>;
+    fn cancel_backfill(&self, id: &str, at: chrono::DateTime<chrono::Utc>, audit: impl FnOnce(u64) -> NewAudit + Send) -> Result<u64>;
     fn backfills(&self, limit: u32) -> Result<Vec<Backfill>>;
     fn update_backfill(&self, id: &str, status: &str, progress: &serde_json::Value, at: chrono::DateTime<chrono::Utc>) -> Result<()>;
-    fn set_freshness_override(&self, o: &FreshnessOverride) -> Result<()>;
-    fn clear_freshness_override(&self, asset: &str) -> Result<bool>;
+    fn set_freshness_override(&self, o: &FreshnessOverride, audit: &NewAudit) -> Result<()>;
+    fn clear_freshness_override(&self, asset: &str, audit: &NewAudit) -> Result<bool>;
     fn freshness_overrides(&self) -> Result<Vec<FreshnessOverride>>;
-    fn add_dynamic_partitions(&self, definition: &str, keys: &[String], at: chrono::DateTime<chrono::Utc>) -> Result<u64>;
-    fn remove_dynamic_partitions(&self, definition: &str, keys: &[String], at: chrono::DateTime<chrono::Utc>) -> Result<u64>;
+    fn add_dynamic_partitions(&self, definition: &str, keys: &[String], at: chrono::DateTime<chrono::Utc>, audit: impl FnOnce(u64) -> NewAudit + Send) -> Result<u64>;
+    fn remove_dynamic_partitions(&self, definition: &str, keys: &[String], at: chrono::DateTime<chrono::Utc>, audit: impl FnOnce(u64) -> NewAudit + Send) -> Result<u64>;
     fn dynamic_partitions(&self, definition: &str) -> Result<Vec<DynamicPartition>>;
-    fn create_token(&self, name: &str, role: &str, phi: bool, at: chrono::DateTime<chrono::Utc>) -> Result<(ApiToken, String)>;
+    fn create_token(&self, name: &str, role: &str, phi: bool, at: chrono::DateTime<chrono::Utc>, audit: impl FnOnce(&ApiToken) -> NewAudit + Send) -> Result<(ApiToken, String)>;
     fn verify_token(&self, secret: &str) -> Result<Option<ApiToken>>;
-    fn revoke_token(&self, id: &str, at: chrono::DateTime<chrono::Utc>) -> Result<bool>;
+    fn revoke_token(&self, id: &str, at: chrono::DateTime<chrono::Utc>, audit: &NewAudit) -> Result<bool>;
     fn tokens(&self) -> Result<Vec<ApiToken>>;
     fn audit(&self, record: &NewAudit) -> Result<i64>;
     fn audit_log(&self, after_id: i64, limit: u32) -> Result<Vec<AuditRecord>>;

@@ -1,37 +1,14 @@
 //! One suite, both backends: every test runs on SQLite, and on PostgreSQL when
-//! `CAIRN_TEST_DATABASE_URL` is set (each test in a schema of its own).
+//! `CAIRN_TEST_DATABASE_URL` is set (each test in a schema of its own). The log and
+//! runs are here; backfills, overrides, tokens and the audit log in `admin.rs`.
 
+#[macro_use]
 mod common;
 
 use std::collections::HashMap;
 
 use cairn_store::*;
 use common::{at, materialization};
-
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let t = super::common::sqlite().await;
-                    super::$name(&t.store).await;
-                    t.cleanup().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(t) = super::common::postgres().await else { return };
-                    super::$name(&t.store).await;
-                    t.cleanup().await;
-                }
-            )*
-        }
-    };
-}
 
 conformance!(
     append_and_read_events,
@@ -42,9 +19,6 @@ conformance!(
     concurrent_claims_never_share_a_run,
     concurrent_appends_lose_nothing,
     run_logs_continue_their_sequence,
-    backfills_overrides_and_dynamic_partitions,
-    tokens_are_hashed_and_revocable,
-    audit_log_is_append_only_and_survives_retention,
     retention_keeps_latest_materializations,
     lease_has_one_holder,
     migrations_are_all_applied,
@@ -621,160 +595,6 @@ async fn run_logs_continue_their_sequence(store: &Store) {
     );
     assert_eq!(lines[1].stream, "stderr");
     assert_eq!(store.run_log("r1", 2, 100).await.unwrap().len(), 1);
-}
-
-async fn backfills_overrides_and_dynamic_partitions(store: &Store) {
-    let b = Backfill {
-        id: new_id(),
-        selection: "staging/labs+".into(),
-        partitions: serde_json::json!({ "from": "2025-01-01", "to": "2025-12-31" }),
-        status: "requested".into(),
-        created_by: "local".into(),
-        created_at: at(0),
-        updated_at: at(0),
-        progress: serde_json::json!({}),
-    };
-    store.create_backfill(&b).await.unwrap();
-    assert_eq!(store.get_backfill(&b.id).await.unwrap(), b);
-    store
-        .update_backfill(
-            &b.id,
-            "completed",
-            &serde_json::json!({ "done": 365 }),
-            at(5),
-        )
-        .await
-        .unwrap();
-    let done = store.get_backfill(&b.id).await.unwrap();
-    assert_eq!(
-        (done.status.as_str(), done.updated_at),
-        ("completed", at(5))
-    );
-    assert_eq!(store.backfills(10).await.unwrap().len(), 1);
-    assert!(matches!(
-        store
-            .update_backfill("nope", "running", &serde_json::json!({}), at(6))
-            .await,
-        Err(Error::NotFound(_))
-    ));
-    let kinds: Vec<_> = store
-        .events_after(0, 10)
-        .await
-        .unwrap()
-        .iter()
-        .map(|e| e.kind)
-        .collect();
-    assert_eq!(
-        kinds,
-        [EventKind::BackfillRequested, EventKind::BackfillCompleted]
-    );
-
-    let o = FreshnessOverride {
-        asset: "marts/x".into(),
-        policy: serde_json::json!({ "max_lag": "2h" }),
-        set_by: "tok1".into(),
-        set_at: at(1),
-    };
-    store.set_freshness_override(&o).await.unwrap();
-    let o2 = FreshnessOverride {
-        policy: serde_json::json!({ "max_lag": "3h" }),
-        ..o.clone()
-    };
-    store.set_freshness_override(&o2).await.unwrap();
-    assert_eq!(store.freshness_overrides().await.unwrap(), vec![o2]);
-    assert!(store.clear_freshness_override("marts/x").await.unwrap());
-    assert!(store.freshness_overrides().await.unwrap().is_empty());
-
-    let keys = |k: &[&str]| k.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    assert_eq!(
-        store
-            .add_dynamic_partitions("encounters", &keys(&["E1", "E2", "E3"]), at(0))
-            .await
-            .unwrap(),
-        3
-    );
-    assert_eq!(
-        store
-            .add_dynamic_partitions("encounters", &keys(&["E2"]), at(0))
-            .await
-            .unwrap(),
-        0
-    );
-    assert_eq!(
-        store
-            .remove_dynamic_partitions("encounters", &keys(&["E1"]), at(1))
-            .await
-            .unwrap(),
-        1
-    );
-    assert_eq!(
-        store
-            .add_dynamic_partitions("encounters", &keys(&["E4", "E1"]), at(2))
-            .await
-            .unwrap(),
-        2
-    );
-    let listed = store.dynamic_partitions("encounters").await.unwrap();
-    let shape: Vec<(&str, i64, bool)> = listed
-        .iter()
-        .map(|p| (p.key.as_str(), p.position, p.removed))
-        .collect();
-    assert_eq!(
-        shape,
-        [
-            ("E1", 0, false),
-            ("E2", 1, false),
-            ("E3", 2, false),
-            ("E4", 3, false)
-        ]
-    );
-}
-
-async fn tokens_are_hashed_and_revocable(store: &Store) {
-    let (token, secret) = store
-        .create_token("ci", "operator", true, at(0))
-        .await
-        .unwrap();
-    assert!(secret.starts_with("cairn_") && secret.len() > 60);
-    assert_eq!(
-        store.verify_token(&secret).await.unwrap().unwrap().id,
-        token.id
-    );
-    assert!(store.verify_token("cairn_wrong").await.unwrap().is_none());
-    assert!(store.revoke_token(&token.id, at(1)).await.unwrap());
-    assert!(store.verify_token(&secret).await.unwrap().is_none());
-    let listed = store.tokens().await.unwrap();
-    assert_eq!(listed[0].revoked_at, Some(at(1)));
-}
-
-async fn audit_log_is_append_only_and_survives_retention(store: &Store) {
-    for i in 0..3 {
-        store
-            .audit(&NewAudit {
-                at: at(i),
-                actor: "tok1".into(),
-                action: "backfill.launch".into(),
-                target: "staging/labs".into(),
-                details: serde_json::json!({ "i": i }),
-            })
-            .await
-            .unwrap();
-    }
-    store
-        .prune(
-            at(0) + chrono::Duration::days(10_000),
-            &RetentionPolicy {
-                run_log_days: 0,
-                event_days: 0,
-                superseded_materialization_days: 0,
-                finished_run_days: 0,
-            },
-        )
-        .await
-        .unwrap();
-    let log = store.audit_log(0, 100).await.unwrap();
-    assert_eq!(log.len(), 3);
-    assert_eq!(store.audit_log(log[0].id, 100).await.unwrap().len(), 2);
 }
 
 async fn retention_keeps_latest_materializations(store: &Store) {

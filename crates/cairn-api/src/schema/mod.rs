@@ -96,8 +96,9 @@ pub(crate) async fn view<'a>(
     })
 }
 
-/// Appends to the audit log; a failure fails the request (an unaudited action or PHI
-/// read must not happen).
+/// Appends to the audit log a read of PHI details; a failure fails the request (an
+/// unaudited PHI read must not happen). Mutations hand their [`record`] to the store,
+/// which writes it in the transaction of the change.
 pub(crate) async fn audit(
     ctx: &Context<'_>,
     action: &str,
@@ -106,16 +107,26 @@ pub(crate) async fn audit(
 ) -> async_graphql::Result<()> {
     api(ctx)
         .store
-        .audit(&cairn_store::NewAudit {
-            at: chrono::Utc::now(),
-            actor: caller(ctx).actor(),
-            action: action.into(),
-            target: target.into(),
-            details,
-        })
+        .audit(&record(ctx, action, target, details))
         .await
         .map_err(crate::error::store)?;
     Ok(())
+}
+
+/// An audit record of the caller's, now.
+pub(crate) fn record(
+    ctx: &Context<'_>,
+    action: &str,
+    target: &str,
+    details: serde_json::Value,
+) -> cairn_store::NewAudit {
+    cairn_store::NewAudit {
+        at: chrono::Utc::now(),
+        actor: caller(ctx).actor(),
+        action: action.into(),
+        target: target.into(),
+        details,
+    }
 }
 
 /// Checks a page size.

@@ -9,7 +9,7 @@ use cairn_model::partitions::PartitionsDef;
 use chrono::Utc;
 
 use super::types::{Asset, Backfill, Run, asset_id, hides_keys};
-use super::{api, audit, caller, require, view};
+use super::{api, audit, caller, record, require, view};
 use crate::auth::Role;
 use crate::error::{self, bad, not_found};
 
@@ -96,22 +96,17 @@ impl Mutation {
         if matches!(b.status.as_str(), "completed" | "canceled") {
             return Err(bad(format!("backfill {id} is already {}", b.status)));
         }
-        let now = Utc::now();
         store
-            .update_backfill(&id, "canceled", &b.progress, now)
+            .cancel_backfill(&id, Utc::now(), |canceled| {
+                record(
+                    ctx,
+                    "backfill.cancel",
+                    &id,
+                    serde_json::json!({ "queued_runs_canceled": canceled }),
+                )
+            })
             .await
             .map_err(error::store)?;
-        let canceled = store
-            .cancel_queued_runs(&id, now)
-            .await
-            .map_err(error::store)?;
-        audit(
-            ctx,
-            "backfill.cancel",
-            &id,
-            serde_json::json!({ "queued_runs_canceled": canceled }),
-        )
-        .await?;
         let b = store.get_backfill(&id).await.map_err(error::store)?;
         let view = view(ctx).await?;
         Ok(Backfill::new(b, caller(ctx), &view))
@@ -130,23 +125,24 @@ impl Mutation {
             return Err(bad(format!("run {id} is already {}", run.status)));
         }
         let run = store
-            .transition(&cairn_store::RunTransition {
-                run_id: id.clone(),
-                to: cairn_store::RunStatus::Canceled,
-                at: Utc::now(),
-                pid: None,
-                error: Some(format!("canceled by {}", caller(ctx).actor())),
-                events: Vec::new(),
-            })
+            .cancel_run(
+                &cairn_store::RunTransition {
+                    run_id: id.clone(),
+                    to: cairn_store::RunStatus::Canceled,
+                    at: Utc::now(),
+                    pid: None,
+                    error: Some(format!("canceled by {}", caller(ctx).actor())),
+                    events: Vec::new(),
+                },
+                &record(
+                    ctx,
+                    "run.cancel",
+                    &id,
+                    serde_json::json!({ "asset": run.asset }),
+                ),
+            )
             .await
             .map_err(error::store)?;
-        audit(
-            ctx,
-            "run.cancel",
-            &id,
-            serde_json::json!({ "asset": run.asset }),
-        )
-        .await?;
         let view = view(ctx).await?;
         Ok(Run::new(run, caller(ctx), &view))
     }
@@ -204,8 +200,14 @@ impl Mutation {
             .as_mut()
             .ok_or_else(|| error::error(error::Code::NotReady, "the catalog is still loading"))?;
         let id = asset_id(&view.engine.graph, &asset)?;
+        let audit = super::record(
+            ctx,
+            "sla.set",
+            &asset,
+            serde_json::json!({ "policy": policy_json }),
+        );
         api.store
-            .set_freshness_override(&record)
+            .set_freshness_override(&record, &audit)
             .await
             .map_err(error::store)?;
         view.engine
@@ -213,13 +215,6 @@ impl Mutation {
             .insert(id, cairn_engine::FreshnessOverride { policy, record });
         let out = Asset::new(&view.engine.graph, id);
         drop(guard);
-        audit(
-            ctx,
-            "sla.set",
-            &asset,
-            serde_json::json!({ "policy": policy_json }),
-        )
-        .await?;
         Ok(out)
     }
 
@@ -238,7 +233,10 @@ impl Mutation {
         let id = asset_id(&view.engine.graph, &asset)?;
         let existed = api
             .store
-            .clear_freshness_override(&asset)
+            .clear_freshness_override(
+                &asset,
+                &record(ctx, "sla.clear", &asset, serde_json::json!({})),
+            )
             .await
             .map_err(error::store)?;
         if !existed {
@@ -247,7 +245,6 @@ impl Mutation {
         view.engine.freshness_overrides.remove(&id);
         let out = Asset::new(&view.engine.graph, id);
         drop(guard);
-        audit(ctx, "sla.clear", &asset, serde_json::json!({})).await?;
         Ok(out)
     }
 
@@ -315,16 +312,16 @@ impl Mutation {
         }
         let (token, secret) = api(ctx)
             .store
-            .create_token(&name, role.as_str(), phi, Utc::now())
+            .create_token(&name, role.as_str(), phi, Utc::now(), |token| {
+                record(
+                    ctx,
+                    "token.create",
+                    &token.id,
+                    serde_json::json!({ "name": name, "role": role.as_str(), "phi": phi }),
+                )
+            })
             .await
             .map_err(error::store)?;
-        audit(
-            ctx,
-            "token.create",
-            &token.id,
-            serde_json::json!({ "name": name, "role": role.as_str(), "phi": phi }),
-        )
-        .await?;
         Ok(CreatedToken {
             token: token.into(),
             secret,
@@ -336,13 +333,16 @@ impl Mutation {
         require(ctx, Role::Admin)?;
         let revoked = api(ctx)
             .store
-            .revoke_token(&id, Utc::now())
+            .revoke_token(
+                &id,
+                Utc::now(),
+                &record(ctx, "token.revoke", &id, serde_json::json!({})),
+            )
             .await
             .map_err(error::store)?;
         if !revoked {
             return Err(not_found(format!("no active token {id:?}")));
         }
-        audit(ctx, "token.revoke", &id, serde_json::json!({})).await?;
         Ok(true)
     }
 }
@@ -492,25 +492,30 @@ async fn change_dynamic(
     let sensitive = check_dynamic(ctx, definition, keys).await?;
     let store = &api(ctx).store;
     let now = Utc::now();
-    let changed = if add {
-        store.add_dynamic_partitions(definition, keys, now).await
-    } else {
-        store.remove_dynamic_partitions(definition, keys, now).await
-    }
-    .map_err(error::store)?;
-    api(ctx).poke.reload_now();
     let action = if add {
         "partitions.add"
     } else {
         "partitions.remove"
     };
-    audit(
-        ctx,
-        action,
-        definition,
-        dynamic_details(keys, sensitive, changed),
-    )
-    .await?;
+    let audit = |changed| {
+        record(
+            ctx,
+            action,
+            definition,
+            dynamic_details(keys, sensitive, changed),
+        )
+    };
+    let changed = if add {
+        store
+            .add_dynamic_partitions(definition, keys, now, audit)
+            .await
+    } else {
+        store
+            .remove_dynamic_partitions(definition, keys, now, audit)
+            .await
+    }
+    .map_err(error::store)?;
+    api(ctx).poke.reload_now();
     Ok(changed)
 }
 

@@ -98,3 +98,30 @@ pub fn materialization(
         },
     )
 }
+
+/// Runs each named `async fn(&Store)` on SQLite and, when configured, on PostgreSQL.
+#[allow(unused_macros)] // durability.rs has tests of its own shape
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let t = super::common::sqlite().await;
+                    super::$name(&t.store).await;
+                    t.cleanup().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(t) = super::common::postgres().await else { return };
+                    super::$name(&t.store).await;
+                    t.cleanup().await;
+                }
+            )*
+        }
+    };
+}

@@ -96,21 +96,15 @@ fn manage(store_url: &str, args: &Args) -> anyhow::Result<ExitCode> {
             details,
         };
         if let Some(id) = &args.cancel {
-            let b = store.get_backfill(id).await?;
-            anyhow::ensure!(
-                b.status != "completed",
-                "backfill {id} is already completed"
-            );
-            store
-                .update_backfill(id, "canceled", &b.progress, now)
-                .await?;
-            let canceled = store.cancel_queued_runs(id, now).await?;
-            store
-                .audit(&audit(
-                    "backfill.cancel",
-                    id,
-                    serde_json::json!({ "queued_runs_canceled": canceled }),
-                ))
+            // Refused (nothing changed) when it has already ended.
+            let canceled = store
+                .cancel_backfill(id, now, |canceled| {
+                    audit(
+                        "backfill.cancel",
+                        id,
+                        serde_json::json!({ "queued_runs_canceled": canceled }),
+                    )
+                })
                 .await?;
             println!(
                 "canceled backfill {id} ({canceled} queued run(s) canceled; running ones finish)"

@@ -149,19 +149,12 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
                 stuck_ticks = if waiting_only && alone { stuck_ticks + 1 } else { 0 };
                 if stuck_ticks >= 3 {
                     blocked_by = stale_inputs(&live, &ids).await;
-                    store
-                        .update_backfill(&backfill.id, "canceled", &b.progress, chrono::Utc::now())
-                        .await?;
+                    cancel(&store, &backfill.id, "blocked").await?;
                     break "blocked".to_owned();
                 }
             }
             if interrupted.is_cancelled() {
-                store
-                    .update_backfill(&backfill.id, "canceled", &b.progress, chrono::Utc::now())
-                    .await?;
-                store
-                    .cancel_queued_runs(&backfill.id, chrono::Utc::now())
-                    .await?;
+                cancel(&store, &backfill.id, "interrupted").await?;
                 break "canceled".to_owned();
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -208,6 +201,25 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
             ExitCode::FAILURE
         })
     })
+}
+
+/// Cancels this command's backfill and its queued runs (audited, as the backfill's
+/// creation was, as `materialize`). A backfill that has just ended stays as it ended.
+async fn cancel(store: &cairn_store::Store, id: &str, why: &str) -> anyhow::Result<()> {
+    let now = chrono::Utc::now();
+    let canceled = store
+        .cancel_backfill(id, now, |canceled| cairn_store::NewAudit {
+            at: now,
+            actor: "materialize".into(),
+            action: "backfill.cancel".into(),
+            target: id.to_owned(),
+            details: serde_json::json!({ "reason": why, "queued_runs_canceled": canceled }),
+        })
+        .await;
+    match canceled {
+        Ok(_) | Err(cairn_store::Error::Invalid(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// (done, failed, running) summed over a backfill's per-asset progress.

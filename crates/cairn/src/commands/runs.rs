@@ -103,23 +103,23 @@ async fn cancel(store: &cairn_store::Store, id: &str) -> anyhow::Result<ExitCode
     let now = chrono::Utc::now();
     let actor = super::actor();
     let run = store
-        .transition(&cairn_store::RunTransition {
-            run_id: id.to_owned(),
-            to: RunStatus::Canceled,
-            at: now,
-            pid: None,
-            error: Some(format!("canceled by {actor}")),
-            events: Vec::new(),
-        })
-        .await?;
-    store
-        .audit(&cairn_store::NewAudit {
-            at: now,
-            actor,
-            action: "run.cancel".into(),
-            target: id.to_owned(),
-            details: serde_json::json!({ "asset": run.asset }),
-        })
+        .cancel_run(
+            &cairn_store::RunTransition {
+                run_id: id.to_owned(),
+                to: RunStatus::Canceled,
+                at: now,
+                pid: None,
+                error: Some(format!("canceled by {actor}")),
+                events: Vec::new(),
+            },
+            &cairn_store::NewAudit {
+                at: now,
+                actor,
+                action: "run.cancel".into(),
+                target: id.to_owned(),
+                details: serde_json::json!({ "asset": run.asset }),
+            },
+        )
         .await?;
     println!("canceled run {id} of {}", run.asset);
     Ok(ExitCode::SUCCESS)

@@ -76,9 +76,8 @@ pub fn run(store_url: &str, args: Args) -> anyhow::Result<ExitCode> {
 
 async fn create(store: &Store, role: Role, phi: bool, name: &str) -> anyhow::Result<ExitCode> {
     let now = chrono::Utc::now();
-    let (token, secret) = store.create_token(name, role.as_str(), phi, now).await?;
-    store
-        .audit(&NewAudit {
+    let (token, secret) = store
+        .create_token(name, role.as_str(), phi, now, |token| NewAudit {
             at: now,
             actor: super::actor(),
             action: "token.create".into(),
@@ -137,19 +136,17 @@ async fn revoke(store: &Store, id: &str) -> anyhow::Result<ExitCode> {
         eprintln!("error: no token {id:?} (see `cairn token list`)");
         return Ok(ExitCode::from(1));
     };
-    if !store.revoke_token(id, now).await? {
+    let audit = NewAudit {
+        at: now,
+        actor: super::actor(),
+        action: "token.revoke".into(),
+        target: token.id.clone(),
+        details: serde_json::json!({ "role": token.role, "phi": token.phi, "name": token.name }),
+    };
+    if !store.revoke_token(id, now, &audit).await? {
         eprintln!("error: token {id} is already revoked");
         return Ok(ExitCode::from(1));
     }
-    store
-        .audit(&NewAudit {
-            at: now,
-            actor: super::actor(),
-            action: "token.revoke".into(),
-            target: token.id.clone(),
-            details: serde_json::json!({ "role": token.role, "phi": token.phi, "name": token.name }),
-        })
-        .await?;
     println!("revoked token {id}");
     Ok(ExitCode::SUCCESS)
 }

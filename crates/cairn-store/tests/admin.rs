@@ -1,0 +1,338 @@
+//! The conformance suite's second half, on both backends: backfills, freshness
+//! overrides, dynamic partitions, tokens, and the audit log (every change writes its
+//! record in its own transaction).
+
+#[macro_use]
+mod common;
+
+use cairn_store::*;
+use common::{at, materialization};
+
+conformance!(
+    backfills_overrides_and_dynamic_partitions,
+    tokens_are_hashed_and_revocable,
+    cancels_are_audited_in_their_transaction,
+    audit_log_is_append_only_and_survives_retention,
+);
+
+async fn backfills_overrides_and_dynamic_partitions(store: &Store) {
+    let b = Backfill {
+        id: new_id(),
+        selection: "staging/labs+".into(),
+        partitions: serde_json::json!({ "from": "2025-01-01", "to": "2025-12-31" }),
+        status: "requested".into(),
+        created_by: "local".into(),
+        created_at: at(0),
+        updated_at: at(0),
+        progress: serde_json::json!({}),
+    };
+    store
+        .create_backfill(&b, &record("backfill.create", &b.id))
+        .await
+        .unwrap();
+    assert_eq!(store.get_backfill(&b.id).await.unwrap(), b);
+    store
+        .update_backfill(
+            &b.id,
+            "completed",
+            &serde_json::json!({ "done": 365 }),
+            at(5),
+        )
+        .await
+        .unwrap();
+    let done = store.get_backfill(&b.id).await.unwrap();
+    assert_eq!(
+        (done.status.as_str(), done.updated_at),
+        ("completed", at(5))
+    );
+    assert_eq!(store.backfills(10).await.unwrap().len(), 1);
+    assert!(matches!(
+        store
+            .update_backfill("nope", "running", &serde_json::json!({}), at(6))
+            .await,
+        Err(Error::NotFound(_))
+    ));
+    let kinds: Vec<_> = store
+        .events_after(0, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [EventKind::BackfillRequested, EventKind::BackfillCompleted]
+    );
+
+    let o = FreshnessOverride {
+        asset: "marts/x".into(),
+        policy: serde_json::json!({ "max_lag": "2h" }),
+        set_by: "tok1".into(),
+        set_at: at(1),
+    };
+    store
+        .set_freshness_override(&o, &record("sla.set", "marts/x"))
+        .await
+        .unwrap();
+    let o2 = FreshnessOverride {
+        policy: serde_json::json!({ "max_lag": "3h" }),
+        ..o.clone()
+    };
+    store
+        .set_freshness_override(&o2, &record("sla.set", "marts/x"))
+        .await
+        .unwrap();
+    assert_eq!(store.freshness_overrides().await.unwrap(), vec![o2]);
+    let clear = record("sla.clear", "marts/x");
+    assert!(
+        store
+            .clear_freshness_override("marts/x", &clear)
+            .await
+            .unwrap()
+    );
+    assert!(store.freshness_overrides().await.unwrap().is_empty());
+    // Nothing to clear: nothing to audit.
+    assert!(
+        !store
+            .clear_freshness_override("marts/x", &clear)
+            .await
+            .unwrap()
+    );
+
+    let keys = |k: &[&str]| k.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        store
+            .add_dynamic_partitions("encounters", &keys(&["E1", "E2", "E3"]), at(0), |n| {
+                record(&format!("partitions.add {n}"), "encounters")
+            })
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        store
+            .add_dynamic_partitions("encounters", &keys(&["E2"]), at(0), |n| {
+                record(&format!("partitions.add {n}"), "encounters")
+            })
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .remove_dynamic_partitions("encounters", &keys(&["E1"]), at(1), |n| {
+                record(&format!("partitions.remove {n}"), "encounters")
+            })
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .add_dynamic_partitions("encounters", &keys(&["E4", "E1"]), at(2), |n| {
+                record(&format!("partitions.add {n}"), "encounters")
+            })
+            .await
+            .unwrap(),
+        2
+    );
+    let listed = store.dynamic_partitions("encounters").await.unwrap();
+    let shape: Vec<(&str, i64, bool)> = listed
+        .iter()
+        .map(|p| (p.key.as_str(), p.position, p.removed))
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            ("E1", 0, false),
+            ("E2", 1, false),
+            ("E3", 2, false),
+            ("E4", 3, false)
+        ]
+    );
+    // Each change wrote its audit record, with what it changed.
+    assert_eq!(
+        audited(store).await,
+        [
+            "backfill.create",
+            "sla.set",
+            "sla.set",
+            "sla.clear",
+            "partitions.add 3",
+            "partitions.add 0",
+            "partitions.remove 1",
+            "partitions.add 2",
+        ]
+    );
+}
+
+/// An audit record for the conformance tests.
+fn record(action: &str, target: &str) -> NewAudit {
+    NewAudit {
+        at: at(0),
+        actor: "tok1".into(),
+        action: action.into(),
+        target: target.into(),
+        details: serde_json::json!({}),
+    }
+}
+
+/// The actions in the audit log, oldest first.
+async fn audited(store: &Store) -> Vec<String> {
+    let log = store.audit_log(0, 1000).await.unwrap();
+    log.into_iter().map(|a| a.action).collect()
+}
+
+/// Cancels write the change and its audit record together, or neither: a refused cancel
+/// (the backfill or run has ended) leaves no record.
+async fn cancels_are_audited_in_their_transaction(store: &Store) {
+    let b = Backfill {
+        id: new_id(),
+        selection: "a/b".into(),
+        partitions: serde_json::json!({}),
+        status: "running".into(),
+        created_by: "local".into(),
+        created_at: at(0),
+        updated_at: at(0),
+        progress: serde_json::json!({ "a/b": { "done": 1 } }),
+    };
+    store
+        .create_backfill(&b, &record("backfill.create", &b.id))
+        .await
+        .unwrap();
+    let mut runs = Vec::new();
+    for i in 0..3 {
+        let mut r = NewRun::new("a/b", Some(&format!("p{i}")), at(0));
+        r.backfill_id = Some(b.id.clone());
+        runs.push(r);
+    }
+    store.enqueue(&runs, at(0)).await.unwrap();
+    let claimed = store.claim_run("w1", at(1), true).await.unwrap().unwrap();
+
+    let canceled = store
+        .cancel_backfill(&b.id, at(2), |n| {
+            record(&format!("backfill.cancel {n}"), &b.id)
+        })
+        .await
+        .unwrap();
+    assert_eq!(canceled, 2, "the queued runs; the claimed one finishes");
+    assert_eq!(store.get_backfill(&b.id).await.unwrap().status, "canceled");
+    for r in &runs {
+        let status = store.get_run(&r.id).await.unwrap().status;
+        let expected = if r.id == claimed.id {
+            RunStatus::Claimed
+        } else {
+            RunStatus::Canceled
+        };
+        assert_eq!(status, expected, "{}", r.id);
+    }
+    assert!(matches!(
+        store
+            .cancel_backfill(&b.id, at(3), |_| record("again", &b.id))
+            .await,
+        Err(Error::Invalid(_))
+    ));
+    assert!(matches!(
+        store
+            .cancel_backfill("nope", at(3), |_| record("again", "nope"))
+            .await,
+        Err(Error::NotFound(_))
+    ));
+
+    let cancel = |id: &str| RunTransition {
+        run_id: id.to_owned(),
+        to: RunStatus::Canceled,
+        at: at(4),
+        pid: None,
+        error: Some("canceled by tok1".into()),
+        events: vec![],
+    };
+    let run = store
+        .cancel_run(&cancel(&claimed.id), &record("run.cancel", &claimed.id))
+        .await
+        .unwrap();
+    assert_eq!(run.status, RunStatus::Canceled);
+    assert!(matches!(
+        store
+            .cancel_run(&cancel(&claimed.id), &record("again", &claimed.id))
+            .await,
+        Err(Error::IllegalTransition { .. })
+    ));
+    let not_a_cancel = RunTransition {
+        to: RunStatus::Failed,
+        ..cancel(&claimed.id)
+    };
+    assert!(matches!(
+        store.cancel_run(&not_a_cancel, &record("again", "x")).await,
+        Err(Error::Invalid(_))
+    ));
+
+    // A report's event and its record, which names the event's id.
+    let ids = store
+        .append_audited(&[materialization("a/b", "p9", "v1", 5)], |ids| {
+            record(&format!("asset.report {}", ids[0]), "a/b[p9]")
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        audited(store).await,
+        [
+            "backfill.create".to_owned(),
+            "backfill.cancel 2".into(),
+            "run.cancel".into(),
+            format!("asset.report {}", ids[0]),
+        ]
+    );
+}
+
+async fn tokens_are_hashed_and_revocable(store: &Store) {
+    let (token, secret) = store
+        .create_token("ci", "operator", true, at(0), |t| {
+            record("token.create", &t.id)
+        })
+        .await
+        .unwrap();
+    assert!(secret.starts_with("cairn_") && secret.len() > 60);
+    assert_eq!(
+        store.verify_token(&secret).await.unwrap().unwrap().id,
+        token.id
+    );
+    assert!(store.verify_token("cairn_wrong").await.unwrap().is_none());
+    let revoke = record("token.revoke", &token.id);
+    assert!(store.revoke_token(&token.id, at(1), &revoke).await.unwrap());
+    assert!(store.verify_token(&secret).await.unwrap().is_none());
+    assert!(!store.revoke_token(&token.id, at(2), &revoke).await.unwrap());
+    assert_eq!(audited(store).await, ["token.create", "token.revoke"]);
+    let listed = store.tokens().await.unwrap();
+    assert_eq!(listed[0].revoked_at, Some(at(1)));
+}
+
+async fn audit_log_is_append_only_and_survives_retention(store: &Store) {
+    for i in 0..3 {
+        store
+            .audit(&NewAudit {
+                at: at(i),
+                actor: "tok1".into(),
+                action: "backfill.launch".into(),
+                target: "staging/labs".into(),
+                details: serde_json::json!({ "i": i }),
+            })
+            .await
+            .unwrap();
+    }
+    store
+        .prune(
+            at(0) + chrono::Duration::days(10_000),
+            &RetentionPolicy {
+                run_log_days: 0,
+                event_days: 0,
+                superseded_materialization_days: 0,
+                finished_run_days: 0,
+            },
+        )
+        .await
+        .unwrap();
+    let log = store.audit_log(0, 100).await.unwrap();
+    assert_eq!(log.len(), 3);
+    assert_eq!(store.audit_log(log[0].id, 100).await.unwrap().len(), 2);
+}
