@@ -128,6 +128,27 @@ macro_rules! store_admin {
                 Ok(canceled)
             }
 
+            /// Puts a canceled backfill back to `running` (the reconciler plans what is left),
+            /// audited in the same transaction.
+            pub async fn resume_backfill(&self, id: &str, at: chrono::DateTime<chrono::Utc>, audit: &$crate::NewAudit) -> $crate::Result<()> {
+                let mut tx = self.begin_write().await?;
+                let done = sqlx::query("UPDATE backfills SET status = 'running', updated_at = $1 WHERE id = $2 AND status = 'canceled'")
+                    .bind($crate::types::to_micros(at))
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                if done.rows_affected() != 1 {
+                    let status: Option<(String,)> = sqlx::query_as("SELECT status FROM backfills WHERE id = $1").bind(id).fetch_optional(&mut *tx).await?;
+                    return Err(match status {
+                        None => $crate::Error::NotFound(format!("backfill {id}")),
+                        Some((status,)) => $crate::Error::Invalid(format!("backfill {id} is {status}, not canceled")),
+                    });
+                }
+                Self::audit_in(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
             pub async fn set_freshness_override(&self, o: &$crate::FreshnessOverride, audit: &$crate::NewAudit) -> $crate::Result<()> {
                 let mut tx = self.begin_write().await?;
                 sqlx::query(

@@ -90,6 +90,7 @@ delegate! {
     fn run_log(&self, run_id: &str, after_seq: i64, limit: u32) -> Result<Vec<RunLogLine>>;
     fn create_backfill(&self, b: &Backfill, audit: &NewAudit) -> Result<()>;
     fn get_backfill(&self, id: &str) -> Result<Backfill>;
+    fn resume_backfill(&self, id: &str, at: chrono::DateTime<chrono::Utc>, audit: &NewAudit) -> Result<()>;
     fn cancel_backfill(&self, id: &str, at: chrono::DateTime<chrono::Utc>, audit: impl FnOnce(u64) -> NewAudit + Send) -> Result<u64>;
     fn backfills(&self, limit: u32) -> Result<Vec<Backfill>>;
     fn update_backfill(&self, id: &str, status: &str, progress: &serde_json::Value, at: chrono::DateTime<chrono::Utc>) -> Result<()>;

@@ -238,6 +238,17 @@ async fn cancels_are_audited_in_their_transaction(store: &Store) {
             .await,
         Err(Error::NotFound(_))
     ));
+    store
+        .resume_backfill(&b.id, at(3), &record("backfill.resume", &b.id))
+        .await
+        .unwrap();
+    assert_eq!(store.get_backfill(&b.id).await.unwrap().status, "running");
+    assert!(matches!(
+        store
+            .resume_backfill(&b.id, at(3), &record("again", &b.id))
+            .await,
+        Err(Error::Invalid(_))
+    ));
 
     let cancel = |id: &str| RunTransition {
         run_id: id.to_owned(),
@@ -279,6 +290,7 @@ async fn cancels_are_audited_in_their_transaction(store: &Store) {
         [
             "backfill.create".to_owned(),
             "backfill.cancel 2".into(),
+            "backfill.resume".into(),
             "run.cancel".into(),
             format!("asset.report {}", ids[0]),
         ]

@@ -111,17 +111,13 @@ fn manage(store_url: &str, args: &Args) -> anyhow::Result<ExitCode> {
             );
         }
         if let Some(id) = &args.resume {
-            let b = store.get_backfill(id).await?;
-            anyhow::ensure!(
-                b.status == "canceled",
-                "backfill {id} is {}, not canceled",
-                b.status
-            );
+            // Refused (nothing changed) unless it is canceled.
             store
-                .update_backfill(id, "running", &b.progress, now)
-                .await?;
-            store
-                .audit(&audit("backfill.resume", id, serde_json::json!({})))
+                .resume_backfill(
+                    id,
+                    now,
+                    &audit("backfill.resume", id, serde_json::json!({})),
+                )
                 .await?;
             println!("resumed backfill {id}; `cairn reconcile` plans what is left");
         }
