@@ -55,7 +55,7 @@ const PHI: &[&str] = &[
 const PATIENT_KEYS: [&str; 3] = ["SYNTH-MRN-0001", "SYNTH-MRN-0002", "SYNTH-MRN-0003"];
 
 /// Every asset of the warehouse, by key (the order `assets` lists them in).
-const ALL_ASSETS: [&str; 13] = [
+const ALL_ASSETS: [&str; 14] = [
     "clinical/encounter_export",
     "clinical/encounter_summary",
     "clinical/encounters",
@@ -68,6 +68,7 @@ const ALL_ASSETS: [&str; 13] = [
     "ops/ticker",
     "raw/ehr_feed",
     "raw/unlabelled",
+    "staging/intake_checks",
     "staging/patients",
 ];
 
@@ -113,6 +114,12 @@ automation = "eager"
 
 [asset.compute]
 shell = '''echo "cleaning SYNTH-MRN-4471" >&2; printf '%s\n' '{"type":"log","level":"info","message":"loaded SYNTH-MRN-4471"}' '{"type":"metadata","values":{"first_patient":"Zebediah Quux-Patient","dob":"SYNTH-DOB-1957-03-14"}}' >> "$CAIRN_OUTPUT"'''
+
+# Manual, inherits PHI, and fails: its runs' errors are PHI details.
+[[asset]]
+key = "staging/intake_checks"
+deps = ["staging/patients"]
+compute = { shell = "echo rejecting the intake batch >&2; exit 3" }
 
 [[asset]]
 key = "marts/patient_counts"

@@ -314,6 +314,15 @@ pub(crate) fn phi_never_reaches_a_caller_without_the_phi_scope(backend: &Backend
         json!({ "rangeFirst": "SYNTH-MRN-0001", "rangeLast": "SYNTH-MRN-0003" })
     );
 
+    // A PHI run that failed: its error is a PHI detail.
+    w.q(
+        &admin,
+        r#"mutation { materialize(selection: "staging/intake_checks") { partitions } }"#,
+        json!({}),
+    );
+    let failed = w.wait_run("staging/intake_checks", &["failed"]);
+    let failed_id = failed["id"].as_str().unwrap().to_owned();
+
     let phi_reads = |w: &World| {
         w.audit(500)
             .iter()
@@ -321,6 +330,12 @@ pub(crate) fn phi_never_reaches_a_caller_without_the_phi_scope(backend: &Backend
             .count()
     };
     let reads_before = phi_reads(&w);
+    let run_error = "query($id: String!) { run(id: $id) { phi error redacted } }";
+    let plain_view = w.q(&plain, run_error, json!({ "id": failed_id }))["run"].clone();
+    assert_eq!(plain_view["phi"], true, "{plain_view}");
+    assert_eq!(plain_view["error"], Value::Null, "{plain_view}");
+    assert!(plain_view["redacted"].is_string(), "{plain_view}");
+    assert_eq!(phi_reads(&w), reads_before, "a redacted error is no read");
 
     // Without phi: nothing of the synthetic PHI, anywhere.
     let plain_crawl = crawl(&w, &plain);
@@ -499,6 +514,14 @@ pub(crate) fn phi_never_reaches_a_caller_without_the_phi_scope(backend: &Backend
         "{lines}"
     );
 
+    // ... the failed PHI run's error too ...
+    let shown = w.q(&phi_viewer, run_error, json!({ "id": failed_id }))["run"].clone();
+    assert!(
+        shown["error"].as_str().is_some_and(|e| e.contains('3')),
+        "the exit status: {shown}"
+    );
+    assert_eq!(shown["redacted"], Value::Null, "{shown}");
+
     // ... and every such read is audited as the phi caller's.
     let audit = w.audit(500);
     let reads: Vec<&Value> = audit
@@ -511,8 +534,17 @@ pub(crate) fn phi_never_reaches_a_caller_without_the_phi_scope(backend: &Backend
         .filter_map(|a| a["details"]["what"].as_str())
         .collect();
     assert!(
-        what.contains("logs") && what.contains("metadata") && what.contains("partition keys"),
-        "phi.read of logs, metadata and sensitive keys: {what:?}"
+        ["logs", "metadata", "partition keys", "run errors"]
+            .iter()
+            .all(|w| what.contains(w)),
+        "phi.read of logs, metadata, sensitive keys and run errors: {what:?}"
+    );
+    assert!(
+        reads.iter().any(|a| a["details"]["what"] == "run errors"
+            && a["details"]["runs"]
+                .as_array()
+                .is_some_and(|r| r.contains(&json!(failed_id)))),
+        "the failed run's error read names the run"
     );
     // Sensitive keys shown are audited once per asset and request, naming the asset.
     let key_reads: BTreeSet<&str> = reads

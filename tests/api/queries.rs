@@ -86,7 +86,12 @@ pub(crate) fn queries_read_the_catalog_runs_and_backfills(backend: &Backend) {
     );
     assert_eq!(
         assets("classification: PHI"),
-        strings(&["raw/ehr_feed", "raw/unlabelled", "staging/patients"])
+        strings(&[
+            "raw/ehr_feed",
+            "raw/unlabelled",
+            "staging/intake_checks",
+            "staging/patients"
+        ])
     );
     assert_eq!(
         assets("classification: LIMITED"),
@@ -357,7 +362,11 @@ pub(crate) fn queries_read_the_catalog_runs_and_backfills(backend: &Backend) {
     assert_eq!(keys_of(&d["feed"]["one"], "key"), ["staging/patients"]);
     assert_eq!(
         keys_of(&d["feed"]["all"], "key"),
-        ["staging/patients", "marts/patient_counts"]
+        [
+            "staging/patients",
+            "marts/patient_counts",
+            "staging/intake_checks"
+        ]
     );
 
     // lineage: directions and depth.
@@ -434,7 +443,7 @@ pub(crate) fn queries_read_the_catalog_runs_and_backfills(backend: &Backend) {
         .clone();
     let nodes = g["nodes"].as_array().unwrap();
     assert_eq!(sorted(keys_of(&g["nodes"], "key")), strings(&ALL_ASSETS));
-    assert_eq!(g["edges"].as_array().unwrap().len(), 6, "{g}");
+    assert_eq!(g["edges"].as_array().unwrap().len(), 7, "{g}");
     let node = |k: &str| nodes.iter().find(|n| n["key"] == k).unwrap().clone();
     assert_eq!(
         node("ops/census"),
