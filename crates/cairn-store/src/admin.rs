@@ -53,6 +53,7 @@ macro_rules! store_admin {
             }
 
             /// Updates a backfill's status and progress; a terminal status also logs its event.
+            /// An ended backfill keeps its status: only its progress changes.
             pub async fn update_backfill(
                 &self,
                 id: &str,
@@ -61,17 +62,22 @@ macro_rules! store_admin {
                 at: chrono::DateTime<chrono::Utc>,
             ) -> $crate::Result<()> {
                 let mut tx = self.begin_write().await?;
-                let done = sqlx::query("UPDATE backfills SET status = $1, progress = $2, updated_at = $3 WHERE id = $4")
+                let sql = format!("SELECT status FROM backfills WHERE id = $1{}", Self::DIALECT.lock_rows(true));
+                let current: Option<(String,)> = sqlx::query_as(&sql).bind(id).fetch_optional(&mut *tx).await?;
+                let (current,) = current.ok_or_else(|| $crate::Error::NotFound(format!("backfill {id}")))?;
+                // An ended backfill keeps its end: progress read before a cancel committed
+                // must not reopen it (resuming is `resume_backfill`).
+                let ended = matches!(current.as_str(), "completed" | "canceled");
+                let status = if ended { current.as_str() } else { status };
+                sqlx::query("UPDATE backfills SET status = $1, progress = $2, updated_at = $3 WHERE id = $4")
                     .bind(status)
                     .bind(progress.to_string())
                     .bind($crate::types::to_micros(at))
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
-                if done.rows_affected() != 1 {
-                    return Err($crate::Error::NotFound(format!("backfill {id}")));
-                }
                 let kind = match status {
+                    _ if ended => None,
                     "completed" => Some($crate::EventKind::BackfillCompleted),
                     "canceled" => Some($crate::EventKind::BackfillCanceled),
                     _ => None,
@@ -95,10 +101,8 @@ macro_rules! store_admin {
                 audit: impl FnOnce(u64) -> $crate::NewAudit + Send,
             ) -> $crate::Result<u64> {
                 let mut tx = self.begin_write().await?;
-                let row: Option<(String, String)> = sqlx::query_as("SELECT status, progress FROM backfills WHERE id = $1")
-                    .bind(id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+                let sql = format!("SELECT status, progress FROM backfills WHERE id = $1{}", Self::DIALECT.lock_rows(true));
+                let row: Option<(String, String)> = sqlx::query_as(&sql).bind(id).fetch_optional(&mut *tx).await?;
                 let (status, progress) = row.ok_or_else(|| $crate::Error::NotFound(format!("backfill {id}")))?;
                 if matches!(status.as_str(), "completed" | "canceled") {
                     return Err($crate::Error::Invalid(format!("backfill {id} is already {status}")));
@@ -108,19 +112,22 @@ macro_rules! store_admin {
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
-                let progress = $crate::admin::json(&progress, "backfills")?;
-                let event = $crate::NewEvent::new(at, $crate::EventKind::BackfillCanceled)
-                    .payload(serde_json::json!({ "backfill_id": id, "progress": progress }));
-                let mut interned = vec![self.append_in(&mut tx, std::slice::from_ref(&event)).await?.1];
-                // Under the write lock: no run is claimed between this read and its cancel.
-                let queued: Vec<(String,)> = sqlx::query_as("SELECT id FROM runs WHERE backfill_id = $1 AND status = 'queued'")
-                    .bind(id)
-                    .fetch_all(&mut *tx)
-                    .await?;
+                // The runs' rows are locked before any event is appended (the lock order in
+                // `Dialect::lock_rows`); a run being claimed meanwhile is left to finish.
+                let sql = format!(
+                    "SELECT id FROM runs WHERE backfill_id = $1 AND status = 'queued' ORDER BY id{}",
+                    Self::DIALECT.lock_rows(true)
+                );
+                let queued: Vec<(String,)> = sqlx::query_as(&sql).bind(id).fetch_all(&mut *tx).await?;
+                let mut interned = Vec::with_capacity(queued.len() + 1);
                 for (run_id,) in &queued {
                     let t = $crate::RunTransition { run_id: run_id.clone(), to: $crate::RunStatus::Canceled, at, pid: None, error: Some("backfill canceled".into()), events: vec![] };
                     interned.push(self.transition_in(&mut tx, &t).await?.1);
                 }
+                let progress = $crate::admin::json(&progress, "backfills")?;
+                let event = $crate::NewEvent::new(at, $crate::EventKind::BackfillCanceled)
+                    .payload(serde_json::json!({ "backfill_id": id, "progress": progress }));
+                interned.push(self.append_in(&mut tx, std::slice::from_ref(&event)).await?.1);
                 let canceled = queued.len() as u64;
                 Self::audit_in(&mut tx, &audit(canceled)).await?;
                 tx.commit().await?;

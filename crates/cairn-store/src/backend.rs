@@ -27,6 +27,18 @@ impl Dialect {
         }
     }
 
+    /// Appended to a `SELECT` whose rows the transaction goes on to change (`FOR UPDATE`)
+    /// or must not see changed before it commits (`FOR SHARE`). SQLite's write
+    /// transactions already exclude each other. Lock order, to stay free of deadlocks:
+    /// a backfill's row, then runs' rows, then the event-id lock.
+    pub fn lock_rows(self, exclusive: bool) -> &'static str {
+        match (self, exclusive) {
+            (Dialect::Sqlite, _) => "",
+            (Dialect::Postgres, true) => " FOR UPDATE",
+            (Dialect::Postgres, false) => " FOR SHARE",
+        }
+    }
+
     pub fn lock_event_ids(self) -> Option<&'static str> {
         match self {
             Dialect::Sqlite => None,
@@ -520,6 +532,25 @@ macro_rules! store_backend {
                     return Ok(());
                 }
                 let mut tx = self.begin_write().await?;
+                // Runs of a backfill that has ended (canceled since the caller read it) are
+                // dropped: a cancel never leaves queued runs behind. Its row stays locked
+                // until commit, so a cancel waits for this enqueue and then sees its runs.
+                let mut ended = std::collections::HashSet::new();
+                let mut backfills: Vec<&str> = runs.iter().filter_map(|r| r.backfill_id.as_deref()).collect();
+                backfills.sort_unstable();
+                backfills.dedup();
+                for id in backfills {
+                    let sql = format!("SELECT status FROM backfills WHERE id = $1{}", Self::DIALECT.lock_rows(false));
+                    let status: Option<(String,)> = sqlx::query_as(&sql).bind(id).fetch_optional(&mut *tx).await?;
+                    if status.is_some_and(|(s,)| s == "canceled" || s == "completed") {
+                        ended.insert(id.to_owned());
+                    }
+                }
+                let runs: Vec<&$crate::NewRun> =
+                    runs.iter().filter(|r| r.backfill_id.as_ref().is_none_or(|b| !ended.contains(b))).collect();
+                if runs.is_empty() {
+                    return Ok(());
+                }
                 for chunk in runs.chunks(500) {
                     let mut q = sqlx::QueryBuilder::<$Db>::new(
                         "INSERT INTO runs (id, asset, partition, range_start, range_end, status, attempt, pool, backfill_id, reasons, created_at, not_before, phi) ",

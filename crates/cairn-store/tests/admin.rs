@@ -13,6 +13,7 @@ conformance!(
     tokens_are_hashed_and_revocable,
     cancels_are_audited_in_their_transaction,
     audit_log_is_append_only_and_survives_retention,
+    a_cancel_racing_claims_and_enqueues_leaves_nothing_queued,
 );
 
 async fn backfills_overrides_and_dynamic_partitions(store: &Store) {
@@ -347,4 +348,104 @@ async fn audit_log_is_append_only_and_survives_retention(store: &Store) {
     let log = store.audit_log(0, 100).await.unwrap();
     assert_eq!(log.len(), 3);
     assert_eq!(store.audit_log(log[0].id, 100).await.unwrap().len(), 2);
+}
+
+/// A cancel racing executors that claim and start its runs, and a reconciler enqueueing
+/// more of them: no deadlock (PostgreSQL: runs' rows are locked before the event-id lock,
+/// as claims and transitions take them), every queued run is canceled and counted, and no
+/// run is queued after the cancel. (With the event appended before the runs were locked,
+/// PostgreSQL detected a deadlock in two rounds of three at this size.)
+async fn a_cancel_racing_claims_and_enqueues_leaves_nothing_queued(store: &Store) {
+    for round in 0..3 {
+        let b = Backfill {
+            id: new_id(),
+            selection: "a/b".into(),
+            partitions: serde_json::json!({}),
+            status: "running".into(),
+            created_by: "local".into(),
+            created_at: at(0),
+            updated_at: at(0),
+            progress: serde_json::json!({}),
+        };
+        store
+            .create_backfill(&b, &record("backfill.create", &b.id))
+            .await
+            .unwrap();
+        let runs_of = |n: usize, tag: &str| -> Vec<NewRun> {
+            (0..n)
+                .map(|i| {
+                    let mut r = NewRun::new("a/b", Some(&format!("{tag}{round}-{i}")), at(0));
+                    r.backfill_id = Some(b.id.clone());
+                    r
+                })
+                .collect()
+        };
+        store.enqueue(&runs_of(2000, "p"), at(0)).await.unwrap();
+
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        for w in 0..4 {
+            let (store, stop) = (store.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let Some(run) = store
+                        .claim_run(&format!("w{w}"), at(1), true)
+                        .await
+                        .unwrap()
+                    else {
+                        break;
+                    };
+                    store
+                        .transition(&RunTransition {
+                            run_id: run.id,
+                            to: RunStatus::Running,
+                            at: at(2),
+                            pid: Some(1),
+                            error: None,
+                            events: vec![],
+                        })
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+        let enqueuer = {
+            let (store, late) = (store.clone(), runs_of(50, "late"));
+            tokio::spawn(async move {
+                for run in late {
+                    store.enqueue(&[run], at(0)).await.unwrap();
+                }
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let canceled = store
+            .cancel_backfill(&b.id, at(3), |n| {
+                record(&format!("backfill.cancel {n}"), &b.id)
+            })
+            .await
+            .unwrap();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in tasks {
+            t.await.unwrap();
+        }
+        enqueuer.await.unwrap();
+
+        let filter = RunFilter {
+            backfill_id: Some(b.id.clone()),
+            ..Default::default()
+        };
+        let runs = store.find_runs(&filter, 10_000).await.unwrap();
+        let count = |s: RunStatus| runs.iter().filter(|r| r.status == s).count() as u64;
+        assert_eq!(
+            count(RunStatus::Queued),
+            0,
+            "round {round}: queued after the cancel"
+        );
+        assert_eq!(count(RunStatus::Canceled), canceled, "round {round}");
+        assert_eq!(
+            count(RunStatus::Claimed) + count(RunStatus::Running) + canceled,
+            runs.len() as u64,
+            "round {round}"
+        );
+    }
 }
