@@ -251,6 +251,52 @@ pub(crate) fn subscriptions_stream_run_status_and_logs(backend: &Backend) {
         "a streamed PHI log read is audited"
     );
 
+    // A failed PHI run's error, and real sensitive keys, streamed to a phi caller: both
+    // audited, as over HTTP (a query sent over the websocket included).
+    w.q(
+        &admin,
+        r#"mutation { materialize(selection: "staging/intake_checks") { partitions } }"#,
+        json!({}),
+    );
+    let failed = w.wait_run("staging/intake_checks", &["failed"]);
+    let failed_id = failed["id"].as_str().unwrap().to_owned();
+    let mut socket = ws_connect(&w, &phi_viewer).unwrap();
+    subscribe(
+        &mut socket,
+        "failed",
+        "subscription($id: String!) { runStatus(id: $id) { status error } }",
+        json!({ "id": failed_id }),
+    );
+    subscribe(
+        &mut socket,
+        "keys",
+        r#"query { asset(key: "clinical/encounters") { partitionKeys { keys } } }"#,
+        json!({}),
+    );
+    let got = collect(&mut socket, &["failed", "keys"]);
+    let last = &got["failed"].last().unwrap()["data"]["runStatus"];
+    assert_eq!(last["status"], "failed", "{last}");
+    assert!(last["error"].is_string(), "{last}");
+    assert_eq!(
+        got["keys"][0]["data"]["asset"]["partitionKeys"]["keys"],
+        json!(PATIENT_KEYS)
+    );
+    let audit = w.audit(500);
+    let by_phi_viewer = |what: &str| {
+        audit.iter().any(|a| {
+            a["action"] == "phi.read"
+                && a["actor"].as_str().unwrap().contains(&phi_id)
+                && a["details"]["what"] == what
+        })
+    };
+    assert!(
+        audit.iter().any(|a| a["details"]["what"] == "run errors"
+            && a["details"]["stream"] == true
+            && a["target"].as_str().unwrap().contains(&failed_id)),
+        "a streamed PHI run error is audited"
+    );
+    assert!(by_phi_viewer("run errors") && by_phi_viewer("partition keys"));
+
     // Authentication: a bad token is refused at connection_init.
     let refused = ws_connect(&w, "garbage").expect_err("a garbage token is refused");
     assert!(

@@ -88,6 +88,8 @@ async fn graphql(
     // Run in a task of its own: a timed-out mutation is not cut short between its write
     // and its audit record; it completes, and only queries are abandoned.
     let mut execution = tokio::spawn(async move { schema.execute(request.data(caller)).await });
+    // A query is abandoned with its client too (a dropped connection drops this handler).
+    let _abandon = (!is_mutation).then(|| AbortOnDrop(execution.abort_handle()));
     let mut response = match tokio::time::timeout(state.request_timeout, &mut execution).await {
         Ok(Ok(mut r)) => {
             // Parse and validation errors (syntax, depth, complexity) have no code of
@@ -133,8 +135,15 @@ async fn graphql(
     response
 }
 
-/// Subscriptions. The token goes in the `connection_init` payload
-/// (`{"Authorization": "Bearer ..."}`) or the upgrade request's header.
+/// Aborts a task when dropped (a no-op once it has finished).
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Whether a request's document holds a mutation (a document that does not parse holds
 /// none: it fails before anything runs).
 fn carries_mutation(query: &str) -> bool {
@@ -150,6 +159,8 @@ fn carries_mutation(query: &str) -> bool {
     }
 }
 
+/// Subscriptions. The token goes in the `connection_init` payload
+/// (`{"Authorization": "Bearer ..."}`) or the upgrade request's header.
 async fn graphql_ws(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,

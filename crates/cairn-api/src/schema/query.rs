@@ -320,7 +320,10 @@ fn shown_target(caller: &Caller, view: &cairn_engine::View, target: String) -> S
     match view.engine.graph.get(asset) {
         Some(a) if masks_keys(caller, a) => format!("{asset}[masked]"),
         Some(_) => target,
-        None if caller.phi => target,
+        None if caller.phi => {
+            caller.keys_shown.record(asset);
+            target
+        }
         None => format!("{asset}[masked]"),
     }
 }

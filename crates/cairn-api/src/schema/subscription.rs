@@ -8,6 +8,7 @@ use futures::Stream;
 
 use super::types::{LogLine, Run};
 use super::{api, audit, caller, view};
+use crate::Caller;
 use crate::error;
 
 pub struct Subscription;
@@ -31,6 +32,7 @@ impl Subscription {
             keys_shown: Default::default(),
             ..caller(ctx).clone()
         };
+        let error_selected = ctx.look_ahead().field("error").exists();
         let first = store
             .get_run(&id)
             .await
@@ -52,14 +54,11 @@ impl Subscription {
                             )),
                         }
                     };
-                    // A sensitive key shown is audited before it is sent.
-                    let out =
-                        match super::audit_keys_shown(&store, &caller.actor(), &caller.keys_shown)
-                            .await
-                        {
-                            Ok(()) => out,
-                            Err(e) => Err(error::store(e)),
-                        };
+                    // A sensitive key or a PHI run's error shown is audited before it is sent.
+                    let out = match audit_shown(&store, &caller, &out, error_selected).await {
+                        Ok(()) => out,
+                        Err(e) => Err(error::store(e)),
+                    };
                     if tx.send(out).await.is_err() {
                         return;
                     }
@@ -158,6 +157,34 @@ impl Subscription {
             }
         }))
     }
+}
+
+/// The PHI details a `runStatus` update shows its caller, audited as `run` and `runs`
+/// audit them: real sensitive keys, and a PHI run's error message.
+async fn audit_shown(
+    store: &cairn_store::Store,
+    caller: &Caller,
+    update: &async_graphql::Result<Run>,
+    error_selected: bool,
+) -> cairn_store::Result<()> {
+    let actor = caller.actor();
+    super::audit_keys_shown(store, &actor, &caller.keys_shown).await?;
+    if let Ok(run) = update
+        && run.phi
+        && run.error.is_some()
+        && error_selected
+    {
+        store
+            .audit(&cairn_store::NewAudit {
+                at: chrono::Utc::now(),
+                actor,
+                action: "phi.read".into(),
+                target: format!("runs {}", run.id),
+                details: serde_json::json!({ "what": "run errors", "runs": [run.id], "stream": true }),
+            })
+            .await?;
+    }
+    Ok(())
 }
 
 /// A stream fed by a task through a small channel; the task stops when the client goes.

@@ -57,7 +57,10 @@ impl Backfill {
                             .filter_map(|k| k.as_str())
                             .map(|k| match id {
                                 Some(id) => shown_key(caller, view, id, k),
-                                None if caller.phi => k.to_owned(),
+                                None if caller.phi => {
+                                    caller.keys_shown.record(&asset);
+                                    k.to_owned()
+                                }
                                 None => "masked".into(),
                             })
                             .collect()
