@@ -638,6 +638,17 @@ impl World {
         }
     }
 
+    /// Materializes `staging/intake_checks` (PHI; its command fails); its failed run's id.
+    fn failed_phi_run(&self) -> String {
+        self.q(
+            &self.admin,
+            r#"mutation { materialize(selection: "staging/intake_checks") { partitions } }"#,
+            json!({}),
+        );
+        let failed = self.wait_run("staging/intake_checks", &["failed"]);
+        failed["id"].as_str().unwrap().to_owned()
+    }
+
     /// The newest run of an asset, once one exists in one of `statuses`.
     fn wait_run(&self, asset: &str, statuses: &[&str]) -> Value {
         let mut run = Value::Null;

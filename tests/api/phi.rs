@@ -315,13 +315,7 @@ pub(crate) fn phi_never_reaches_a_caller_without_the_phi_scope(backend: &Backend
     );
 
     // A PHI run that failed: its error is a PHI detail.
-    w.q(
-        &admin,
-        r#"mutation { materialize(selection: "staging/intake_checks") { partitions } }"#,
-        json!({}),
-    );
-    let failed = w.wait_run("staging/intake_checks", &["failed"]);
-    let failed_id = failed["id"].as_str().unwrap().to_owned();
+    let failed_id = w.failed_phi_run();
 
     let phi_reads = |w: &World| {
         w.audit(500)

@@ -253,13 +253,7 @@ pub(crate) fn subscriptions_stream_run_status_and_logs(backend: &Backend) {
 
     // A failed PHI run's error, and real sensitive keys, streamed to a phi caller: both
     // audited, as over HTTP (a query sent over the websocket included).
-    w.q(
-        &admin,
-        r#"mutation { materialize(selection: "staging/intake_checks") { partitions } }"#,
-        json!({}),
-    );
-    let failed = w.wait_run("staging/intake_checks", &["failed"]);
-    let failed_id = failed["id"].as_str().unwrap().to_owned();
+    let failed_id = w.failed_phi_run();
     let mut socket = ws_connect(&w, &phi_viewer).unwrap();
     subscribe(
         &mut socket,

@@ -417,20 +417,8 @@ mod tests {
         let url = format!("sqlite:{}", dir.path().join("c.db").display());
         let store = cairn_store::open(&url).await.unwrap();
         let app = router(test_state(&store));
-        let res = app
-            .oneshot(
-                Request::post("/graphql")
-                    .header("content-type", "application/json")
-                    .body(Body::from(r#"{"query":"{ me { role } }"}"#))
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-        let body = axum::body::to_bytes(res.into_body(), 1 << 20)
-            .await
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let (status, v) = post(app, "{ me { role } }").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
         assert_eq!(v["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
     }
 

@@ -16,21 +16,27 @@ conformance!(
     a_cancel_racing_claims_and_enqueues_leaves_nothing_queued,
 );
 
-async fn backfills_overrides_and_dynamic_partitions(store: &Store) {
+/// A backfill of `selection` in `status`, created (and audited).
+async fn created_backfill(store: &Store, selection: &str, status: &str) -> Backfill {
     let b = Backfill {
         id: new_id(),
-        selection: "staging/labs+".into(),
+        selection: selection.into(),
         partitions: serde_json::json!({ "from": "2025-01-01", "to": "2025-12-31" }),
-        status: "requested".into(),
+        status: status.into(),
         created_by: "local".into(),
         created_at: at(0),
         updated_at: at(0),
-        progress: serde_json::json!({}),
+        progress: serde_json::json!({ "a/b": { "done": 1 } }),
     };
     store
         .create_backfill(&b, &record("backfill.create", &b.id))
         .await
         .unwrap();
+    b
+}
+
+async fn backfills_overrides_and_dynamic_partitions(store: &Store) {
+    let b = created_backfill(store, "staging/labs+", "requested").await;
     assert_eq!(store.get_backfill(&b.id).await.unwrap(), b);
     store
         .update_backfill(
@@ -100,43 +106,26 @@ async fn backfills_overrides_and_dynamic_partitions(store: &Store) {
             .unwrap()
     );
 
-    let keys = |k: &[&str]| k.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    assert_eq!(
-        store
-            .add_dynamic_partitions("encounters", &keys(&["E1", "E2", "E3"]), at(0), |n| {
-                record(&format!("partitions.add {n}"), "encounters")
-            })
-            .await
-            .unwrap(),
-        3
-    );
-    assert_eq!(
-        store
-            .add_dynamic_partitions("encounters", &keys(&["E2"]), at(0), |n| {
-                record(&format!("partitions.add {n}"), "encounters")
-            })
-            .await
-            .unwrap(),
-        0
-    );
-    assert_eq!(
-        store
-            .remove_dynamic_partitions("encounters", &keys(&["E1"]), at(1), |n| {
-                record(&format!("partitions.remove {n}"), "encounters")
-            })
-            .await
-            .unwrap(),
-        1
-    );
-    assert_eq!(
-        store
-            .add_dynamic_partitions("encounters", &keys(&["E4", "E1"]), at(2), |n| {
-                record(&format!("partitions.add {n}"), "encounters")
-            })
-            .await
-            .unwrap(),
-        2
-    );
+    // Adds (or removes) keys; the audit record names the change and its count.
+    let change = async |add: bool, k: &[&str], t: i64| -> u64 {
+        let keys: Vec<String> = k.iter().map(|s| s.to_string()).collect();
+        let verb = if add { "add" } else { "remove" };
+        let audit = |n| record(&format!("partitions.{verb} {n}"), "encounters");
+        let changed = if add {
+            store
+                .add_dynamic_partitions("encounters", &keys, at(t), audit)
+                .await
+        } else {
+            store
+                .remove_dynamic_partitions("encounters", &keys, at(t), audit)
+                .await
+        };
+        changed.unwrap()
+    };
+    assert_eq!(change(true, &["E1", "E2", "E3"], 0).await, 3);
+    assert_eq!(change(true, &["E2"], 0).await, 0);
+    assert_eq!(change(false, &["E1"], 1).await, 1);
+    assert_eq!(change(true, &["E4", "E1"], 2).await, 2);
     let listed = store.dynamic_partitions("encounters").await.unwrap();
     let shape: Vec<(&str, i64, bool)> = listed
         .iter()
@@ -187,20 +176,7 @@ async fn audited(store: &Store) -> Vec<String> {
 /// Cancels write the change and its audit record together, or neither: a refused cancel
 /// (the backfill or run has ended) leaves no record.
 async fn cancels_are_audited_in_their_transaction(store: &Store) {
-    let b = Backfill {
-        id: new_id(),
-        selection: "a/b".into(),
-        partitions: serde_json::json!({}),
-        status: "running".into(),
-        created_by: "local".into(),
-        created_at: at(0),
-        updated_at: at(0),
-        progress: serde_json::json!({ "a/b": { "done": 1 } }),
-    };
-    store
-        .create_backfill(&b, &record("backfill.create", &b.id))
-        .await
-        .unwrap();
+    let b = created_backfill(store, "a/b", "running").await;
     let mut runs = Vec::new();
     for i in 0..3 {
         let mut r = NewRun::new("a/b", Some(&format!("p{i}")), at(0));
@@ -357,20 +333,7 @@ async fn audit_log_is_append_only_and_survives_retention(store: &Store) {
 /// PostgreSQL detected a deadlock in two rounds of three at this size.)
 async fn a_cancel_racing_claims_and_enqueues_leaves_nothing_queued(store: &Store) {
     for round in 0..3 {
-        let b = Backfill {
-            id: new_id(),
-            selection: "a/b".into(),
-            partitions: serde_json::json!({}),
-            status: "running".into(),
-            created_by: "local".into(),
-            created_at: at(0),
-            updated_at: at(0),
-            progress: serde_json::json!({}),
-        };
-        store
-            .create_backfill(&b, &record("backfill.create", &b.id))
-            .await
-            .unwrap();
+        let b = created_backfill(store, "a/b", "running").await;
         let runs_of = |n: usize, tag: &str| -> Vec<NewRun> {
             (0..n)
                 .map(|i| {
