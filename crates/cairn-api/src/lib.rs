@@ -33,6 +33,16 @@ pub struct AppState {
     pub request_timeout: Duration,
 }
 
+impl AppState {
+    /// The schema as requests reach it: PHI keys an operation shows are audited.
+    fn audited_schema(&self) -> schema::AuditedSchema {
+        schema::AuditedSchema {
+            schema: self.schema.clone(),
+            store: self.store.clone(),
+        }
+    }
+}
+
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/graphql", get(graphql).post(graphql))
@@ -84,10 +94,12 @@ async fn graphql(
     };
     let request = request.into_inner();
     let is_mutation = carries_mutation(&request.query);
-    let schema = state.schema.clone();
+    let schema = state.audited_schema();
     // Run in a task of its own: a timed-out mutation is not cut short between its write
     // and its audit record; it completes, and only queries are abandoned.
-    let mut execution = tokio::spawn(async move { schema.execute(request.data(caller)).await });
+    let mut execution = tokio::spawn(async move {
+        async_graphql::Executor::execute(&schema, request.data(caller)).await
+    });
     // A query is abandoned with its client too (a dropped connection drops this handler).
     let _abandon = (!is_mutation).then(|| AbortOnDrop(execution.abort_handle()));
     let mut response = match tokio::time::timeout(state.request_timeout, &mut execution).await {
@@ -174,7 +186,7 @@ async fn graphql_ws(
     upgrade
         .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| {
-            let schema = state.schema.clone();
+            let schema = state.audited_schema();
             GraphQLWebSocket::new(socket, schema, protocol)
                 .on_connection_init(move |payload| async move {
                     let from_payload = ["Authorization", "authorization"]

@@ -1,55 +1,80 @@
 //! Audits real sensitive partition keys shown to a phi caller. Keys appear in many fields
 //! (health ranges, histories, lineage, runs, backfill targets), so rather than audit each
 //! field, [`types::masks_keys`](super::types::masks_keys) records the asset in the caller's
-//! [`KeysShown`] and this extension writes one `phi.read` per asset when the operation
-//! ends, before its response leaves: over HTTP and over the websocket alike. Subscriptions
-//! do not pass through here; `runStatus` calls [`audit_keys_shown`] per update.
+//! [`KeysShown`] and [`AuditedSchema`] writes one `phi.read` per asset when an operation's
+//! response is ready, before it leaves: over HTTP and over the websocket alike.
+//!
+//! An executor around the schema rather than an async-graphql extension: any extension
+//! puts every field's resolution through the extension chain, which cost the whole-graph
+//! query 40% more time (63 to 104 ms median at 10,000 assets).
 
+use std::any::TypeId;
 use std::sync::Arc;
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute};
-use async_graphql::{Response, ServerError};
+use async_graphql::futures_util::stream::{BoxStream, StreamExt as _};
+use async_graphql::{Data, Executor, Request, Response, ServerError};
 use cairn_store::Store;
 
-use super::Api;
+use super::CairnSchema;
 use crate::auth::{Caller, KeysShown};
 use crate::error::Code;
 
-pub struct KeysAudit;
+/// The schema, with the keys an operation showed audited before its response leaves.
+#[derive(Clone)]
+pub struct AuditedSchema {
+    pub schema: CairnSchema,
+    pub store: Store,
+}
 
-impl ExtensionFactory for KeysAudit {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(KeysAudit)
+impl Executor for AuditedSchema {
+    async fn execute(&self, request: Request) -> Response {
+        let caller = caller_of(&request.data).cloned();
+        let response = self.schema.execute(request).await;
+        audited(&self.store, caller.as_ref(), response).await
+    }
+
+    fn execute_stream(
+        &self,
+        request: Request,
+        session_data: Option<Arc<Data>>,
+    ) -> BoxStream<'static, Response> {
+        // The websocket's caller is in its session data; a request may bring its own.
+        let caller = caller_of(&request.data)
+            .or_else(|| session_data.as_deref().and_then(caller_of))
+            .cloned();
+        let store = self.store.clone();
+        Executor::execute_stream(&self.schema, request, session_data)
+            .then(move |response| {
+                let (store, caller) = (store.clone(), caller.clone());
+                async move { audited(&store, caller.as_ref(), response).await }
+            })
+            .boxed()
     }
 }
 
-#[async_graphql::async_trait::async_trait]
-impl Extension for KeysAudit {
-    async fn execute(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        operation_name: Option<&str>,
-        next: NextExecute<'_>,
-    ) -> Response {
-        let response = next.run(ctx, operation_name).await;
-        let (Some(caller), Some(api)) = (ctx.data_opt::<Caller>(), ctx.data_opt::<Api>()) else {
-            return response;
-        };
-        match audit_keys_shown(&api.store, &caller.actor(), &caller.keys_shown).await {
-            Ok(()) => response,
-            Err(e) => {
-                // The response shows PHI that could not be audited: it is not sent.
-                tracing::error!(error = %e, "auditing a read of sensitive partition keys");
-                let mut error = ServerError::new(
-                    "the audit log is unavailable: this response, which shows PHI, is withheld (a change the operation made was applied, with its audit record)",
-                    None,
-                );
-                error
-                    .extensions
-                    .get_or_insert_with(Default::default)
-                    .set("code", Code::Internal.as_str());
-                Response::from_errors(vec![error])
-            }
+fn caller_of(data: &Data) -> Option<&Caller> {
+    data.get(&TypeId::of::<Caller>())
+        .and_then(|c| c.downcast_ref::<Caller>())
+}
+
+/// The response, once the keys it showed are audited; withheld if they cannot be.
+async fn audited(store: &Store, caller: Option<&Caller>, response: Response) -> Response {
+    let Some(caller) = caller else {
+        return response;
+    };
+    match audit_keys_shown(store, &caller.actor(), &caller.keys_shown).await {
+        Ok(()) => response,
+        Err(e) => {
+            tracing::error!(error = %e, "auditing a read of sensitive partition keys");
+            let mut error = ServerError::new(
+                "the audit log is unavailable: this response, which shows PHI, is withheld (a change the operation made was applied, with its audit record)",
+                None,
+            );
+            error
+                .extensions
+                .get_or_insert_with(Default::default)
+                .set("code", Code::Internal.as_str());
+            Response::from_errors(vec![error])
         }
     }
 }

@@ -22,6 +22,7 @@ use tokio::sync::RwLockReadGuard;
 use crate::auth::{Caller, Role};
 use crate::error::{Code, error};
 
+pub use keys_audit::AuditedSchema;
 pub(crate) use keys_audit::audit_keys_shown;
 pub use mutation::Mutation;
 pub use query::Query;
@@ -43,7 +44,6 @@ pub struct Api {
 pub fn build(api: Api) -> CairnSchema {
     Schema::build(Query, Mutation, Subscription)
         .data(api)
-        .extension(keys_audit::KeysAudit)
         .limit_depth(16)
         .limit_complexity(50_000)
         .finish()
