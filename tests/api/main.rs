@@ -72,12 +72,14 @@ const ALL_ASSETS: [&str; 14] = [
     "staging/patients",
 ];
 
-/// `{START}` is replaced by the daily definition's first day (four days ago, UTC), so the
-/// daily assets have four partitions: the four days before today.
+/// `{START}` is replaced by the daily definition's first day (four days ago, UTC) and
+/// `{END}` by today, so the daily assets have four partitions, the four days before today,
+/// even when a test runs past midnight.
 const WAREHOUSE: &str = r#"
 [partitions.daily]
 type = "daily"
 start = "{START}"
+end = "{END}"
 
 [partitions.patients]
 type = "dynamic"
@@ -438,7 +440,9 @@ impl World {
         std::fs::create_dir_all(tmp.path().join("assets")).unwrap();
         std::fs::write(
             tmp.path().join("assets/w.toml"),
-            WAREHOUSE.replace("{START}", &days[0]),
+            WAREHOUSE
+                .replace("{START}", &days[0])
+                .replace("{END}", &today.format("%Y-%m-%d").to_string()),
         )
         .unwrap();
         let (store, pg) = match backend {
