@@ -24,6 +24,7 @@ import os
 import random
 import sqlite3
 import sys
+import time
 
 ASSETS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -96,7 +97,16 @@ def connect():
     path = os.environ.get("CAIRN_WAREHOUSE") or os.path.join(ASSETS_DIR, "..", ".cairn", "warehouse.db")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     conn = sqlite3.connect(path, timeout=30)
-    conn.execute("PRAGMA journal_mode=WAL")
+    # Switching a new database to WAL does not wait on the busy timeout: scripts starting
+    # together on a fresh warehouse get "database is locked" at once. Retry for a while.
+    for attempt in range(100):
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return conn
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or attempt == 99:
+                raise
+            time.sleep(0.05)
     return conn
 
 
