@@ -564,6 +564,31 @@ pub(crate) fn phi_never_reaches_a_caller_without_the_phi_scope(backend: &Backend
         "the source's metadata read is audited"
     );
 
+    // Only keys a query selects are audited: the ids of a sensitive asset's runs, or its
+    // health counts, reveal no key; its runs' partitions do (one record per asset).
+    let key_reads = |w: &World| {
+        w.audit(500)
+            .iter()
+            .filter(|a| {
+                a["details"]["what"] == "partition keys"
+                    && a["actor"].as_str().unwrap().contains(&phi_id)
+            })
+            .count()
+    };
+    let before = key_reads(&w);
+    w.q(
+        &phi_viewer,
+        r#"{ asset(key: "clinical/encounters") { runs { items { id status } } partitionHealth { total } } }"#,
+        json!({}),
+    );
+    assert_eq!(key_reads(&w), before, "no key selected, no key read");
+    w.q(
+        &phi_viewer,
+        r#"{ asset(key: "clinical/encounters") { runs { items { partition } } partitionKeys { keys } } }"#,
+        json!({}),
+    );
+    assert_eq!(key_reads(&w), before + 1, "one asset's keys, one record");
+
     // A removed sensitive key: its history and runs stay, still masked without phi.
     w.q(
         &admin,

@@ -1,8 +1,9 @@
 //! Audits real sensitive partition keys shown to a phi caller. Keys appear in many fields
-//! (health ranges, histories, lineage, runs, backfill targets), so rather than audit each
-//! field, [`types::masks_keys`](super::types::masks_keys) records the asset in the caller's
-//! [`KeysShown`] and [`AuditedSchema`] writes one `phi.read` per asset when an operation's
-//! response is ready, before it leaves: over HTTP and over the websocket alike.
+//! (health ranges, histories, lineage, runs, backfill targets, audit targets); each is a
+//! [`Key`](super::types::Key), which records its asset in the caller's [`KeysShown`] as
+//! it is written into a response. [`AuditedSchema`] then writes one `phi.read` per asset
+//! when an operation's response (or a subscription's update) is ready, before it leaves:
+//! over HTTP and over the websocket alike.
 //!
 //! An executor around the schema rather than an async-graphql extension: any extension
 //! puts every field's resolution through the extension chain, which cost the whole-graph
@@ -80,7 +81,7 @@ async fn audited(store: &Store, caller: Option<&Caller>, response: Response) -> 
 }
 
 /// One `phi.read` per asset whose sensitive partition keys were shown to the caller.
-pub(crate) async fn audit_keys_shown(
+async fn audit_keys_shown(
     store: &Store,
     actor: &str,
     keys_shown: &KeysShown,

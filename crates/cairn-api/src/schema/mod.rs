@@ -23,7 +23,6 @@ use crate::auth::{Caller, Role};
 use crate::error::{Code, error};
 
 pub use keys_audit::AuditedSchema;
-pub(crate) use keys_audit::audit_keys_shown;
 pub use mutation::Mutation;
 pub use query::Query;
 pub use subscription::Subscription;

@@ -8,7 +8,7 @@ use cairn_model::Selection;
 use cairn_model::partitions::PartitionsDef;
 use chrono::Utc;
 
-use super::types::{Asset, Backfill, Run, asset_id, hides_keys};
+use super::types::{Asset, Backfill, Run, asset_id, masks_keys};
 use super::{api, audit, caller, record, require, view};
 use crate::auth::Role;
 use crate::error::{self, bad, not_found};
@@ -364,7 +364,7 @@ async fn report(
     let view = view(ctx).await?;
     if req.partition.is_some()
         && let Some(asset) = view.engine.graph.get(&req.asset)
-        && hides_keys(caller, asset)
+        && masks_keys(caller, asset)
     {
         return Err(error::error(
             error::Code::Forbidden,
@@ -422,7 +422,7 @@ async fn launch(
     // Naming sensitive keys would let a caller without phi test whether they exist.
     let names_partitions = keys.is_some() || from.is_some() || to.is_some();
     if names_partitions
-        && let Some(&id) = ids.iter().find(|&&id| hides_keys(caller(ctx), g.asset(id)))
+        && let Some(&id) = ids.iter().find(|&&id| masks_keys(caller(ctx), g.asset(id)))
     {
         return Err(error::error(
             error::Code::Forbidden,

@@ -6,8 +6,9 @@ use cairn_model::Selection;
 use chrono::Utc;
 
 use super::types::{
-    Asset, AuditEntry, AuditPage, Backfill, Classification, Lineage, Me, PartitionLineage,
-    PartitionRef, Run, RunPage, asset_id, hops, masks_keys, resolve_partition, shown_key,
+    Asset, AuditEntry, AuditPage, Backfill, Classification, Key, Lineage, Me, PartitionLineage,
+    PartitionRef, Run, RunPage, asset_id, gone_asset_key, hops, masks_keys, resolve_partition,
+    shown_key,
 };
 use super::{api, caller, page_size, require, view};
 use crate::auth::{Caller, Role};
@@ -313,18 +314,15 @@ impl Query {
 
 /// An audit target `ASSET[PARTITION]` as the caller may see it: the key is masked when
 /// the asset's keys are sensitive, or when the asset is gone (its keys may have been).
-fn shown_target(caller: &Caller, view: &cairn_engine::View, target: String) -> String {
+fn shown_target(caller: &Caller, view: &cairn_engine::View, target: String) -> Key {
     let Some((asset, _)) = target.split_once('[') else {
-        return target;
+        return Key::plain(target);
     };
     match view.engine.graph.get(asset) {
-        Some(a) if masks_keys(caller, a) => format!("{asset}[masked]"),
-        Some(_) => target,
-        None if caller.phi => {
-            caller.keys_shown.record(asset);
-            target
-        }
-        None => format!("{asset}[masked]"),
+        Some(a) if masks_keys(caller, a) => Key::plain(format!("{asset}[masked]")),
+        Some(a) => Key::real(a, target),
+        None if caller.phi => gone_asset_key(caller, asset, &target),
+        None => Key::plain(format!("{asset}[masked]")),
     }
 }
 

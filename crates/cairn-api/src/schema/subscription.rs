@@ -27,11 +27,7 @@ impl Subscription {
         let api = api(ctx);
         let store = api.store.clone();
         let live = api.view.clone();
-        // Its own record of keys shown: the connection's other operations are not its.
-        let caller = crate::Caller {
-            keys_shown: Default::default(),
-            ..caller(ctx).clone()
-        };
+        let caller = caller(ctx).clone();
         let error_selected = ctx.look_ahead().field("error").exists();
         let first = store
             .get_run(&id)
@@ -54,8 +50,9 @@ impl Subscription {
                             )),
                         }
                     };
-                    // A sensitive key or a PHI run's error shown is audited before it is sent.
-                    let out = match audit_shown(&store, &caller, &out, error_selected).await {
+                    // A PHI run's error shown is audited before it is sent (sensitive keys
+                    // are, as in any response, by `AuditedSchema`).
+                    let out = match audit_error(&store, &caller, &out, error_selected).await {
                         Ok(()) => out,
                         Err(e) => Err(error::store(e)),
                     };
@@ -159,16 +156,14 @@ impl Subscription {
     }
 }
 
-/// The PHI details a `runStatus` update shows its caller, audited as `run` and `runs`
-/// audit them: real sensitive keys, and a PHI run's error message.
-async fn audit_shown(
+/// A PHI run's error message a `runStatus` update shows a phi caller, audited as `run`
+/// and `runs` audit it.
+async fn audit_error(
     store: &cairn_store::Store,
     caller: &Caller,
     update: &async_graphql::Result<Run>,
     error_selected: bool,
 ) -> cairn_store::Result<()> {
-    let actor = caller.actor();
-    super::audit_keys_shown(store, &actor, &caller.keys_shown).await?;
     if let Ok(run) = update
         && run.phi
         && run.error.is_some()
@@ -177,7 +172,7 @@ async fn audit_shown(
         store
             .audit(&cairn_store::NewAudit {
                 at: chrono::Utc::now(),
-                actor,
+                actor: caller.actor(),
                 action: "phi.read".into(),
                 target: format!("runs {}", run.id),
                 details: serde_json::json!({ "what": "run errors", "runs": [run.id], "stream": true }),

@@ -8,7 +8,7 @@ pub struct AuditEntry {
     pub at: DateTime<Utc>,
     pub actor: String,
     pub action: String,
-    pub target: String,
+    pub target: Key,
     pub details: Json<serde_json::Value>,
 }
 

@@ -236,7 +236,7 @@ pub struct MaterializationInfo {
     pub at: DateTime<Utc>,
     /// materialization or observation.
     pub kind: String,
-    pub partition: String,
+    pub partition: Key,
     pub data_version: Option<String>,
     pub code_version: Option<String>,
     pub run_id: Option<String>,
@@ -247,7 +247,7 @@ pub struct MaterializationInfo {
 }
 
 impl MaterializationInfo {
-    fn new(event: &cairn_store::Event, partition: String, details: bool) -> Self {
+    fn new(event: &cairn_store::Event, partition: Key, details: bool) -> Self {
         let text = |k: &str| {
             event
                 .payload
@@ -283,7 +283,7 @@ pub struct StalenessReason {
     /// missing, code_changed, upstream_changed, upstream_stale or failed.
     pub reason: String,
     pub upstream: Option<String>,
-    pub upstream_partition: Option<String>,
+    pub upstream_partition: Option<Key>,
     pub upstream_reasons: Vec<String>,
     pub built_with_code: Option<String>,
     pub current_code: Option<String>,
@@ -307,7 +307,7 @@ impl StalenessReason {
         };
         let upstream_key = |up: &str, key: &str| match view.engine.graph.id_of(up) {
             Some(id) => shown_key(caller, view, id, key),
-            None => key.to_owned(),
+            None => gone_asset_key(caller, up, key),
         };
         match reason {
             Reason::Missing => out.reason = "missing".into(),
@@ -374,8 +374,8 @@ pub struct PartitionHealth {
 pub struct HealthRange {
     /// fresh, missing, failed or stale (stale for any other reason).
     pub status: String,
-    pub first_key: String,
-    pub last_key: String,
+    pub first_key: Key,
+    pub last_key: Key,
     pub count: u64,
 }
 
@@ -393,7 +393,7 @@ fn health_status(flags: u8) -> &'static str {
 
 #[derive(SimpleObject)]
 pub struct KeyPage {
-    pub keys: Vec<String>,
+    pub keys: Vec<Key>,
     pub total: u64,
     pub next_cursor: Option<String>,
 }
@@ -503,14 +503,7 @@ impl Asset {
         let caller = caller(ctx);
         let st = view.staleness.asset(id);
         let env = view.engine.env(view.as_of);
-        let masked = masks_keys(caller, view.engine.graph.asset(id));
-        let key = |i: u32| {
-            if masked {
-                format!("masked:{i}")
-            } else {
-                cairn_engine::partition_key(&view.engine.graph, id, i, env)
-            }
-        };
+        let key = |i: u32| key_at(caller, &view, id, i, env);
         // Over the partitions that exist (holes of removed keys are skipped): counts by
         // reason, and runs of one status in partition order.
         let live = live_partitions(&view, id, view.as_of);
@@ -589,19 +582,12 @@ impl Asset {
         let live = live_partitions(&view, id, now);
         let len = live.len();
         let caller = caller(ctx);
-        let masked = masks_keys(caller, view.engine.graph.asset(id));
         let end = u64::from(start).saturating_add(u64::from(limit)).min(len);
         let keys = live
             .iter()
             .skip(start as usize)
             .take(limit as usize)
-            .map(|i| {
-                if masked {
-                    format!("masked:{i}")
-                } else {
-                    cairn_engine::partition_key(&view.engine.graph, id, i, env)
-                }
-            })
+            .map(|i| key_at(caller, &view, id, i, env))
             .collect();
         Ok(KeyPage {
             keys,

@@ -27,7 +27,7 @@ pub struct Backfill {
 pub struct BackfillTarget {
     pub asset: String,
     /// Inclusive [first, last] key ranges.
-    pub ranges: Vec<Vec<String>>,
+    pub ranges: Vec<Vec<Key>>,
 }
 
 impl Backfill {
@@ -57,11 +57,7 @@ impl Backfill {
                             .filter_map(|k| k.as_str())
                             .map(|k| match id {
                                 Some(id) => shown_key(caller, view, id, k),
-                                None if caller.phi => {
-                                    caller.keys_shown.record(&asset);
-                                    k.to_owned()
-                                }
-                                None => "masked".into(),
+                                None => gone_asset_key(caller, &asset, k),
                             })
                             .collect()
                     })

@@ -80,7 +80,7 @@ impl Lineage {
 #[derive(SimpleObject)]
 pub struct PartitionLineage {
     pub asset: String,
-    pub partition: String,
+    pub partition: Key,
     pub upstream: Vec<PartitionRef>,
     pub downstream: Vec<PartitionRef>,
 }
@@ -89,7 +89,7 @@ pub struct PartitionLineage {
 #[derive(SimpleObject)]
 pub struct PartitionRef {
     pub asset: String,
-    pub ranges: Vec<Vec<String>>,
+    pub ranges: Vec<Vec<Key>>,
     pub count: u64,
 }
 
@@ -97,14 +97,7 @@ impl PartitionRef {
     pub fn new(caller: &Caller, view: &View, id: AssetId, set: &PartitionSet) -> Self {
         let g = &view.engine.graph;
         let env = view.engine.env(view.as_of);
-        let masked = masks_keys(caller, g.asset(id));
-        let key = |i: u32| {
-            if masked {
-                format!("masked:{i}")
-            } else {
-                cairn_engine::partition_key(g, id, i, env)
-            }
-        };
+        let key = |i: u32| key_at(caller, view, id, i, env);
         Self {
             asset: g.asset(id).key.to_string(),
             ranges: set

@@ -10,12 +10,14 @@
 //!   refused whether it exists or not ([`resolve_partition`]), so keys cannot be probed.
 //!
 //! A caller with the scope reading metadata, run logs, PHI runs' errors or sensitive
-//! partition keys is audited (`phi.read`; keys once per asset and request, see
-//! [`masks_keys`]).
+//! partition keys is audited (`phi.read`; keys once per asset and operation: a [`Key`]
+//! records its asset as it is written into the response, so only keys a query selected
+//! are audited).
 
 use async_graphql::{ComplexObject, Context, Enum, Json, SimpleObject};
-use cairn_engine::{View, partition_index};
+use cairn_engine::{View, partition_index, partition_key};
 use cairn_model::classification::ClassificationSource;
+use cairn_model::partitions::PartitionEnv;
 use cairn_model::partitions::PartitionSet;
 use cairn_model::{AssetDef, AssetGraph, AssetId};
 use cairn_reconcile::staleness::{self, Reason};
@@ -63,19 +65,9 @@ pub fn sees_details(caller: &Caller, asset: &AssetDef) -> bool {
     caller.phi || !asset.classification.effective.is_protected()
 }
 
-/// Whether this asset's partition keys are masked for the caller, as they are about to
-/// be shown: a phi caller about to see real sensitive keys is recorded for the audit.
+/// Whether this asset's partition keys are masked for the caller (and real ones refused
+/// as arguments).
 pub fn masks_keys(caller: &Caller, asset: &AssetDef) -> bool {
-    let sensitive = has_sensitive_keys(asset);
-    if sensitive && caller.phi {
-        caller.keys_shown.record(asset.key.as_str());
-    }
-    sensitive && !caller.phi
-}
-
-/// Whether the caller may not name this asset's partitions by their keys (a check of
-/// input: nothing is shown, nothing is recorded).
-pub fn hides_keys(caller: &Caller, asset: &AssetDef) -> bool {
     !caller.phi && has_sensitive_keys(asset)
 }
 
@@ -86,30 +78,103 @@ fn has_sensitive_keys(asset: &AssetDef) -> bool {
         .is_some_and(|p| p.def.has_sensitive_keys())
 }
 
+/// A partition key in a response: a GraphQL `String`. A real key of a sensitive
+/// definition, shown to a phi caller, carries its asset, and writing it into a response
+/// records the read (`Caller::keys_shown`, audited when the operation ends): a key the
+/// query did not select is never written, so never audited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Key {
+    value: String,
+    /// The asset whose sensitive keys this one reveals.
+    reveals: Option<String>,
+}
+
+impl Key {
+    /// A key that reveals nothing: not sensitive, or masked.
+    pub fn plain(value: impl Into<String>) -> Self {
+        Self {
+            value: value.into(),
+            reveals: None,
+        }
+    }
+
+    /// A real key of `asset`, for a caller who may see it: it reveals the asset's keys
+    /// if they are sensitive.
+    pub fn real(asset: &AssetDef, value: impl Into<String>) -> Self {
+        Self {
+            value: value.into(),
+            reveals: has_sensitive_keys(asset).then(|| asset.key.to_string()),
+        }
+    }
+}
+
+impl async_graphql::OutputType for Key {
+    fn type_name() -> std::borrow::Cow<'static, str> {
+        <String as async_graphql::OutputType>::type_name()
+    }
+
+    fn create_type_info(registry: &mut async_graphql::registry::Registry) -> String {
+        <String as async_graphql::OutputType>::create_type_info(registry)
+    }
+
+    async fn resolve(
+        &self,
+        ctx: &async_graphql::ContextSelectionSet<'_>,
+        _field: &async_graphql::Positioned<async_graphql::parser::types::Field>,
+    ) -> async_graphql::ServerResult<async_graphql::Value> {
+        if let (Some(asset), Some(caller)) = (&self.reveals, ctx.data_opt::<Caller>()) {
+            caller.keys_shown.record(asset);
+        }
+        Ok(async_graphql::Value::String(self.value.clone()))
+    }
+}
+
 /// A partition key as the caller may see it.
-pub fn shown_key(caller: &Caller, view: &View, id: AssetId, key: &str) -> String {
+pub fn shown_key(caller: &Caller, view: &View, id: AssetId, key: &str) -> Key {
     let asset = view.engine.graph.asset(id);
     if !masks_keys(caller, asset) {
-        return key.to_owned();
+        return Key::real(asset, key);
     }
     match partition_index(&view.engine.graph, id, key, view.engine.env(Utc::now())) {
-        Some(i) => format!("masked:{i}"),
-        None => "masked".into(),
+        Some(i) => Key::plain(format!("masked:{i}")),
+        None => Key::plain("masked"),
+    }
+}
+
+/// The key at position `i` of an asset's partitions, as the caller may see it.
+pub fn key_at(caller: &Caller, view: &View, id: AssetId, i: u32, env: PartitionEnv<'_>) -> Key {
+    let asset = view.engine.graph.asset(id);
+    if masks_keys(caller, asset) {
+        Key::plain(format!("masked:{i}"))
+    } else {
+        Key::real(asset, partition_key(&view.engine.graph, id, i, env))
     }
 }
 
 /// A key of a run's asset as the caller may see it; runs of assets no longer defined are
-/// masked when the run was a PHI run.
-fn shown_run_key(caller: &Caller, view: &View, asset: &str, phi_run: bool, key: &str) -> String {
+/// masked when the run was a PHI run (their keys may have been sensitive).
+fn shown_run_key(caller: &Caller, view: &View, asset: &str, phi_run: bool, key: &str) -> Key {
     match view.engine.graph.id_of(asset) {
         Some(id) => shown_key(caller, view, id, key),
-        None if phi_run && !caller.phi => "masked".into(),
-        None => {
-            if phi_run && !key.is_empty() {
-                caller.keys_shown.record(asset);
-            }
-            key.to_owned()
+        None if phi_run && !caller.phi => Key::plain("masked"),
+        None if phi_run => Key {
+            value: key.to_owned(),
+            reveals: Some(asset.to_owned()),
+        },
+        None => Key::plain(key),
+    }
+}
+
+/// A key of an asset no longer defined, named by a record a phi caller reads (its keys
+/// may have been sensitive: masked without phi, audited with it).
+pub fn gone_asset_key(caller: &Caller, asset: &str, key: &str) -> Key {
+    if caller.phi {
+        Key {
+            value: key.to_owned(),
+            reveals: Some(asset.to_owned()),
         }
+    } else {
+        Key::plain("masked")
     }
 }
 
@@ -161,7 +226,7 @@ pub fn resolve_partition(
                     bad(format!("{p:?} is not a partition of {} (now)", asset.key))
                 });
             }
-            if hides_keys(caller, asset) {
+            if masks_keys(caller, asset) {
                 return Err(bad(format!(
                     "{}'s partition keys are sensitive: without the phi scope, name a partition by the masked form it was shown as (masked:N)",
                     asset.key

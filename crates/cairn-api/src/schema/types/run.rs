@@ -8,9 +8,9 @@ use super::*;
 pub struct Run {
     pub id: String,
     pub asset: String,
-    pub partition: Option<String>,
-    pub range_first: Option<String>,
-    pub range_last: Option<String>,
+    pub partition: Option<Key>,
+    pub range_first: Option<Key>,
+    pub range_last: Option<Key>,
     /// queued, claimed, running, succeeded, failed or canceled.
     pub status: String,
     pub attempt: i32,
