@@ -276,16 +276,19 @@ mod tests {
     use axum::http::Request;
     use tower::ServiceExt as _;
 
-    async fn get_text(app: Router, uri: &str) -> (StatusCode, String) {
-        let res = app
-            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
-            .await
-            .unwrap();
+    /// The status and body of one request.
+    async fn send(app: Router, request: Request<Body>) -> (StatusCode, Vec<u8>) {
+        let res = app.oneshot(request).await.unwrap();
         let status = res.status();
         let body = axum::body::to_bytes(res.into_body(), 1 << 20)
             .await
             .unwrap();
-        (status, String::from_utf8(body.to_vec()).unwrap())
+        (status, body.to_vec())
+    }
+
+    async fn get_text(app: Router, uri: &str) -> (StatusCode, String) {
+        let (status, body) = send(app, Request::get(uri).body(Body::empty()).unwrap()).await;
+        (status, String::from_utf8(body).unwrap())
     }
 
     fn test_state(store: &Store) -> Arc<AppState> {
@@ -327,19 +330,11 @@ mod tests {
     /// POSTs a GraphQL query; the status and the JSON body.
     async fn post(app: Router, query: &str) -> (StatusCode, serde_json::Value) {
         let body = serde_json::json!({ "query": query }).to_string();
-        let res = app
-            .oneshot(
-                Request::post("/graphql")
-                    .header("content-type", "application/json")
-                    .body(Body::from(body))
-                    .unwrap(),
-            )
-            .await
+        let request = Request::post("/graphql")
+            .header("content-type", "application/json")
+            .body(Body::from(body))
             .unwrap();
-        let status = res.status();
-        let body = axum::body::to_bytes(res.into_body(), 1 << 20)
-            .await
-            .unwrap();
+        let (status, body) = send(app, request).await;
         (status, serde_json::from_slice(&body).unwrap())
     }
 
