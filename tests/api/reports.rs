@@ -152,6 +152,21 @@ pub(crate) fn reports_record_materializations_and_observations(backend: &Backend
         !text.contains("SYNTH-"),
         "an admin without phi reads no sensitive key in the audit log: {text}"
     );
+    // With phi, the record's details (they repeat the key) are a read of the asset's keys,
+    // even without its target.
+    let (phi_admin_id, phi_admin) = w.token("admin", true, "details-reader");
+    let details = w.q(
+        &phi_admin,
+        "{ auditLog(first: 500) { items { action details } } }",
+        json!({}),
+    );
+    assert!(details.to_string().contains("SYNTH-MRN-0001"), "{details}");
+    assert!(
+        w.audit(500).iter().any(|a| a["action"] == "phi.read"
+            && a["target"] == "clinical/encounters"
+            && a["actor"].as_str().unwrap().contains(&phi_admin_id)),
+        "the details read is audited"
+    );
     let plain_read = w.q(
         &plain_admin,
         r#"{ asset(key: "clinical/encounters") { history(first: 500) { items { partition metadata redacted } } } }"#,

@@ -39,10 +39,19 @@ impl Executor for AuditedSchema {
         request: Request,
         session_data: Option<Arc<Data>>,
     ) -> BoxStream<'static, Response> {
-        // The websocket's caller is in its session data; a request may bring its own.
+        // The websocket's caller is in its session data, shared by the connection's
+        // operations: each gets a copy with a record of its own (request data comes first),
+        // so it is audited before its own response leaves, whatever the others do.
         let caller = caller_of(&request.data)
             .or_else(|| session_data.as_deref().and_then(caller_of))
-            .cloned();
+            .map(|c| Caller {
+                keys_shown: KeysShown::default(),
+                ..c.clone()
+            });
+        let request = match &caller {
+            Some(c) => request.data(c.clone()),
+            None => request,
+        };
         let store = self.store.clone();
         Executor::execute_stream(&self.schema, request, session_data)
             .then(move |response| {

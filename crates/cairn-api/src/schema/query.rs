@@ -277,13 +277,18 @@ impl Query {
         let next_cursor = (records.len() == limit)
             .then(|| records.last().map(|r| r.id.to_string()))
             .flatten();
-        // Audit targets may name partitions: sensitive keys stay masked without phi.
+        // Audit targets may name partitions: sensitive keys stay masked without phi. With
+        // phi, the details of such a record (which may repeat the key) are a read of keys.
         let caller = caller(ctx);
+        let details_selected = ctx.look_ahead().field("items").field("details").exists();
         let view = view(ctx).await?;
         let items = records
             .into_iter()
             .map(|r| {
                 let target = shown_target(caller, &view, r.target);
+                if let Some(asset) = target.reveals().filter(|_| details_selected) {
+                    caller.keys_shown.record(asset);
+                }
                 AuditEntry {
                     id: r.id,
                     at: r.at,

@@ -98,6 +98,11 @@ impl Key {
         }
     }
 
+    /// The asset whose sensitive keys this one reveals, if any.
+    pub fn reveals(&self) -> Option<&str> {
+        self.reveals.as_deref()
+    }
+
     /// A real key of `asset`, for a caller who may see it: it reveals the asset's keys
     /// if they are sensitive.
     pub fn real(asset: &AssetDef, value: impl Into<String>) -> Self {
