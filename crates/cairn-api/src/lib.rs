@@ -133,7 +133,7 @@ async fn graphql(
                     state.request_timeout
                 )
             } else {
-                execution.abort();
+                // Abandoned by `_abandon` as this handler returns.
                 format!("the request took longer than {:?}", state.request_timeout)
             };
             error_response(StatusCode::OK, error::Code::Timeout, &message)

@@ -341,14 +341,9 @@ macro_rules! store_admin {
             /// Appends to the audit log (never pruned). An action the store performs takes its
             /// record as an argument instead, and writes both in one transaction.
             pub async fn audit(&self, record: &$crate::NewAudit) -> $crate::Result<i64> {
-                let (id,): (i64,) = sqlx::query_as("INSERT INTO audit_log (at, actor, action, target, details) VALUES ($1, $2, $3, $4, $5) RETURNING id")
-                    .bind($crate::types::to_micros(record.at))
-                    .bind(&record.actor)
-                    .bind(&record.action)
-                    .bind(&record.target)
-                    .bind(record.details.to_string())
-                    .fetch_one(&self.pool)
-                    .await?;
+                let mut tx = self.begin_write().await?;
+                let id = Self::audit_in(&mut tx, record).await?;
+                tx.commit().await?;
                 Ok(id)
             }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_graphql::{Context, Subscription};
 use futures::Stream;
 
-use super::types::{LogLine, Run};
+use super::types::{LogLine, Run, error_reads};
 use super::{api, audit, caller, view};
 use crate::Caller;
 use crate::error;
@@ -164,18 +164,19 @@ async fn audit_error(
     update: &async_graphql::Result<Run>,
     error_selected: bool,
 ) -> cairn_store::Result<()> {
-    if let Ok(run) = update
-        && run.phi
-        && run.error.is_some()
-        && error_selected
-    {
+    let read = match update {
+        Ok(run) if error_selected => error_reads(std::slice::from_ref(run)),
+        _ => None,
+    };
+    if let Some((target, mut details)) = read {
+        details["stream"] = true.into();
         store
             .audit(&cairn_store::NewAudit {
                 at: chrono::Utc::now(),
                 actor: caller.actor(),
                 action: "phi.read".into(),
-                target: format!("runs {}", run.id),
-                details: serde_json::json!({ "what": "run errors", "runs": [run.id], "stream": true }),
+                target,
+                details,
             })
             .await?;
     }

@@ -172,19 +172,24 @@ pub async fn audit_error_reads(
     runs: &[Run],
     selected: bool,
 ) -> async_graphql::Result<()> {
+    if let Some((target, details)) = error_reads(runs).filter(|_| selected) {
+        audit(ctx, "phi.read", &target, details).await?;
+    }
+    Ok(())
+}
+
+/// The audit target and details of reading these runs' errors, if any is a PHI run's
+/// error shown (redacted ones are null).
+pub fn error_reads(runs: &[Run]) -> Option<(String, serde_json::Value)> {
     let read: Vec<&str> = runs
         .iter()
         .filter(|r| r.phi && r.error.is_some())
         .map(|r| r.id.as_str())
         .collect();
-    if selected && !read.is_empty() {
-        audit(
-            ctx,
-            "phi.read",
-            &format!("runs {}", read.join(",")),
+    (!read.is_empty()).then(|| {
+        (
+            format!("runs {}", read.join(",")),
             serde_json::json!({ "what": "run errors", "runs": read }),
         )
-        .await?;
-    }
-    Ok(())
+    })
 }
