@@ -649,7 +649,7 @@ pub(crate) fn queries_read_the_catalog_runs_and_backfills(backend: &Backend) {
     assert_eq!(run["logs"]["nextCursor"], last_seq);
     let rest = w.q(
         &viewer,
-        "query($id: String!, $after: Int!) { run(id: $id) { logs(after: $after) { lines { seq } nextCursor } } }",
+        "query($id: String!, $after: Int64!) { run(id: $id) { logs(after: $after) { lines { seq } nextCursor } } }",
         json!({ "id": run_id, "after": last_seq }),
     );
     assert_eq!(rest["run"]["logs"]["lines"], json!([]));

@@ -168,7 +168,7 @@ pub(crate) fn subscriptions_stream_run_status_and_logs(backend: &Backend) {
     subscribe(
         &mut socket,
         "tail",
-        "subscription($id: String!, $after: Int!) { runLogs(id: $id, after: $after) { seq line } }",
+        "subscription($id: String!, $after: Int64!) { runLogs(id: $id, after: $after) { seq line } }",
         json!({ "id": run_id, "after": seqs[1] }),
     );
     let tail = collect(&mut socket, &["tail"]);

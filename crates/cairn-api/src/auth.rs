@@ -6,6 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use cairn_store::Store;
 
+use crate::guard::LocalIdentity;
+
 /// What a role may do; each includes the ones before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, async_graphql::Enum)]
 pub enum Role {
@@ -107,29 +109,38 @@ pub enum AuthError {
     Missing,
     #[error("invalid or revoked token")]
     Invalid,
+    #[error(
+        "this browser has no local session: open this server's own page (it sets one), or send `Authorization: Bearer <token>`"
+    )]
+    NoSession,
     #[error("the token names an unknown role {0:?}")]
     UnknownRole(String),
     #[error(transparent)]
     Store(#[from] cairn_store::Error),
 }
 
-/// The caller for an `Authorization` header value (or its absence).
+/// The caller for an `Authorization` header value (its raw bytes, or its absence).
+/// `local` says whether a tokenless request may act as the local user (see
+/// `guard::Guard::local_identity`); it matters in local mode only.
 pub async fn authenticate(
     store: &Store,
     mode: AuthMode,
-    authorization: Option<&str>,
+    authorization: Option<&[u8]>,
+    local: LocalIdentity,
 ) -> Result<Caller, AuthError> {
-    let Some(header) = authorization.map(str::trim).filter(|h| !h.is_empty()) else {
-        return match mode {
-            AuthMode::Local => Ok(Caller::local()),
-            AuthMode::Tokens => Err(AuthError::Missing),
+    let header = match authorization {
+        None => None,
+        // A header that is not text is not a credential, and never "no credential".
+        Some(bytes) => Some(std::str::from_utf8(bytes).map_err(|_| AuthError::Invalid)?),
+    };
+    let Some(header) = header.map(str::trim).filter(|h| !h.is_empty()) else {
+        return match (mode, local) {
+            (AuthMode::Local, LocalIdentity::User) => Ok(Caller::local()),
+            (AuthMode::Local, LocalIdentity::Anonymous) => Err(AuthError::NoSession),
+            (AuthMode::Tokens, _) => Err(AuthError::Missing),
         };
     };
-    let secret = header
-        .strip_prefix("Bearer ")
-        .or_else(|| header.strip_prefix("bearer "))
-        .ok_or(AuthError::Invalid)?
-        .trim();
+    let secret = bearer_secret(header).ok_or(AuthError::Invalid)?;
     let token = store
         .verify_token(secret)
         .await?
@@ -143,4 +154,26 @@ pub async fn authenticate(
         phi: token.phi,
         keys_shown: KeysShown::default(),
     })
+}
+
+/// The secret of a `Bearer SECRET` value; the scheme is case-insensitive (RFC 9110).
+fn bearer_secret(header: &str) -> Option<&str> {
+    let (scheme, secret) = header.split_once(char::is_whitespace)?;
+    let secret = secret.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !secret.is_empty()).then_some(secret)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for h in ["Bearer abc", "bearer abc", "BEARER abc", "BeArEr   abc "] {
+            assert_eq!(bearer_secret(h.trim()), Some("abc"), "{h}");
+        }
+        for h in ["Basic abc", "Bearer", "Bearerabc", "abc"] {
+            assert_eq!(bearer_secret(h), None, "{h}");
+        }
+    }
 }

@@ -17,6 +17,8 @@ pub enum Code {
     /// The request itself is invalid: a syntax error, an unknown field, too deep or too
     /// complex (these errors come from the GraphQL engine's validation).
     BadRequest,
+    /// The request body is larger than the server accepts (`--max-body`).
+    PayloadTooLarge,
     /// The server has not loaded the store yet (right after start).
     NotReady,
     /// The request took longer than the server allows.
@@ -32,6 +34,7 @@ impl Code {
             Code::NotFound => "NOT_FOUND",
             Code::BadArgument => "BAD_ARGUMENT",
             Code::BadRequest => "BAD_REQUEST",
+            Code::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             Code::NotReady => "NOT_READY",
             Code::Timeout => "TIMEOUT",
             Code::Internal => "INTERNAL",
@@ -45,6 +48,17 @@ pub fn error(code: Code, message: impl Into<String>) -> async_graphql::Error {
 
 pub fn bad(message: impl Into<String>) -> async_graphql::Error {
     error(Code::BadArgument, message)
+}
+
+/// Refuses an argument longer than `max` bytes, naming it without echoing it.
+pub fn check_len(argument: &str, value: &str, max: usize) -> async_graphql::Result<()> {
+    if value.len() > max {
+        return Err(bad(format!(
+            "{argument}: at most {max} bytes (got {})",
+            value.len()
+        )));
+    }
+    Ok(())
 }
 
 pub fn not_found(message: impl Into<String>) -> async_graphql::Error {

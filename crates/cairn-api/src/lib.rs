@@ -1,24 +1,33 @@
 //! The HTTP server `cairn up` runs: `/graphql` (the API; `/graphql/ws` for
-//! subscriptions), `/graphiql` (an explorer page), `/healthz` (is the store reachable,
-//! what is this process) and `/metrics` (Prometheus text).
+//! subscriptions), `/graphiql` (an explorer page, embedded in the binary), `/healthz`
+//! (is the store reachable, what is this process) and `/metrics` (Prometheus text).
+//!
+//! Every request first passes [`guard`] (in local mode: the Host, the Origin, the
+//! session cookie) and leaves with the security headers of [`respond_securely`];
+//! [`http`] bounds and parses GraphQL requests, [`serve`] bounds connections.
 
 pub mod auth;
 pub mod error;
+pub mod guard;
+pub mod http;
 pub mod schema;
+pub mod serve;
+mod ui;
+mod ws;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use async_graphql::http::GraphiQLSource;
-use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
 use axum::Router;
-use axum::extract::{State, WebSocketUpgrade};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use cairn_store::Store;
 
 pub use auth::{AuthMode, Caller, Role};
+pub use guard::Guard;
 pub use schema::{Api, CairnSchema};
 
 /// What the handlers share.
@@ -28,9 +37,30 @@ pub struct AppState {
     pub worker: String,
     pub started_at: chrono::DateTime<chrono::Utc>,
     pub schema: CairnSchema,
-    pub auth: AuthMode,
+    /// Local mode or tokens, and the checks that go with them.
+    pub guard: Guard,
+    pub limits: Limits,
+}
+
+/// Bounds on what one request may cost the server.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
     /// A GraphQL request running longer is answered with a TIMEOUT error.
     pub request_timeout: Duration,
+    /// The largest request body read; a larger one is answered 413 unread.
+    pub max_body: usize,
+    /// A websocket that has not sent `connection_init` by then is closed.
+    pub ws_init_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(30),
+            max_body: 1 << 20,
+            ws_init_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 impl AppState {
@@ -45,16 +75,24 @@ impl AppState {
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
-        .route("/graphql", get(graphql).post(graphql))
-        .route("/graphql/ws", get(graphql_ws))
-        .route("/graphiql", get(graphiql))
+        .route("/graphql", get(http::graphql).post(http::graphql))
+        .route("/graphql/ws", get(ws::graphql_ws))
+        .route("/graphiql", get(ui::graphiql))
+        .route("/", get(ui::home))
+        .route("/static/{*path}", get(ui::file))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            respond_securely,
+        ))
         .with_state(state)
 }
 
-/// A GraphQL error response outside of execution (authentication, timeout).
-fn error_response(status: StatusCode, code: error::Code, message: &str) -> Response {
+/// A GraphQL-shaped error response outside of execution (provenance, authentication,
+/// transport, timeout): every error has `extensions.code`.
+pub(crate) fn error_response(status: StatusCode, code: error::Code, message: &str) -> Response {
     (
         status,
         axum::Json(serde_json::json!({
@@ -65,154 +103,52 @@ fn error_response(status: StatusCode, code: error::Code, message: &str) -> Respo
         .into_response()
 }
 
-async fn graphql(
+async fn not_found() -> Response {
+    error_response(StatusCode::NOT_FOUND, error::Code::NotFound, "no such page")
+}
+
+/// The content security policy of every response: only this server's own scripts,
+/// styles and connections; no framing, no plugins, no form posts elsewhere.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+img-src 'self' data:; font-src 'self' data:; connect-src 'self'; manifest-src 'self'; \
+frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+/// Turns away requests the guard refuses (before any body is read), and puts the
+/// security headers on every response.
+async fn respond_securely(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    request: GraphQLRequest,
+    request: Request,
+    next: Next,
 ) -> Response {
-    let started = Instant::now();
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let caller = match auth::authenticate(&state.store, state.auth, authorization).await {
-        Ok(c) => c,
-        Err(auth::AuthError::Store(e)) => {
-            tracing::error!(error = %e, "authenticating a request");
-            return error_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                error::Code::Internal,
-                "the store is unavailable",
-            );
-        }
-        Err(e) => {
-            return error_response(
-                StatusCode::UNAUTHORIZED,
-                error::Code::Unauthenticated,
-                &e.to_string(),
-            );
-        }
-    };
-    let request = request.into_inner();
-    let is_mutation = carries_mutation(&request.query);
-    let schema = state.audited_schema();
-    // Run in a task of its own: a timed-out mutation is not cut short between its write
-    // and its audit record; it completes, and only queries are abandoned.
-    let mut execution = tokio::spawn(async move {
-        async_graphql::Executor::execute(&schema, request.data(caller)).await
-    });
-    // A query is abandoned with its client too (a dropped connection drops this handler).
-    let _abandon = (!is_mutation).then(|| AbortOnDrop(execution.abort_handle()));
-    let mut response = match tokio::time::timeout(state.request_timeout, &mut execution).await {
-        Ok(Ok(mut r)) => {
-            // Parse and validation errors (syntax, depth, complexity) have no code of
-            // their own; every error carries one.
-            for e in &mut r.errors {
-                if e.extensions
-                    .as_ref()
-                    .is_none_or(|x| x.get("code").is_none())
-                {
-                    e.extensions
-                        .get_or_insert_with(Default::default)
-                        .set("code", error::Code::BadRequest.as_str());
-                }
-            }
-            GraphQLResponse::from(r).into_response()
-        }
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "a GraphQL request panicked");
+    let mut response = match state.guard.admit(request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(refusal) => {
+            tracing::warn!(%refusal, uri = %request.uri().path(), "request refused");
             error_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                error::Code::Internal,
-                "internal error",
+                StatusCode::FORBIDDEN,
+                error::Code::Forbidden,
+                &refusal.to_string(),
             )
         }
-        Err(_) => {
-            let message = if is_mutation {
-                format!(
-                    "the request took longer than {:?}; its mutation goes on to completion (see the audit log)",
-                    state.request_timeout
-                )
-            } else {
-                // Abandoned by `_abandon` as this handler returns.
-                format!("the request took longer than {:?}", state.request_timeout)
-            };
-            error_response(StatusCode::OK, error::Code::Timeout, &message)
-        }
     };
-    // Server time, for clients and benchmarks (https://www.w3.org/TR/server-timing/).
-    let micros = started.elapsed().as_micros();
-    if let Ok(v) = format!("graphql;dur={}.{:03}", micros / 1000, micros % 1000).parse() {
-        response.headers_mut().insert("server-timing", v);
+    let h = response.headers_mut();
+    for (name, value) in [
+        (header::CONTENT_SECURITY_POLICY, CSP),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (
+            header::HeaderName::from_static("cross-origin-opener-policy"),
+            "same-origin",
+        ),
+        (
+            header::HeaderName::from_static("cross-origin-resource-policy"),
+            "same-origin",
+        ),
+    ] {
+        h.insert(name, HeaderValue::from_static(value));
     }
     response
-}
-
-/// Aborts a task when dropped (a no-op once it has finished).
-struct AbortOnDrop(tokio::task::AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// Whether a request's document holds a mutation (a document that does not parse holds
-/// none: it fails before anything runs).
-fn carries_mutation(query: &str) -> bool {
-    use async_graphql::parser::types::{DocumentOperations, OperationType};
-    let Ok(doc) = async_graphql::parser::parse_query(query) else {
-        return false;
-    };
-    match &doc.operations {
-        DocumentOperations::Single(op) => op.node.ty == OperationType::Mutation,
-        DocumentOperations::Multiple(ops) => {
-            ops.values().any(|op| op.node.ty == OperationType::Mutation)
-        }
-    }
-}
-
-/// Subscriptions. The token goes in the `connection_init` payload
-/// (`{"Authorization": "Bearer ..."}`) or the upgrade request's header.
-async fn graphql_ws(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    protocol: GraphQLProtocol,
-    upgrade: WebSocketUpgrade,
-) -> Response {
-    let header_auth = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    upgrade
-        .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| {
-            let schema = state.audited_schema();
-            GraphQLWebSocket::new(socket, schema, protocol)
-                .on_connection_init(move |payload| async move {
-                    let from_payload = ["Authorization", "authorization"]
-                        .iter()
-                        .find_map(|k| payload.get(*k).and_then(|v| v.as_str()).map(str::to_owned));
-                    let authorization = from_payload.or(header_auth);
-                    let caller =
-                        auth::authenticate(&state.store, state.auth, authorization.as_deref())
-                            .await
-                            .map_err(|e| async_graphql::Error::new(e.to_string()))?;
-                    let mut data = async_graphql::Data::default();
-                    data.insert(caller);
-                    Ok(data)
-                })
-                .serve()
-        })
-}
-
-async fn graphiql() -> Html<String> {
-    Html(
-        GraphiQLSource::build()
-            .endpoint("/graphql")
-            .subscription_endpoint("/graphql/ws")
-            .title("Cairn GraphQL")
-            .finish(),
-    )
 }
 
 /// 200 with a JSON summary when the store answers, 503 otherwise.
@@ -274,6 +210,7 @@ mod tests {
     use super::*;
     use axum::body::Body;
     use axum::http::Request;
+    use std::time::Instant;
     use tower::ServiceExt as _;
 
     /// The status and body of one request.
@@ -287,7 +224,11 @@ mod tests {
     }
 
     async fn get_text(app: Router, uri: &str) -> (StatusCode, String) {
-        let (status, body) = send(app, Request::get(uri).body(Body::empty()).unwrap()).await;
+        let request = Request::get(uri)
+            .header("host", "127.0.0.1:80")
+            .body(Body::empty())
+            .unwrap();
+        let (status, body) = send(app, request).await;
         (status, String::from_utf8(body).unwrap())
     }
 
@@ -315,8 +256,11 @@ mod tests {
             worker: "w".into(),
             started_at: chrono::Utc::now(),
             schema,
-            auth,
-            request_timeout,
+            guard: Guard::new(auth, 80),
+            limits: Limits {
+                request_timeout,
+                ..Limits::default()
+            },
         })
     }
 
@@ -331,6 +275,7 @@ mod tests {
     async fn post(app: Router, query: &str) -> (StatusCode, serde_json::Value) {
         let body = serde_json::json!({ "query": query }).to_string();
         let request = Request::post("/graphql")
+            .header("host", "127.0.0.1:80")
             .header("content-type", "application/json")
             .body(Body::from(body))
             .unwrap();

@@ -105,12 +105,27 @@ pub fn format_duration(d: Duration) -> String {
     out
 }
 
+/// The longest duration a definition or an SLA may name: 100 years. Anything longer is
+/// a typo, and would overflow date arithmetic where it meets a clock.
+pub const MAX_DURATION: Duration = Duration::from_secs(36_525 * 86_400);
+
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {
-    humantime::parse_duration(raw).map_err(|e| {
+    let shown = if raw.len() > 40 {
+        format!("{:?}...", raw.chars().take(40).collect::<String>())
+    } else {
+        format!("{raw:?}")
+    };
+    let d = humantime::parse_duration(raw).map_err(|e| {
         format!(
-            "invalid duration {raw:?}: {e} (expected e.g. \"90s\", \"30m\", \"26h\", \"1h 30m\")"
+            "invalid duration {shown}: {e} (expected e.g. \"90s\", \"30m\", \"26h\", \"1h 30m\")"
         )
-    })
+    })?;
+    if d > MAX_DURATION {
+        return Err(format!(
+            "duration {shown} is longer than the 100 years allowed"
+        ));
+    }
+    Ok(d)
 }
 
 // ----- automation -----
@@ -489,6 +504,33 @@ mod tests {
         assert_eq!(format_duration(Duration::from_secs(26 * 3600)), "26h");
         assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");
         assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
+    }
+
+    #[test]
+    fn durations_are_bounded_at_100_years() {
+        assert_eq!(
+            parse_duration("100years").unwrap(),
+            MAX_DURATION,
+            "humantime's year is 365.25 days"
+        );
+        for huge in [
+            "101y",
+            "300000y",
+            "9223372036854775807s",
+            "18446744073709551615s",
+        ] {
+            let e = parse_duration(huge).unwrap_err();
+            assert!(
+                e.contains("100 years") || e.contains("invalid"),
+                "{huge}: {e}"
+            );
+        }
+        assert!(parse_duration("101y").unwrap_err().contains("100 years"));
+        let long = "9".repeat(10_000);
+        assert!(
+            parse_duration(&long).unwrap_err().len() < 200,
+            "no echo of huge input"
+        );
     }
 
     #[test]

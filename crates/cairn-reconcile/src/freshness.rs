@@ -95,6 +95,17 @@ fn duration(d: std::time::Duration) -> Duration {
     Duration::from_std(d).unwrap_or(Duration::MAX)
 }
 
+/// `t + d`, saturating at the end of representable time: a policy's durations are
+/// bounded when parsed, but a stored value must never panic the reconciler.
+fn plus(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    t.checked_add_signed(d).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// `t - d`, saturating at the start of representable time.
+fn minus(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    t.checked_sub_signed(d).unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
 /// The time windows of a partitioned asset, as (index -> window end, all partitions of that window).
 fn time_windows(asset: &AssetDef) -> Option<&cairn_model::partitions::TimeWindows> {
     match asset.partitions.as_ref().map(|p| &*p.def) {
@@ -149,15 +160,15 @@ fn lag_status(
         };
         let age = now - at;
         let (status, since) = if age > max {
-            (FreshnessStatus::Breach, at + max)
+            (FreshnessStatus::Breach, plus(at, max))
         } else if warn.is_some_and(|w| age > w) {
-            (FreshnessStatus::Warn, at + warn.unwrap_or(max))
+            (FreshnessStatus::Warn, plus(at, warn.unwrap_or(max)))
         } else {
             (FreshnessStatus::Fresh, at)
         };
         let next_change = match status {
-            FreshnessStatus::Fresh => Some(at + warn.unwrap_or(max)),
-            FreshnessStatus::Warn => Some(at + max),
+            FreshnessStatus::Fresh => Some(plus(at, warn.unwrap_or(max))),
+            FreshnessStatus::Warn => Some(plus(at, max)),
             _ => None,
         };
         return Freshness {
@@ -190,7 +201,7 @@ fn lag_status(
         return Freshness {
             status: FreshnessStatus::Fresh,
             since: None,
-            next_change: Some(next_due + threshold),
+            next_change: Some(plus(next_due, threshold)),
             detail: format!("newest partition {} is materialized", t.key_of(newest)),
         };
     }
@@ -204,22 +215,22 @@ fn lag_status(
     if lag > max {
         Freshness {
             status: FreshnessStatus::Breach,
-            since: Some(due + max),
+            since: Some(plus(due, max)),
             next_change: None,
             detail,
         }
     } else if warn.is_some_and(|w| lag > w) {
         Freshness {
             status: FreshnessStatus::Warn,
-            since: Some(due + threshold),
-            next_change: Some(due + max),
+            since: Some(plus(due, threshold)),
+            next_change: Some(plus(due, max)),
             detail,
         }
     } else {
         Freshness {
             status: FreshnessStatus::Fresh,
             since: Some(due),
-            next_change: Some(due + threshold),
+            next_change: Some(plus(due, threshold)),
             detail,
         }
     }
@@ -261,12 +272,12 @@ fn deadline_status(
         _ => newest_at(asset, id, state, env).map(micros),
     };
     match built {
-        Some(at) if at >= tick - bound => {
+        Some(at) if at >= minus(tick, bound) => {
             // Good for this tick; the next one needs a build after its own bound.
-            let next_change = next_tick.filter(|next| at < *next - bound);
+            let next_change = next_tick.filter(|next| at < minus(*next, bound));
             Freshness {
                 status: FreshnessStatus::Fresh,
-                since: Some(at.max(tick - bound)),
+                since: Some(at.max(minus(tick, bound))),
                 next_change,
                 detail: format!(
                     "built {} before the {} deadline",
@@ -279,7 +290,11 @@ fn deadline_status(
             status: FreshnessStatus::Breach,
             since: Some(tick),
             next_change: None,
-            detail: format!("no build after {} for the {} deadline", tick - bound, tick),
+            detail: format!(
+                "no build after {} for the {} deadline",
+                minus(tick, bound),
+                tick
+            ),
         },
     }
 }

@@ -21,6 +21,10 @@ struct Cli {
     /// The store: `sqlite:PATH` or `postgres://...` (default: .cairn/cairn.db beside the assets directory).
     #[arg(long, global = true, env = "CAIRN_STORE")]
     store: Option<String>,
+    /// How log lines are written to stderr: `text` (coloured only on a terminal, never
+    /// with NO_COLOR set) or `json` (one object per line). `CAIRN_LOG` sets the level.
+    #[arg(long, global = true, env = "CAIRN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -68,15 +72,33 @@ fn store_url(assets: &std::path::Path, store: Option<&str>) -> String {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal as _;
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| "warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => {
+            // Escape codes only where a person reads them (https://no-color.org).
+            let colour = std::io::stderr().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+            builder.with_ansi(colour).init()
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    init_logging(cli.log_format);
     let store = store_url(&cli.assets, cli.store.as_deref());
     let result = match cli.command {
         Command::Up(args) => commands::up::run(&cli.assets, &store, args),

@@ -8,6 +8,7 @@
 mod keys_audit;
 pub mod mutation;
 pub mod query;
+pub mod scalars;
 pub mod subscription;
 pub mod types;
 
@@ -25,12 +26,23 @@ use crate::error::{Code, error};
 pub use keys_audit::AuditedSchema;
 pub use mutation::Mutation;
 pub use query::Query;
+pub use scalars::Int64;
 pub use subscription::Subscription;
 
 pub type CairnSchema = Schema<Query, Mutation, Subscription>;
 
 /// Most items one page returns; larger `first` arguments are refused.
 pub const MAX_PAGE: usize = 500;
+
+/// Longest identifier an argument may hold (bytes): asset keys, partition keys, ids,
+/// token names, code and data versions.
+pub const MAX_NAME: usize = 255;
+/// Longest selection expression (bytes).
+pub const MAX_SELECTION: usize = 4096;
+/// Largest metadata a report may carry (bytes of JSON).
+pub const MAX_METADATA: usize = 64 * 1024;
+/// Most keys one request may name.
+pub const MAX_KEYS: usize = 10_000;
 
 /// What resolvers share.
 pub struct Api {

@@ -1,6 +1,7 @@
 //! Actions. Each checks the caller's role, validates every argument before writing
 //! anything, writes, and appends to the audit log (who, what, target, when).
 
+use crate::schema::Int64;
 use async_graphql::{Context, Json, Object, SimpleObject};
 use cairn_engine::backfill::{RequestError, Scope};
 use cairn_engine::report::{Report, ReportError, ReportKind};
@@ -9,9 +10,10 @@ use cairn_model::partitions::PartitionsDef;
 use chrono::Utc;
 
 use super::types::{Asset, Backfill, Run, asset_id, masks_keys};
+use super::{MAX_KEYS, MAX_METADATA, MAX_NAME, MAX_SELECTION};
 use super::{api, audit, caller, record, require, view};
 use crate::auth::Role;
-use crate::error::{self, bad, not_found};
+use crate::error::{self, bad, check_len, not_found};
 
 pub struct Mutation;
 
@@ -20,7 +22,7 @@ pub struct Mutation;
 pub struct BackfillLaunch {
     /// Partitions it rebuilds, in all: the runs it will create (assets that run ranges
     /// batch several partitions into one run).
-    pub partitions: u64,
+    pub partitions: Int64,
     pub assets: Vec<String>,
     /// Null on a dry run: nothing was created.
     pub backfill: Option<Backfill>,
@@ -71,6 +73,7 @@ impl Mutation {
         to: Option<String>,
     ) -> async_graphql::Result<BackfillLaunch> {
         require(ctx, Role::Operator)?;
+        check_len("partition", partition.as_deref().unwrap_or(""), MAX_NAME)?;
         if partition.is_some() && (from.is_some() || to.is_some()) {
             return Err(bad("give either partition or from/to, not both"));
         }
@@ -88,6 +91,7 @@ impl Mutation {
         id: String,
     ) -> async_graphql::Result<Backfill> {
         require(ctx, Role::Operator)?;
+        check_len("id", &id, MAX_NAME)?;
         let store = &api(ctx).store;
         let b = store
             .get_backfill(&id)
@@ -116,6 +120,7 @@ impl Mutation {
     /// process group, at its next heartbeat).
     async fn cancel_run(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<Run> {
         require(ctx, Role::Operator)?;
+        check_len("id", &id, MAX_NAME)?;
         let store = &api(ctx).store;
         let run = store
             .get_run(&id)
@@ -161,6 +166,16 @@ impl Mutation {
         deadline_lower_bound: Option<String>,
     ) -> async_graphql::Result<Asset> {
         let caller = require(ctx, Role::Admin)?.clone();
+        check_len("asset", &asset, MAX_NAME)?;
+        for (argument, value) in [
+            ("maxLag", &max_lag),
+            ("warnLag", &warn_lag),
+            ("deadlineCron", &deadline_cron),
+            ("deadlineTimezone", &deadline_timezone),
+            ("deadlineLowerBound", &deadline_lower_bound),
+        ] {
+            check_len(argument, value.as_deref().unwrap_or(""), MAX_NAME)?;
+        }
         let mut spec = serde_json::Map::new();
         if let Some(v) = max_lag {
             spec.insert("max_lag".into(), v.into());
@@ -225,6 +240,7 @@ impl Mutation {
         asset: String,
     ) -> async_graphql::Result<Asset> {
         require(ctx, Role::Admin)?;
+        check_len("asset", &asset, MAX_NAME)?;
         let api = api(ctx);
         let mut guard = api.view.write().await;
         let view = guard
@@ -279,7 +295,7 @@ impl Mutation {
         data_version: Option<String>,
         code_version: Option<String>,
         metadata: Option<Json<serde_json::Value>>,
-    ) -> async_graphql::Result<i64> {
+    ) -> async_graphql::Result<Int64> {
         let mut req = Report::new(asset, ReportKind::Materialization, "");
         req.code_version = code_version;
         report(ctx, req, partition, data_version, metadata).await
@@ -293,7 +309,7 @@ impl Mutation {
         partition: Option<String>,
         data_version: Option<String>,
         metadata: Option<Json<serde_json::Value>>,
-    ) -> async_graphql::Result<i64> {
+    ) -> async_graphql::Result<Int64> {
         let req = Report::new(asset, ReportKind::Observation, "");
         report(ctx, req, partition, data_version, metadata).await
     }
@@ -309,6 +325,10 @@ impl Mutation {
         require(ctx, Role::Admin)?;
         if name.trim().is_empty() {
             return Err(bad("name: a token needs a name"));
+        }
+        check_len("name", &name, MAX_NAME)?;
+        if name.chars().any(char::is_control) {
+            return Err(bad("name: control characters are not allowed"));
         }
         let (token, secret) = api(ctx)
             .store
@@ -331,6 +351,7 @@ impl Mutation {
     /// Revokes a token (admin): it stops working at once.
     async fn revoke_token(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<bool> {
         require(ctx, Role::Admin)?;
+        check_len("id", &id, MAX_NAME)?;
         let revoked = api(ctx)
             .store
             .revoke_token(
@@ -354,8 +375,28 @@ async fn report(
     partition: Option<String>,
     data_version: Option<String>,
     metadata: Option<Json<serde_json::Value>>,
-) -> async_graphql::Result<i64> {
+) -> async_graphql::Result<Int64> {
     let caller = require(ctx, Role::Operator)?;
+    check_len("asset", &req.asset, MAX_NAME)?;
+    check_len("partition", partition.as_deref().unwrap_or(""), MAX_NAME)?;
+    check_len(
+        "dataVersion",
+        data_version.as_deref().unwrap_or(""),
+        MAX_NAME,
+    )?;
+    check_len(
+        "codeVersion",
+        req.code_version.as_deref().unwrap_or(""),
+        MAX_NAME,
+    )?;
+    if let Some(m) = &metadata {
+        let size = serde_json::to_vec(&m.0).map_or(usize::MAX, |b| b.len());
+        if size > MAX_METADATA {
+            return Err(bad(format!(
+                "metadata: at most {MAX_METADATA} bytes of JSON (got {size})"
+            )));
+        }
+    }
     req.partition = partition;
     req.data_version = data_version;
     req.metadata = metadata.map_or_else(|| serde_json::json!({}), |m| m.0);
@@ -382,7 +423,7 @@ async fn report(
             e => bad(e.to_string()),
         })?;
     api.poke.tick_now();
-    Ok(id)
+    Ok(id.into())
 }
 
 /// Shared by `launchBackfill` and `materialize`.
@@ -403,6 +444,10 @@ async fn launch(
     if keys.as_ref().is_some_and(Vec::is_empty) {
         return Err(bad("keys: the list is empty"));
     }
+    check_len("selection", &selection, MAX_SELECTION)?;
+    check_len("from", from.as_deref().unwrap_or(""), MAX_NAME)?;
+    check_len("to", to.as_deref().unwrap_or(""), MAX_NAME)?;
+    check_keys(keys.as_deref().unwrap_or_default())?;
     let api = api(ctx);
     let now = Utc::now();
     let view = view(ctx).await?;
@@ -456,7 +501,7 @@ async fn launch(
         )
         .await?;
         return Ok(BackfillLaunch {
-            partitions: request.total,
+            partitions: request.total.into(),
             assets,
             backfill: None,
         });
@@ -475,7 +520,7 @@ async fn launch(
     .map_err(error::store)?;
     api.poke.tick_now();
     Ok(BackfillLaunch {
-        partitions: request.total,
+        partitions: request.total.into(),
         assets,
         backfill: Some(Backfill::new(backfill, caller, &view)),
     })
@@ -489,6 +534,7 @@ async fn change_dynamic(
     add: bool,
 ) -> async_graphql::Result<u64> {
     require(ctx, Role::Admin)?;
+    check_len("definition", definition, MAX_NAME)?;
     let sensitive = check_dynamic(ctx, definition, keys).await?;
     let store = &api(ctx).store;
     let now = Utc::now();
@@ -538,9 +584,18 @@ async fn check_dynamic(
             "{definition} is not a dynamic partitions definition"
         )));
     };
+    // Before anything about the keys is looked at: the answer must be the same whatever
+    // they are, or a caller without phi could tell which exist.
+    if def.has_sensitive_keys() && !caller(ctx).phi {
+        return Err(error::error(
+            error::Code::Forbidden,
+            format!("{definition}'s keys are sensitive: changing them needs the phi scope"),
+        ));
+    }
     if keys.is_empty() {
         return Err(bad("keys: the list is empty"));
     }
+    check_keys(keys)?;
     for k in keys {
         if k.is_empty()
             || k.len() > 255
@@ -553,6 +608,24 @@ async fn check_dynamic(
         }
     }
     Ok(def.has_sensitive_keys())
+}
+
+/// At most `MAX_KEYS` keys, each at most `MAX_NAME` bytes (named by position: a key
+/// may be sensitive).
+fn check_keys(keys: &[String]) -> async_graphql::Result<()> {
+    if keys.len() > MAX_KEYS {
+        return Err(bad(format!(
+            "keys: at most {MAX_KEYS} keys per request (got {})",
+            keys.len()
+        )));
+    }
+    match keys.iter().position(|k| k.len() > MAX_NAME) {
+        Some(i) => Err(bad(format!(
+            "keys: key {} is longer than {MAX_NAME} bytes",
+            i + 1
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Audit details of a dynamic partitions change: sensitive keys are counted, not named.

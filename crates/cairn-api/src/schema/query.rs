@@ -290,7 +290,7 @@ impl Query {
                     caller.keys_shown.record(asset);
                 }
                 AuditEntry {
-                    id: r.id,
+                    id: r.id.into(),
                     at: r.at,
                     actor: r.actor,
                     action: r.action,

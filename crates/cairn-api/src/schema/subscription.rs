@@ -1,6 +1,7 @@
 //! Streams over a websocket (`/graphql/ws`, graphql-transport-ws or graphql-ws). They
 //! follow the store, so a run executed by any worker is seen.
 
+use crate::schema::Int64;
 use std::time::Duration;
 
 use async_graphql::{Context, Subscription};
@@ -81,8 +82,9 @@ impl Subscription {
         &self,
         ctx: &Context<'_>,
         id: String,
-        #[graphql(default = 0)] after: i64,
+        #[graphql(default)] after: Int64,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<LogLine>> + use<>> {
+        let Int64(after) = after;
         let api = api(ctx);
         let store = api.store.clone();
         let run = store
@@ -134,7 +136,7 @@ impl Subscription {
                     for l in lines {
                         seq = l.seq;
                         let line = LogLine {
-                            seq: l.seq,
+                            seq: l.seq.into(),
                             at: l.at,
                             stream: l.stream,
                             line: l.line,

@@ -67,6 +67,15 @@ pub struct Args {
     /// Time between reconciler ticks (a run's end triggers one at once).
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     tick: Duration,
+    /// The largest GraphQL request body accepted (bytes; larger ones get 413 unread).
+    #[arg(long, default_value_t = 1 << 20)]
+    max_body: usize,
+    /// Time a client gets to send a request's headers before its connection is closed.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    header_timeout: Duration,
+    /// Time a websocket gets to send `connection_init` before it is closed.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    ws_init_timeout: Duration,
     /// Time running commands get to finish on shutdown before they are killed.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     shutdown_grace: Duration,
@@ -113,24 +122,33 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
             view: links.view.clone(),
             poke: links.poke.clone(),
         });
+        let mode = if args.local {
+            cairn_api::AuthMode::Local
+        } else {
+            cairn_api::AuthMode::Tokens
+        };
         let app = cairn_api::router(Arc::new(cairn_api::AppState {
             store: store.clone(),
             worker: worker.clone(),
             started_at: chrono::Utc::now(),
             schema,
-            auth: if args.local {
-                cairn_api::AuthMode::Local
-            } else {
-                cairn_api::AuthMode::Tokens
+            guard: cairn_api::Guard::new(mode, listening.port()),
+            limits: cairn_api::Limits {
+                request_timeout: args.request_timeout,
+                max_body: args.max_body,
+                ws_init_timeout: args.ws_init_timeout,
             },
-            request_timeout: args.request_timeout,
         }));
-        let http_stop = shutdown.clone();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { http_stop.cancelled().await })
-                .await
-        });
+        let serve_options = cairn_api::serve::ServeOptions {
+            header_timeout: args.header_timeout,
+            ..Default::default()
+        };
+        let server = tokio::spawn(cairn_api::serve::serve(
+            listener,
+            app,
+            serve_options,
+            shutdown.clone(),
+        ));
         // The bound address (the port may have been 0: any free one).
         let mode = if args.local { "local mode, no token needed" } else { "bearer tokens required" };
         eprintln!("cairn up: {store_url} on http://{listening} (worker {worker}); GraphQL at /graphql, explorer at /graphiql ({mode}); Ctrl-C to stop");

@@ -1,10 +1,11 @@
 //! The audit log, API tokens, and the caller.
 
 use super::*;
+use crate::schema::Int64;
 
 #[derive(SimpleObject)]
 pub struct AuditEntry {
-    pub id: i64,
+    pub id: Int64,
     pub at: DateTime<Utc>,
     pub actor: String,
     pub action: String,

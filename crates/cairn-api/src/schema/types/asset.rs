@@ -2,6 +2,7 @@
 //! staleness, partition health and keys, lineage, runs).
 
 use super::*;
+use crate::schema::Int64;
 
 #[derive(SimpleObject, Clone)]
 pub struct Tag {
@@ -219,11 +220,11 @@ pub struct FreshnessInfo {
 /// The SLA in force; `overridden` when it was set through the API.
 #[derive(SimpleObject)]
 pub struct FreshnessPolicyInfo {
-    pub max_lag_seconds: Option<i64>,
-    pub warn_lag_seconds: Option<i64>,
+    pub max_lag_seconds: Option<Int64>,
+    pub warn_lag_seconds: Option<Int64>,
     pub deadline_cron: Option<String>,
     pub deadline_timezone: Option<String>,
-    pub deadline_lower_bound_seconds: Option<i64>,
+    pub deadline_lower_bound_seconds: Option<Int64>,
     pub overridden: bool,
     pub override_set_by: Option<String>,
     pub override_set_at: Option<DateTime<Utc>>,
@@ -232,7 +233,7 @@ pub struct FreshnessPolicyInfo {
 /// One materialization or observation from the log.
 #[derive(SimpleObject)]
 pub struct MaterializationInfo {
-    pub event_id: i64,
+    pub event_id: Int64,
     pub at: DateTime<Utc>,
     /// materialization or observation.
     pub kind: String,
@@ -256,7 +257,7 @@ impl MaterializationInfo {
                 .map(str::to_owned)
         };
         Self {
-            event_id: event.id,
+            event_id: event.id.into(),
             at: event.at,
             kind: event.kind.as_str().into(),
             partition,
@@ -416,8 +417,8 @@ impl Asset {
             next_change: f.next_change,
             detail: f.detail,
             policy: FreshnessPolicyInfo {
-                max_lag_seconds: policy.lag.map(|l| secs(l.max_lag)),
-                warn_lag_seconds: policy.lag.and_then(|l| l.warn_lag).map(secs),
+                max_lag_seconds: policy.lag.map(|l| secs(l.max_lag).into()),
+                warn_lag_seconds: policy.lag.and_then(|l| l.warn_lag).map(|d| secs(d).into()),
                 deadline_cron: policy
                     .deadline
                     .as_ref()
@@ -426,7 +427,10 @@ impl Asset {
                     .deadline
                     .as_ref()
                     .map(|d| d.schedule.timezone().to_string()),
-                deadline_lower_bound_seconds: policy.deadline.as_ref().map(|d| secs(d.lower_bound)),
+                deadline_lower_bound_seconds: policy
+                    .deadline
+                    .as_ref()
+                    .map(|d| secs(d.lower_bound).into()),
                 overridden: over.is_some(),
                 override_set_by: over.map(|o| o.record.set_by.clone()),
                 override_set_at: over.map(|o| o.record.set_at),

@@ -1,6 +1,7 @@
 //! Backfills, their targets and progress.
 
 use super::*;
+use crate::schema::Int64;
 
 /// A backfill and its progress.
 #[derive(SimpleObject)]
@@ -15,10 +16,10 @@ pub struct Backfill {
     pub updated_at: DateTime<Utc>,
     pub targets: Vec<BackfillTarget>,
     /// Partitions in all.
-    pub requested: u64,
-    pub done: u64,
-    pub failed: u64,
-    pub in_flight: u64,
+    pub requested: Int64,
+    pub done: Int64,
+    pub failed: Int64,
+    pub in_flight: Int64,
     /// Per asset: requested, done, in_flight, running, planned, failed, waiting.
     pub progress: Json<serde_json::Value>,
 }
@@ -74,10 +75,10 @@ impl Backfill {
                 .sum::<u64>()
         };
         Self {
-            requested: sum("requested"),
-            done: sum("done"),
-            failed: sum("failed"),
-            in_flight: sum("in_flight"),
+            requested: sum("requested").into(),
+            done: sum("done").into(),
+            failed: sum("failed").into(),
+            in_flight: sum("in_flight").into(),
             id: b.id,
             selection: b.selection,
             status: b.status,

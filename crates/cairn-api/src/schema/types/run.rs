@@ -1,6 +1,7 @@
 //! Runs, their logs, and pages of them.
 
 use super::*;
+use crate::schema::Int64;
 
 /// A run of an asset's partition (or range of partitions).
 #[derive(SimpleObject)]
@@ -62,7 +63,7 @@ impl Run {
 
 #[derive(SimpleObject)]
 pub struct LogLine {
-    pub seq: i64,
+    pub seq: Int64,
     pub at: DateTime<Utc>,
     pub stream: String,
     pub line: String,
@@ -72,7 +73,7 @@ pub struct LogLine {
 pub struct LogPage {
     pub lines: Vec<LogLine>,
     /// Pass as `after` for the next page (also when the run is still writing).
-    pub next_cursor: i64,
+    pub next_cursor: Int64,
 }
 
 #[ComplexObject]
@@ -82,9 +83,10 @@ impl Run {
     async fn logs(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 0)] after: i64,
+        #[graphql(default)] after: Int64,
         first: Option<i32>,
     ) -> async_graphql::Result<Option<LogPage>> {
+        let Int64(after) = after;
         let limit = page_size(first, 200)?;
         if self.redacted.is_some() {
             return Ok(None);
@@ -103,12 +105,12 @@ impl Run {
             )
             .await?;
         }
-        let next_cursor = lines.last().map_or(after, |l| l.seq);
+        let next_cursor = lines.last().map_or(after, |l| l.seq).into();
         Ok(Some(LogPage {
             lines: lines
                 .into_iter()
                 .map(|l| LogLine {
-                    seq: l.seq,
+                    seq: l.seq.into(),
                     at: l.at,
                     stream: l.stream,
                     line: l.line,
