@@ -23,6 +23,7 @@ mod phi;
 mod queries;
 mod reports;
 mod roles;
+mod security;
 mod subscriptions;
 
 use bad_arguments::*;
@@ -32,6 +33,7 @@ use phi::*;
 use queries::*;
 use reports::*;
 use roles::*;
+use security::*;
 use subscriptions::*;
 
 /// How long any wait may take before the test fails.
@@ -314,7 +316,7 @@ struct Server {
 }
 
 impl Server {
-    fn start(dir: &Path, store: &str, local: bool) -> Self {
+    fn start(dir: &Path, store: &str, local: bool, extra: &[&str]) -> Self {
         let stderr = dir.join("up.err");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
         cmd.arg("--assets")
@@ -332,6 +334,7 @@ impl Server {
         if local {
             cmd.arg("--local");
         }
+        cmd.args(extra);
         let child = cmd
             .current_dir(dir)
             .env_remove("CAIRN_ASSETS")
@@ -427,6 +430,11 @@ impl World {
     /// The warehouse, its store, an admin token, `cairn up`, the patients' keys added and
     /// every eager asset built.
     fn start(backend: &Backend, local: bool) -> Self {
+        Self::start_with(backend, local, &[])
+    }
+
+    /// `start`, with more arguments for `cairn up`.
+    fn start_with(backend: &Backend, local: bool, extra: &[&str]) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let today = chrono::Utc::now().date_naive();
         let start = today - chrono::Days::new(4);
@@ -456,7 +464,7 @@ impl World {
             }
         };
         let admin = create_token(tmp.path(), &store, "admin", true, "ci-admin").1;
-        let server = Server::start(tmp.path(), &store, local);
+        let server = Server::start(tmp.path(), &store, local, extra);
         let http: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(30)))
@@ -761,4 +769,6 @@ on_both_backends!(
     reports_record_materializations_and_observations,
     limits_and_local_mode,
     subscriptions_stream_run_status_and_logs,
+    local_mode_is_safe_from_other_web_pages,
+    token_mode_bounds_every_request,
 );

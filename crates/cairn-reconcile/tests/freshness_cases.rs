@@ -133,3 +133,45 @@ fn unpartitioned_lag_is_the_age_of_the_data_and_unknown_before_any() {
         (FreshnessStatus::Breach, Some("2025-01-10T11:00:00+00:00"))
     );
 }
+
+/// Durations are bounded when parsed, but a policy built otherwise (a stored value read by
+/// another version) must never overflow where it meets the clock: the reconciler and every
+/// status query would panic.
+#[test]
+fn the_longest_durations_saturate_instead_of_overflowing() {
+    use cairn_model::policy::{DeadlinePolicy, FreshnessPolicy, LagPolicy};
+    let g = graph(&format!(
+        "{LAGGED}\n[[asset]]\nkey = \"dim/p\"\ncompute = {{ command = [\"true\"] }}\n\n[asset.freshness]\nmax_lag = \"1h\"\n"
+    ));
+    let mut log = Log::new(&g, "2025-03-09T12:00:00Z");
+    log.mat("raw/adt", "2025-03-01", "v");
+    log.mat("dim/p", "", "v");
+    let env = PartitionEnv {
+        now: t("2025-03-09T12:00:00Z"),
+        dynamic: &log.dynamic,
+    };
+    let longest = std::time::Duration::from_secs(u64::MAX);
+    let schedule = cairn_model::policy::CronSchedule::parse("0 7 * * *", chrono_tz::UTC).unwrap();
+    for policy in [
+        FreshnessPolicy {
+            lag: Some(LagPolicy {
+                max_lag: longest,
+                warn_lag: Some(longest / 2),
+            }),
+            deadline: None,
+        },
+        FreshnessPolicy {
+            lag: None,
+            deadline: Some(DeadlinePolicy {
+                schedule: schedule.clone(),
+                lower_bound: longest,
+            }),
+        },
+    ] {
+        for asset in ["raw/adt", "dim/p"] {
+            let id = g.id_of(asset).unwrap();
+            let f = evaluate(&policy, g.asset(id), id, &log.state, env);
+            assert_ne!(f.status, FreshnessStatus::Breach, "{asset}: {policy:?}");
+        }
+    }
+}
