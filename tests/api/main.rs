@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+mod adversarial;
 mod bad_arguments;
 mod limits;
 mod mutations;
@@ -26,6 +27,7 @@ mod roles;
 mod security;
 mod subscriptions;
 
+use adversarial::*;
 use bad_arguments::*;
 use limits::*;
 use mutations::*;
@@ -772,3 +774,10 @@ on_both_backends!(
     local_mode_is_safe_from_other_web_pages,
     token_mode_bounds_every_request,
 );
+
+/// Behaviour of the HTTP layer alone: one backend is enough (the crawl reads the SQLite
+/// store directly to prove refused mutations stored nothing).
+#[test]
+fn adversarial_arguments_never_crash_or_store_anything() {
+    adversarial_arguments_never_crash_or_store()
+}

@@ -40,9 +40,15 @@ impl Raw {
 /// Sends `head` (request line and headers, without the blank line) and `body` over a
 /// new connection, and reads the answer to its end.
 pub(crate) fn raw(addr: &str, head: &str, body: &[u8]) -> Raw {
+    raw_bytes(addr, head.as_bytes(), body)
+}
+
+/// `raw`, with a head that need not be text.
+pub(crate) fn raw_bytes(addr: &str, head: &[u8], body: &[u8]) -> Raw {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-    let mut request = format!("{head}\r\nConnection: close\r\n\r\n").into_bytes();
+    let mut request = head.to_vec();
+    request.extend_from_slice(b"\r\nConnection: close\r\n\r\n");
     request.extend_from_slice(body);
     // The server may answer (and close) before a body it refuses is sent whole.
     let _ = stream.write_all(&request);
@@ -753,7 +759,7 @@ pub(crate) fn token_mode_bounds_every_request(backend: &Backend) {
 }
 
 /// The highest resident set size of a process so far (KiB).
-fn peak_rss_kib(pid: u32) -> u64 {
+pub(crate) fn peak_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
         .lines()
