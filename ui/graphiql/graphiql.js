@@ -16,7 +16,7 @@
       defaultEditorToolsVisibility: true,
       defaultQuery:
         "# Cairn's GraphQL API: press the run button (or Ctrl-Enter).\n" +
-        "{\n  me { name role phi }\n  assets(first: 10) { total items { key classification } }\n}\n",
+        "{\n  me { name role phi }\n  assets(first: 10) { total items { key classification { effective source } } }\n}\n",
     })
   );
 })();
