@@ -92,7 +92,10 @@ impl Server {
                 return server;
             }
             // On failure, `server` is dropped: the process is killed and reaped.
-            assert!(started.elapsed() < TIMEOUT, "cairn up did not start:\n{log}");
+            assert!(
+                started.elapsed() < TIMEOUT,
+                "cairn up did not start:\n{log}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
