@@ -781,3 +781,8 @@ on_both_backends!(
 fn adversarial_arguments_never_crash_or_store_anything() {
     adversarial_arguments_never_crash_or_store()
 }
+
+#[test]
+fn log_lines_are_json_when_asked() {
+    log_lines_are_json_on_request()
+}

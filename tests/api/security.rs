@@ -768,3 +768,44 @@ pub(crate) fn peak_rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap()
 }
+
+/// `--log-format json`: every log line is one JSON object (the startup banner is a
+/// message to the person, not a log line).
+pub(crate) fn log_lines_are_json_on_request() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("assets")).unwrap();
+    std::fs::write(
+        tmp.path().join("assets/w.toml"),
+        "[[asset]]\nkey = \"ops/sites\"\nclassification = \"public\"\ncompute = { shell = \"true\" }\n",
+    )
+    .unwrap();
+    let store = format!("sqlite:{}", tmp.path().join("cairn.db").display());
+    let server = Server::start(tmp.path(), &store, true, &["--log-format", "json"]);
+    let port = server.addr.rsplit(':').next().unwrap().to_owned();
+    let r = raw(
+        &server.addr,
+        &format!("GET /healthz HTTP/1.1\r\nHost: evil.example:{port}"),
+        b"",
+    );
+    assert_eq!(r.status, 403);
+    let mut line = String::new();
+    wait_for("the refusal to be logged", || {
+        line = server
+            .log()
+            .lines()
+            .find(|l| l.contains("request refused"))
+            .unwrap_or("")
+            .to_owned();
+        !line.is_empty()
+    });
+    let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(v["level"], "WARN", "{v}");
+    assert!(
+        v["fields"]["refusal"]
+            .as_str()
+            .unwrap()
+            .contains("evil.example"),
+        "{v}"
+    );
+    assert!(!server.log().contains('\u{1b}'), "{}", server.log());
+}
