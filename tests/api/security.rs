@@ -107,9 +107,13 @@ fn dechunk(body: &str) -> String {
     out
 }
 
-/// A POST of `body` to /graphql with `headers` (each `Name: value`).
-fn post_raw(w: &World, headers: &[&str], body: &str) -> Raw {
-    let mut head = format!("POST /graphql HTTP/1.1\r\nContent-Length: {}", body.len());
+/// A request to the world's server: `first` is the request line's method and path,
+/// `headers` are `Name: value` (the server's own Host unless one is given).
+fn request_raw(w: &World, first: &str, headers: &[&str], body: &[u8]) -> Raw {
+    let mut head = format!("{first} HTTP/1.1");
+    if !body.is_empty() {
+        head.push_str(&format!("\r\nContent-Length: {}", body.len()));
+    }
     if !headers
         .iter()
         .any(|h| h.to_ascii_lowercase().starts_with("host:"))
@@ -120,22 +124,16 @@ fn post_raw(w: &World, headers: &[&str], body: &str) -> Raw {
         head.push_str("\r\n");
         head.push_str(h);
     }
-    raw(&w.server.addr, &head, body.as_bytes())
+    raw(&w.server.addr, &head, body)
+}
+
+/// A POST of `body` to /graphql.
+fn post_raw(w: &World, headers: &[&str], body: &str) -> Raw {
+    request_raw(w, "POST /graphql", headers, body.as_bytes())
 }
 
 fn get_raw(w: &World, path: &str, headers: &[&str]) -> Raw {
-    let mut head = format!("GET {path} HTTP/1.1");
-    if !headers
-        .iter()
-        .any(|h| h.to_ascii_lowercase().starts_with("host:"))
-    {
-        head.push_str(&format!("\r\nHost: {}", w.server.addr));
-    }
-    for h in headers {
-        head.push_str("\r\n");
-        head.push_str(h);
-    }
-    raw(&w.server.addr, &head, b"")
+    request_raw(w, &format!("GET {path}"), headers, b"")
 }
 
 const CREATE_TOKEN: &str = r#"mutation{createToken(name:"x",role:ADMIN,phi:true){secret}}"#;
@@ -168,7 +166,7 @@ fn session_cookie(w: &World) -> Option<String> {
 }
 
 /// A websocket upgrade with extra headers; the handshake's error, or the socket.
-fn ws_with(w: &World, headers: &[(&str, &str)]) -> Result<Socket, String> {
+pub(crate) fn ws_with(w: &World, headers: &[(&str, &str)]) -> Result<Socket, String> {
     use tungstenite::client::IntoClientRequest as _;
     let stream = TcpStream::connect(&w.server.addr).unwrap();
     stream.set_read_timeout(Some(TIMEOUT)).unwrap();

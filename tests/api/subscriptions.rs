@@ -6,17 +6,7 @@ pub(crate) type Socket = tungstenite::WebSocket<TcpStream>;
 
 /// A graphql-transport-ws connection, initialized with `token`.
 pub(crate) fn ws_connect(w: &World, token: &str) -> Result<Socket, String> {
-    use tungstenite::client::IntoClientRequest as _;
-    let stream = TcpStream::connect(&w.server.addr).unwrap();
-    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-    let mut req = format!("ws://{}/graphql/ws", w.server.addr)
-        .into_client_request()
-        .unwrap();
-    req.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        "graphql-transport-ws".parse().unwrap(),
-    );
-    let (mut socket, _) = tungstenite::client(req, stream).map_err(|e| e.to_string())?;
+    let mut socket = super::security::ws_with(w, &[])?;
     send(
         &mut socket,
         json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } }),

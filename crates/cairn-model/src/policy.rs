@@ -528,7 +528,7 @@ mod tests {
         assert!(parse_duration("101y").unwrap_err().contains("100 years"));
         let long = "9".repeat(10_000);
         assert!(
-            parse_duration(&long).unwrap_err().len() < 200,
+            parse_duration(&long).unwrap_err().len() < 400,
             "no echo of huge input"
         );
     }
