@@ -144,7 +144,9 @@ fn the_longest_durations_saturate_instead_of_overflowing() {
         "{LAGGED}\n[[asset]]\nkey = \"dim/p\"\ncompute = {{ command = [\"true\"] }}\n\n[asset.freshness]\nmax_lag = \"1h\"\n"
     ));
     let mut log = Log::new(&g, "2025-03-09T12:00:00Z");
-    log.mat("raw/adt", "2025-03-01", "v");
+    for d in 1..=8 {
+        log.mat("raw/adt", &format!("2025-03-0{d}"), "v");
+    }
     log.mat("dim/p", "", "v");
     let env = PartitionEnv {
         now: t("2025-03-09T12:00:00Z"),
