@@ -1,5 +1,6 @@
 //! The `cairn` command line.
 
+mod clock;
 mod commands;
 mod reconciler;
 
@@ -21,6 +22,9 @@ struct Cli {
     /// The store: `sqlite:PATH` or `postgres://...` (default: .cairn/cairn.db beside the assets directory).
     #[arg(long, global = true, env = "CAIRN_STORE")]
     store: Option<String>,
+    /// Evaluate as if the time now were this (RFC 3339), advancing from there (see clock.rs).
+    #[arg(long, global = true, env = "CAIRN_NOW", hide = true)]
+    now: Option<chrono::DateTime<chrono::Utc>>,
     #[command(subcommand)]
     command: Command,
 }
@@ -77,6 +81,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    clock::set(cli.now);
     let store = store_url(&cli.assets, cli.store.as_deref());
     let result = match cli.command {
         Command::Up(args) => commands::up::run(&cli.assets, &store, args),

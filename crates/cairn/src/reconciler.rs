@@ -99,7 +99,7 @@ pub async fn run(
         }
         // Dynamic partitions or SLA overrides changed through the API: read them again.
         reload |= links.poke.reload.swap(false, Ordering::AcqRel);
-        let now = chrono::Utc::now();
+        let now = crate::clock::now();
         // A full load takes a while on a big log: readers keep the old view meanwhile.
         let loaded = if reload {
             reload = false;
