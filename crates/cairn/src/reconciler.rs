@@ -143,6 +143,7 @@ pub async fn run(
                 )
                 .await?;
             drop(guard);
+            links.view.ticked();
             if report.enqueued > 0 {
                 tracing::info!(enqueued = report.enqueued, "runs enqueued");
                 links.enqueued.notify_one();

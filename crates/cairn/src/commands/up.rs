@@ -118,6 +118,7 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
             worker: worker.clone(),
             started_at: chrono::Utc::now(),
             schema,
+            view: links.view.clone(),
             auth: if args.local {
                 cairn_api::AuthMode::Local
             } else {
