@@ -1,18 +1,53 @@
 //! End-to-end: `cairn reconcile`, `status` and `backfill` against a real SQLite store.
 //! Runs are completed through the store (the launcher is a later issue), exactly as a
 //! worker records them: claim, start, succeed with the materialization.
+//!
+//! The scenario runs at the system's time and at chosen instants (through the binary's
+//! `CAIRN_NOW`): at both DST changes of the partitions' zone and on both sides of its
+//! midnight. Dates are computed in that zone with chrono-tz, never with a fixed offset.
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::Instant;
 
 use cairn_store::{EventKind, Materialization, NewEvent, RunStatus, RunTransition};
+use chrono::{DateTime, Utc};
+use chrono_tz::America::Chicago;
 
-fn cairn(args: &[&str], cwd: &Path) -> Output {
+/// The scenario's clock: a start instant advancing with the monotonic clock, shared by the
+/// test's own events and (through `CAIRN_NOW`) every `cairn` it runs.
+#[derive(Clone, Copy)]
+struct Clock {
+    at: DateTime<Utc>,
+    since: Instant,
+}
+
+impl Clock {
+    fn at(at: DateTime<Utc>) -> Self {
+        Self {
+            at,
+            since: Instant::now(),
+        }
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.at + chrono::Duration::from_std(self.since.elapsed()).unwrap()
+    }
+
+    /// The date `offset` days from today in Chicago, the partitions' time zone.
+    fn day(&self, offset: i64) -> String {
+        let today = self.now().with_timezone(&Chicago).date_naive();
+        (today + chrono::Duration::days(offset)).to_string()
+    }
+}
+
+fn cairn(clock: &Clock, args: &[&str], cwd: &Path) -> Output {
     let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
         .args(args)
         .current_dir(cwd)
         .env_remove("CAIRN_ASSETS")
         .env_remove("CAIRN_STORE")
+        .env("CAIRN_NOW", clock.now().to_rfc3339())
         .output()
         .unwrap();
     assert!(
@@ -29,17 +64,15 @@ fn json(out: &Output) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
-fn day(offset: i64) -> String {
-    // Keys are Chicago dates; noon UTC is the same date there.
-    let today = (chrono::Utc::now() - chrono::Duration::hours(6)).date_naive();
-    (today + chrono::Duration::days(offset)).to_string()
-}
-
 /// Completes every queued run as a worker would, recording materializations with the
 /// assets' current code versions.
-async fn complete_queued(store: &cairn_store::Store, code_versions: &serde_json::Value) -> usize {
+async fn complete_queued(
+    clock: &Clock,
+    store: &cairn_store::Store,
+    code_versions: &serde_json::Value,
+) -> usize {
     let mut done = 0;
-    let now = chrono::Utc::now();
+    let now = clock.now();
     while let Some(run) = store.claim_run("test-worker", now, true).await.unwrap() {
         let t = |to, events| RunTransition {
             run_id: run.id.clone(),
@@ -86,6 +119,71 @@ async fn complete_queued(store: &cairn_store::Store, code_versions: &serde_json:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconcile_plans_in_dependency_order_and_status_explains() {
+    scenario(Clock::at(Utc::now())).await;
+}
+
+/// 03:30 CDT, just after the clocks went forward: today (March 9th) has 23 hours.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_at_the_spring_dst_change() {
+    scenario(Clock::at(t("2025-03-09T08:30:00Z"))).await;
+}
+
+/// 01:30 CDT, the first of the two 01:30s of November 2nd (a 25-hour day).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_at_the_autumn_dst_change() {
+    scenario(Clock::at(t("2025-11-02T06:30:00Z"))).await;
+}
+
+/// 00:30 CDT: a new day in Chicago, still the previous one at UTC-6.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_just_after_midnight_in_summer() {
+    scenario(Clock::at(t("2025-07-15T05:30:00Z"))).await;
+}
+
+/// 23:58 CST, two minutes before a new day (the scenario takes seconds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_just_before_midnight_in_winter() {
+    scenario(Clock::at(t("2025-01-16T05:58:00Z"))).await;
+}
+
+/// A tick before and a tick after midnight in Chicago: the new day's window is complete and
+/// planned; the day before it is no longer the newest and is left to backfills.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_across_midnight_plans_the_new_day() {
+    let before = Clock::at(t("2025-01-16T05:59:50Z")); // 23:59:50 CST, January 15th
+    let (dir, codes, store) = setup(&before).await;
+    let cwd = dir.path();
+    cairn(&before, &["reconcile", "--once"], cwd);
+    let queued = store.runs(&[RunStatus::Queued], 100).await.unwrap();
+    let keys = |runs: &[cairn_store::Run]| {
+        runs.iter()
+            .map(|r| format!("{} {}", r.asset, r.partition.as_deref().unwrap_or("")))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(keys(&queued), ["raw/a 2025-01-14"]);
+    assert_eq!(complete_queued(&before, &store, &codes).await, 1);
+
+    let after = Clock::at(t("2025-01-16T06:00:10Z")); // 00:00:10 CST, January 16th
+    cairn(&after, &["reconcile", "--once"], cwd);
+    let queued = store.runs(&[RunStatus::Queued], 100).await.unwrap();
+    assert_eq!(keys(&queued), ["raw/a 2025-01-15"]);
+    let status = json(&cairn(&after, &["status", "--json"], cwd));
+    let raw = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["asset"] == "raw/a")
+        .unwrap();
+    assert_eq!(raw["partitions"], 11, "{status}");
+}
+
+fn t(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+/// A warehouse of two daily Chicago assets starting ten days ago, migrated: its directory,
+/// the assets' code versions, and the store.
+async fn setup(clock: &Clock) -> (tempfile::TempDir, serde_json::Value, cairn_store::Store) {
     let dir = tempfile::tempdir().unwrap();
     let assets = dir.path().join("assets");
     std::fs::create_dir_all(&assets).unwrap();
@@ -115,13 +213,13 @@ automation = "eager"
 deps = ["raw/a"]
 compute = {{ command = ["true"] }}
 "#,
-            start = day(-10)
+            start = clock.day(-10)
         ),
     )
     .unwrap();
     let cwd = dir.path();
-    cairn(&["migrate"], cwd);
-    let graph = json(&cairn(&["graph", "--format", "json"], cwd));
+    cairn(clock, &["migrate"], cwd);
+    let graph = json(&cairn(clock, &["graph", "--format", "json"], cwd));
     let codes: serde_json::Map<String, serde_json::Value> = graph["nodes"]
         .as_array()
         .unwrap()
@@ -137,33 +235,39 @@ compute = {{ command = ["true"] }}
     let store = cairn_store::open(&format!("sqlite:{}", cwd.join(".cairn/cairn.db").display()))
         .await
         .unwrap();
+    (dir, codes, store)
+}
+
+async fn scenario(clock: Clock) {
+    let (dir, codes, store) = setup(&clock).await;
+    let cwd = dir.path();
 
     // Tick 1: only the root's newest partition; its downstream waits for it.
-    cairn(&["reconcile", "--once"], cwd);
+    cairn(&clock, &["reconcile", "--once"], cwd);
     let queued = store.runs(&[RunStatus::Queued], 100).await.unwrap();
     assert_eq!(queued.len(), 1, "{queued:?}");
     assert_eq!(
         (queued[0].asset.as_str(), queued[0].partition.as_deref()),
-        ("raw/a", Some(day(-1).as_str()))
+        ("raw/a", Some(clock.day(-1).as_str()))
     );
     assert_eq!(queued[0].reasons["reasons"], serde_json::json!(["missing"]));
     // Idempotent: the same log plans nothing new.
-    cairn(&["reconcile", "--once"], cwd);
+    cairn(&clock, &["reconcile", "--once"], cwd);
     assert_eq!(
         store.runs(&[RunStatus::Queued], 100).await.unwrap().len(),
         1
     );
 
-    assert_eq!(complete_queued(&store, &codes).await, 1);
-    cairn(&["reconcile", "--once"], cwd);
+    assert_eq!(complete_queued(&clock, &store, &codes).await, 1);
+    cairn(&clock, &["reconcile", "--once"], cwd);
     let queued = store.runs(&[RunStatus::Queued], 100).await.unwrap();
     assert_eq!(
         queued.iter().map(|r| r.asset.as_str()).collect::<Vec<_>>(),
         ["clean/b"]
     );
-    assert_eq!(complete_queued(&store, &codes).await, 1);
+    assert_eq!(complete_queued(&clock, &store, &codes).await, 1);
 
-    let status = json(&cairn(&["status", "--json"], cwd));
+    let status = json(&cairn(&clock, &["status", "--json"], cwd));
     let raw = status
         .as_array()
         .unwrap()
@@ -186,19 +290,20 @@ compute = {{ command = ["true"] }}
     };
     store
         .append(&[NewEvent::materialization(
-            chrono::Utc::now(),
+            clock.now(),
             "raw/a",
-            &day(-1),
+            &clock.day(-1),
             &m,
         )])
         .await
         .unwrap();
     let why = json(&cairn(
+        &clock,
         &[
             "status",
             "clean/b",
             "--partition",
-            &day(-1),
+            &clock.day(-1),
             "--why",
             "--json",
         ],
@@ -206,17 +311,18 @@ compute = {{ command = ["true"] }}
     ));
     assert_eq!(why["reasons"][0]["reason"], "upstream_changed", "{why}");
     assert_eq!(why["reasons"][0]["upstream"], "raw/a");
-    assert_eq!(why["reasons"][0]["partition"], day(-1));
+    assert_eq!(why["reasons"][0]["partition"], clock.day(-1));
 
     // A backfill of both assets over four days: the root's days first, then downstream.
     let dry = cairn(
+        &clock,
         &[
             "backfill",
             "raw/a+",
             "--from",
-            &day(-10),
+            &clock.day(-10),
             "--to",
-            &day(-7),
+            &clock.day(-7),
             "--dry-run",
         ],
         cwd,
@@ -227,10 +333,18 @@ compute = {{ command = ["true"] }}
         "a dry run creates nothing"
     );
     cairn(
-        &["backfill", "raw/a+", "--from", &day(-10), "--to", &day(-7)],
+        &clock,
+        &[
+            "backfill",
+            "raw/a+",
+            "--from",
+            &clock.day(-10),
+            "--to",
+            &clock.day(-7),
+        ],
         cwd,
     );
-    cairn(&["reconcile", "--once"], cwd);
+    cairn(&clock, &["reconcile", "--once"], cwd);
     let queued = store.runs(&[RunStatus::Queued], 100).await.unwrap();
     let backfill_runs: Vec<_> = queued.iter().filter(|r| r.backfill_id.is_some()).collect();
     assert_eq!(backfill_runs.len(), 4);
@@ -238,8 +352,8 @@ compute = {{ command = ["true"] }}
         backfill_runs.iter().all(|r| r.asset == "raw/a"),
         "downstream waits for its inputs"
     );
-    complete_queued(&store, &codes).await;
-    cairn(&["reconcile", "--once"], cwd);
+    complete_queued(&clock, &store, &codes).await;
+    cairn(&clock, &["reconcile", "--once"], cwd);
     let queued = store.runs(&[RunStatus::Queued], 100).await.unwrap();
     assert_eq!(
         queued
@@ -248,8 +362,8 @@ compute = {{ command = ["true"] }}
             .count(),
         4
     );
-    complete_queued(&store, &codes).await;
-    cairn(&["reconcile", "--once"], cwd);
+    complete_queued(&clock, &store, &codes).await;
+    cairn(&clock, &["reconcile", "--once"], cwd);
     let backfill = &store.backfills(10).await.unwrap()[0];
     assert_eq!(backfill.status, "completed", "{backfill:?}");
     assert_eq!(backfill.progress["raw/a"]["done"], 4);

@@ -65,7 +65,7 @@ pub(crate) fn bad_arguments_are_refused_and_change_nothing(backend: &Backend) {
     for (query, code, mentions) in &cases {
         w.expect_error(&admin, query, json!({}), code, mentions);
     }
-    std::thread::sleep(Duration::from_millis(1500)); // a tick: nothing was planned either
+    w.wait_for_a_tick(); // and the reconciler planned nothing either
     assert_eq!(
         snapshot(&w),
         before,

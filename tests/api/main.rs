@@ -559,6 +559,28 @@ impl World {
         );
     }
 
+    /// Reconciler ticks completed, from `/metrics`.
+    fn ticks(&self) -> u64 {
+        let mut res = self
+            .http
+            .get(format!("{}/metrics", self.server.url))
+            .call()
+            .unwrap_or_else(|e| panic!("GET /metrics: {e}\n{}", self.server.log()));
+        let body = res.body_mut().read_to_string().unwrap();
+        body.lines()
+            .find_map(|l| l.strip_prefix("cairn_reconciler_ticks_total "))
+            .unwrap_or_else(|| panic!("no tick count in /metrics:\n{body}"))
+            .parse()
+            .unwrap()
+    }
+
+    /// Waits for a whole reconciler tick that started after this call (the one under way,
+    /// if any, may have read the log before): whatever the log called for has been planned.
+    fn wait_for_a_tick(&self) {
+        let seen = self.ticks();
+        wait_for("a whole reconciler tick", || self.ticks() >= seen + 2);
+    }
+
     /// Waits until nothing runs and every eager asset's scope is built.
     fn settle(&self) {
         wait_for("the warehouse to settle", || self.settled());

@@ -147,7 +147,7 @@ pub(crate) fn roles_gate_mutations_and_admin_reads(backend: &Backend) {
         let (code, _) = w.fails(&viewer, q, json!({}));
         assert_eq!(code, "FORBIDDEN", "viewer {q}");
     }
-    std::thread::sleep(Duration::from_millis(1500)); // a tick: nothing was planned either
+    w.wait_for_a_tick(); // and the reconciler planned nothing either
     assert_eq!(snapshot(&w), before, "forbidden requests changed nothing");
 
     // The operator launches and cancels, but no SLAs, partitions, tokens or audit log.

@@ -37,6 +37,8 @@ pub struct AppState {
     pub worker: String,
     pub started_at: chrono::DateTime<chrono::Utc>,
     pub schema: CairnSchema,
+    /// The reconciler's view (for its tick count in `/metrics`).
+    pub view: cairn_engine::LiveView,
     /// Local mode or tokens, and the checks that go with them.
     pub guard: Guard,
     pub limits: Limits,
@@ -200,6 +202,10 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     }
     let uptime = (chrono::Utc::now() - state.started_at).num_milliseconds() as f64 / 1e3;
     text.push_str(&format!(
+        "# HELP cairn_reconciler_ticks_total Reconciler ticks completed by this process (planned with the lease, runs enqueued).\n# TYPE cairn_reconciler_ticks_total counter\ncairn_reconciler_ticks_total {}\n",
+        state.view.ticks()
+    ));
+    text.push_str(&format!(
         "# HELP cairn_uptime_seconds Seconds since this process started.\n# TYPE cairn_uptime_seconds gauge\ncairn_uptime_seconds {uptime}\n"
     ));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
@@ -248,11 +254,12 @@ mod tests {
     ) -> Arc<AppState> {
         let schema = schema::build(Api {
             store: store.clone(),
-            view,
+            view: view.clone(),
             poke: Arc::default(),
         });
         Arc::new(AppState {
             store: store.clone(),
+            view,
             worker: "w".into(),
             started_at: chrono::Utc::now(),
             schema,
@@ -384,7 +391,14 @@ mod tests {
             .enqueue(&[cairn_store::NewRun::new("a/b", None, now)], now)
             .await
             .unwrap();
-        let app = router(test_state(&store));
+        let view = cairn_engine::LiveView::new();
+        let app = router(state_viewing(
+            &store,
+            AuthMode::Tokens,
+            Duration::from_secs(5),
+            view.clone(),
+        ));
+        view.ticked();
         let (status, body) = get_text(app.clone(), "/healthz").await;
         assert_eq!(status, StatusCode::OK);
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -392,6 +406,7 @@ mod tests {
         let (status, body) = get_text(app.clone(), "/metrics").await;
         assert_eq!(status, StatusCode::OK);
         assert!(body.contains("cairn_runs{status=\"queued\"} 1\n"), "{body}");
+        assert!(body.contains("cairn_reconciler_ticks_total 1\n"), "{body}");
         store.close().await;
         let (status, _) = get_text(app, "/healthz").await;
         assert_eq!(

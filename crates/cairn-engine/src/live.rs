@@ -3,6 +3,7 @@
 //! milliseconds; readers (API requests) take it shared. Nothing is copied per request.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use cairn_reconcile::Staleness;
 use chrono::{DateTime, Utc};
@@ -20,7 +21,11 @@ pub struct View {
 
 /// The shared handle; `None` until the reconciler has loaded the store once.
 #[derive(Clone, Default)]
-pub struct LiveView(Arc<RwLock<Option<View>>>);
+pub struct LiveView {
+    view: Arc<RwLock<Option<View>>>,
+    /// Ticks completed: planned with the lease, and what was planned enqueued.
+    ticks: Arc<AtomicU64>,
+}
 
 impl LiveView {
     pub fn new() -> Self {
@@ -28,11 +33,21 @@ impl LiveView {
     }
 
     pub async fn read(&self) -> tokio::sync::RwLockReadGuard<'_, Option<View>> {
-        self.0.read().await
+        self.view.read().await
     }
 
     pub async fn write(&self) -> tokio::sync::RwLockWriteGuard<'_, Option<View>> {
-        self.0.write().await
+        self.view.write().await
+    }
+
+    /// The reconciler completed a tick (`/metrics` shows the count, so a test or an
+    /// operator can wait for a tick that started after something happened).
+    pub fn ticked(&self) {
+        self.ticks.fetch_add(1, Ordering::Release);
+    }
+
+    pub fn ticks(&self) -> u64 {
+        self.ticks.load(Ordering::Acquire)
     }
 }
 

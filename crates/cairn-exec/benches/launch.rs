@@ -2,7 +2,8 @@
 //! materialized 1,000 times one at a time (median and p95 from enqueue to recorded
 //! success, from the runs' own timestamps), then throughput with 2, 8 and 32 at once.
 //!
-//! `cargo bench -p cairn-exec --bench launch`
+//! `cargo bench -p cairn-exec --bench launch` (`CAIRN_BENCH_QUICK=1` or `-- --quick`: 20
+//! runs per phase, to check the answers in seconds).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,7 +26,16 @@ async fn main() {
     let url = format!("sqlite:{}", dir.path().join("cairn.db").display());
     let store = cairn_store::open(&url).await.unwrap();
 
-    for (concurrency, runs) in [(1usize, 1000usize), (2, 1000), (8, 1000), (32, 1000)] {
+    let quick =
+        std::env::var_os("CAIRN_BENCH_QUICK").is_some() || std::env::args().any(|a| a == "--quick");
+    let per_phase = if quick { 20 } else { 1000 };
+    let mut succeeded_before = 0;
+    for (concurrency, runs) in [
+        (1usize, per_phase),
+        (2, per_phase),
+        (8, per_phase),
+        (32, per_phase),
+    ] {
         let mut config = LauncherConfig::new(format!("bench-{concurrency}"), assets.clone());
         config.max_concurrent = concurrency;
         config.poll = Duration::from_millis(500);
@@ -78,6 +88,14 @@ async fn main() {
         let elapsed = started.elapsed();
         stop.cancel();
         task.await.unwrap();
+        // The answer: every run of the phase succeeded, once.
+        let succeeded = store
+            .runs(&[RunStatus::Succeeded], u32::MAX)
+            .await
+            .unwrap()
+            .len();
+        assert_eq!(succeeded - succeeded_before, runs, "every run succeeded");
+        succeeded_before = succeeded;
         if concurrency == 1 {
             latencies.sort();
             println!(

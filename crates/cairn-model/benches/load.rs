@@ -1,6 +1,7 @@
 //! Loading and validating 10,000 generated asset definitions (target: under 1 s).
 //!
-//! `cargo bench -p cairn-model --bench load`
+//! `cargo bench -p cairn-model --bench load` (`CAIRN_BENCH_QUICK=1`: 500 assets, to check
+//! the answer in seconds; `cargo test --benches` runs each benchmark once).
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -72,11 +73,16 @@ fn generated_warehouse(assets: usize, per_file: usize) -> Vec<SourceFile> {
 }
 
 fn bench_load(c: &mut Criterion) {
-    let files = generated_warehouse(10_000, 100);
+    let n = if std::env::var_os("CAIRN_BENCH_QUICK").is_some() {
+        500
+    } else {
+        10_000
+    };
+    let files = generated_warehouse(n, 100);
     let read_code = |_: &str| Ok(b"print('build')\n".to_vec());
     let graph = load_sources(&files, &read_code)
         .unwrap_or_else(|e| panic!("{:#?}", &e.0[..e.0.len().min(5)]));
-    assert_eq!(graph.len(), 10_000);
+    assert_eq!(graph.len(), n);
     let mut group = c.benchmark_group("loader");
     group.sample_size(10);
     group.bench_function("load_and_validate_10k_assets", |b| {

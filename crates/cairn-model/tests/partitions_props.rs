@@ -330,11 +330,14 @@ fn definitions_no_mapping_can_connect_are_refused() {
 proptest! {
     /// The allocation-free fast path agrees with the general one wherever it answers.
     #[test]
-    fn upstream_range_agrees_with_upstream_partitions(i in 0u32..1_200, start_offset in -40i32..2, width in 0i32..3, pick in 0usize..6) {
+    fn upstream_range_agrees_with_upstream_partitions(i in 0u32..1_200, start_offset in -40i32..2, width in 0i32..3, pick in 0usize..11) {
         let keys = DynamicKeys::new();
         let env = PartitionEnv { now: now(), dynamic: &keys };
         let spec = format!("type = \"time_window\"\nstart_offset = {start_offset}\nend_offset = {}", start_offset + width);
         let later_daily = def("type = \"daily\"\nstart = \"2024-02-01\"\ntimezone = \"America/Chicago\"", &[]);
+        // Same granularity, other windows: another zone, another first day of the week.
+        let utc_daily = def("type = \"daily\"\nstart = \"2024-01-01\"\ntimezone = \"UTC\"", &[]);
+        let sunday_weekly = def("type = \"weekly\"\nstart = \"2023-12-31\"\ntimezone = \"America/Chicago\"\nweek_starts_on = \"sunday\"", &[]);
         let cases: Vec<(Arc<PartitionsDef>, Arc<PartitionsDef>, Option<&str>)> = vec![
             (daily(), daily(), Some(&spec)),
             (daily(), later_daily.clone(), Some(&spec)),
@@ -342,12 +345,68 @@ proptest! {
             (weekly(), daily(), None),
             (daily(), hourly(), Some(&spec)),
             (daily(), daily(), Some("type = \"all\"")),
+            (daily(), utc_daily.clone(), Some(&spec)),
+            (utc_daily, daily(), Some(&spec)),
+            (weekly(), sunday_weekly, Some(&spec)),
+            (daily(), daily(), None),
+            (daily(), daily(), Some("type = \"last\"")),
         ];
         let (down, up, spec) = &cases[pick];
         let map = mapping(*spec, down, up);
         if i < down.len(env) {
             let fast = map.upstream_range(i, up.len(env)).expect("contiguous kinds answer");
-            prop_assert_eq!(PartitionSet::from_range(fast), map.upstream_partitions(i..i + 1, env));
+            prop_assert_eq!(PartitionSet::from_range(fast), map.upstream_partitions(i..i + 1, env), "{} -> {}", down.describe(), up.describe());
         }
     }
+}
+
+/// Identity reads the same partition, and nothing past the upstream's end.
+#[test]
+fn identity_reads_the_same_partition_and_nothing_past_the_end() {
+    let keys = DynamicKeys::new();
+    let env = PartitionEnv {
+        now: now(),
+        dynamic: &keys,
+    };
+    let d = daily();
+    let len = d.len(env);
+    let map = mapping(None, &d, &d);
+    assert_eq!(map.upstream_range(3, len), Some(3..4));
+    assert_eq!(map.upstream_range(len - 1, len), Some(len - 1..len));
+    assert_eq!(map.upstream_range(len, len), Some(0..0));
+    assert_eq!(map.upstream_range(len + 5, len), Some(0..0));
+}
+
+/// Under `last`, only a change to the newest upstream partition concerns the downstream.
+#[test]
+fn last_mapping_downstream_is_everything_for_the_newest_only() {
+    let keys = DynamicKeys::new();
+    let env = PartitionEnv {
+        now: now(),
+        dynamic: &keys,
+    };
+    let (w, d) = (weekly(), daily());
+    let map = mapping(Some("type = \"last\""), &w, &d);
+    let newest = d.len(env) - 1;
+    assert_eq!(
+        map.downstream_partitions(newest..newest + 1, env),
+        PartitionSet::from_range(0..w.len(env))
+    );
+    assert_eq!(
+        map.downstream_partitions(newest - 3..newest, env),
+        PartitionSet::new()
+    );
+    assert_eq!(
+        map.downstream_partitions(0..newest + 1, env),
+        PartitionSet::from_range(0..w.len(env))
+    );
+}
+
+#[test]
+fn only_the_all_mapping_reads_all() {
+    let (d, w) = (daily(), weekly());
+    assert!(mapping(Some("type = \"all\""), &w, &d).reads_all());
+    assert!(!mapping(Some("type = \"last\""), &w, &d).reads_all());
+    assert!(!mapping(None, &d, &d).reads_all());
+    assert!(!mapping(None, &w, &d).reads_all());
 }

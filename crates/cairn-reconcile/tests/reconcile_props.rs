@@ -1,22 +1,32 @@
 //! Properties over random DAGs, mappings and histories:
 //! - the incrementally updated staleness equals a from-scratch computation;
 //! - no planned run reads an input that is missing, stale, planned, queued or running;
-//! - planning is idempotent.
+//! - planning is idempotent;
+//! - liveness: an eager asset's partition that needs a run, is not in flight and reads only
+//!   fresh inputs that are not in flight, is planned;
+//! - progress: applying each plan's runs as successes reaches a fixpoint where every wanted
+//!   partition is fresh, unless a failure out of retries or a manual asset blocks it.
 
 mod common;
 
 use std::collections::HashMap;
 
 use cairn_model::partitions::PartitionSet;
-use cairn_reconcile::plan::{PlanInput, plan};
-use cairn_reconcile::staleness::{Inputs, Staleness};
+use cairn_model::policy::Automation;
+use cairn_reconcile::plan::{Plan, PlanInput, automation_scope, plan};
+use cairn_reconcile::staleness::{
+    CODE_CHANGED, FAILED, Inputs, MISSING, Staleness, UPSTREAM_CHANGED,
+};
 use common::{Log, graph};
 use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
 
 #[derive(Debug, Clone)]
 struct Asset {
     partitioned: bool,
     eager: bool,
+    /// One immediate retry (`max = 1`, no backoff) instead of none.
+    retry: bool,
     /// (upstream index, mapping choice)
     deps: Vec<(usize, u8)>,
 }
@@ -40,6 +50,7 @@ fn dag() -> impl Strategy<Value = Vec<Asset>> {
         (
             any::<bool>(),
             any::<bool>(),
+            any::<bool>(),
             prop::collection::vec((any::<prop::sample::Index>(), 0u8..5), 0..3),
         ),
         1..7,
@@ -47,7 +58,7 @@ fn dag() -> impl Strategy<Value = Vec<Asset>> {
     .prop_map(|raw| {
         raw.into_iter()
             .enumerate()
-            .map(|(i, (partitioned, eager, deps))| {
+            .map(|(i, (partitioned, eager, retry, deps))| {
                 let mut deps: Vec<(usize, u8)> = if i == 0 {
                     vec![]
                 } else {
@@ -58,6 +69,7 @@ fn dag() -> impl Strategy<Value = Vec<Asset>> {
                 Asset {
                     partitioned,
                     eager,
+                    retry,
                     deps,
                 }
             })
@@ -89,6 +101,9 @@ fn to_toml(assets: &[Asset]) -> String {
         } else {
             "automation = \"manual\"\n"
         });
+        if a.retry {
+            out.push_str("retries = { max = 1, backoff = \"0s\" }\n");
+        }
         let deps: Vec<String> = a
             .deps
             .iter()
@@ -139,6 +154,111 @@ fn apply(log: &mut Log<'_>, assets: &[Asset], op: &Op) -> (cairn_model::AssetId,
     log.index(&key, &partition)
 }
 
+/// The partitions of `dep.upstream` that partition `p` of the downstream reads.
+fn reads(dep: &cairn_model::Dependency, p: u32, log: &Log<'_>) -> PartitionSet {
+    dep.mapping
+        .upstream_of_set(&PartitionSet::single(p), log.env())
+}
+
+fn planned_sets(g: &cairn_model::AssetGraph, plan: &Plan) -> Vec<PartitionSet> {
+    let mut planned = vec![PartitionSet::new(); g.len()];
+    for run in &plan.runs {
+        planned[run.asset.index()].insert_range(run.partitions.clone());
+    }
+    planned
+}
+
+/// Liveness: every partition of an eager asset's scope that needs a run (missing, code or
+/// upstream changed, or a due retry), is not in flight, and reads only fresh inputs that
+/// are not in flight, is in the plan.
+fn assert_live(
+    log: &Log<'_>,
+    staleness: &Staleness,
+    in_flight: &[PartitionSet],
+    plan: &Plan,
+) -> Result<(), TestCaseError> {
+    let g = log.graph;
+    let inputs = Inputs {
+        graph: g,
+        state: &log.state,
+        env: log.env(),
+    };
+    let planned = planned_sets(g, plan);
+    for (id, asset) in g.assets() {
+        if !matches!(asset.automation, Automation::Eager) {
+            continue;
+        }
+        let s = staleness.asset(id);
+        let scope = automation_scope(asset, inputs, id);
+        for p in scope.intersection(s.not_fresh()).iter() {
+            let needs_run = s.flags(p) & (MISSING | CODE_CHANGED | UPSTREAM_CHANGED | FAILED) != 0;
+            let retry_due = log
+                .state
+                .asset(id)
+                .failure(p)
+                .is_none_or(|f| f.count <= asset.retries.max);
+            if !needs_run || !retry_due || in_flight[id.index()].contains(p) {
+                continue;
+            }
+            let ready = asset.deps.iter().all(|dep| {
+                let r = reads(dep, p, log);
+                r.intersection(staleness.asset(dep.upstream).not_fresh())
+                    .is_empty()
+                    && r.intersection(&in_flight[dep.upstream.index()]).is_empty()
+            });
+            if ready {
+                prop_assert!(
+                    planned[id.index()].contains(p),
+                    "{} partition {p} needs a run ({:?}), its inputs are ready, and it was not planned: {:?}",
+                    asset.key,
+                    cairn_reconcile::staleness::reason_names(s.flags(p)),
+                    plan.runs
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Safety: no planned run is in flight already or reads an input that is not fresh, in
+/// flight, or planned in the same plan.
+fn assert_safe(
+    log: &Log<'_>,
+    staleness: &Staleness,
+    in_flight: &[PartitionSet],
+    plan: &Plan,
+) -> Result<(), TestCaseError> {
+    let g = log.graph;
+    let planned = planned_sets(g, plan);
+    for run in &plan.runs {
+        prop_assert!(
+            !in_flight[run.asset.index()].intersects_range(&run.partitions),
+            "planned a run already in flight"
+        );
+        for dep in &g.asset(run.asset).deps {
+            let reads = dep
+                .mapping
+                .upstream_of_set(&PartitionSet::from_range(run.partitions.clone()), log.env());
+            let up = dep.upstream.index();
+            prop_assert!(
+                reads
+                    .intersection(staleness.asset(dep.upstream).not_fresh())
+                    .is_empty(),
+                "reads a stale input"
+            );
+            prop_assert!(
+                reads.intersection(&in_flight[up]).is_empty(),
+                "reads an input in flight"
+            );
+            prop_assert!(
+                reads.intersection(&planned[up]).is_empty(),
+                "reads an input planned in the same tick"
+            );
+        }
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
 
@@ -170,25 +290,78 @@ proptest! {
         }
         let none = HashMap::new();
         let first = plan(&PlanInput { inputs, staleness: &scratch, in_flight: &in_flight, running: &[], backfills: &[], cron_handled: &none, max_runs: 10_000, automation: true });
-        let mut planned = vec![PartitionSet::new(); g.len()];
-        for run in &first.runs {
-            planned[run.asset.index()].insert_range(run.partitions.clone());
-        }
-        for run in &first.runs {
-            prop_assert!(!in_flight[run.asset.index()].intersects_range(&run.partitions), "planned a run already in flight");
-            for dep in &g.asset(run.asset).deps {
-                let reads = dep.mapping.upstream_of_set(&PartitionSet::from_range(run.partitions.clone()), log.env());
-                let up = dep.upstream.index();
-                prop_assert!(reads.intersection(scratch.asset(dep.upstream).not_fresh()).is_empty(), "reads a stale input");
-                prop_assert!(reads.intersection(&in_flight[up]).is_empty(), "reads an input in flight");
-                prop_assert!(reads.intersection(&planned[up]).is_empty(), "reads an input planned in the same tick");
-            }
-        }
+        assert_safe(&log, &scratch, &in_flight, &first)?;
+        assert_live(&log, &scratch, &in_flight, &first)?;
+        let planned = planned_sets(&g, &first);
         // Idempotent: with the planned runs in flight too, nothing new.
         for (i, set) in planned.iter().enumerate() {
             in_flight[i] = in_flight[i].union(set);
         }
         let second = plan(&PlanInput { inputs, staleness: &scratch, in_flight: &in_flight, running: &[], backfills: &[], cron_handled: &none, max_runs: 10_000, automation: true });
         prop_assert!(second.runs.is_empty(), "{:?}", second.runs);
+    }
+
+    /// Progress: from any history, applying each plan's runs as successes (new data each
+    /// time) reaches a fixpoint in a bounded number of rounds, every plan on the way is safe
+    /// and live, the incrementally updated staleness stays equal to a from-scratch one, and
+    /// at the fixpoint every partition an eager asset keeps fresh is fresh, unless it failed
+    /// out of retries or reads (transitively) something only a person can refresh.
+    #[test]
+    fn applying_plans_reaches_a_fixpoint_with_nothing_stale(assets in dag(), history in ops(7)) {
+        let g = graph(&to_toml(&assets));
+        let mut log = Log::new(&g, "2025-01-07T12:00:00Z");
+        for op in history.iter().filter(|op| match op {
+            Op::Mat { asset, .. } | Op::Fail { asset, .. } => *asset < assets.len(),
+        }) {
+            apply(&mut log, &assets, op);
+        }
+        let none = HashMap::new();
+        let idle = vec![PartitionSet::new(); g.len()];
+        let mut staleness = Staleness::compute(Inputs { graph: &g, state: &log.state, env: log.env() });
+        let mut rounds = 0;
+        loop {
+            let inputs = Inputs { graph: &g, state: &log.state, env: log.env() };
+            let p = plan(&PlanInput { inputs, staleness: &staleness, in_flight: &idle, running: &[], backfills: &[], cron_handled: &none, max_runs: 10_000, automation: true });
+            assert_safe(&log, &staleness, &idle, &p)?;
+            assert_live(&log, &staleness, &idle, &p)?;
+            if p.runs.is_empty() {
+                break;
+            }
+            rounds += 1;
+            prop_assert!(rounds <= 2 * g.len() + 2, "no fixpoint after {rounds} rounds: {:?}", p.runs);
+            let mut touched = Vec::new();
+            for run in &p.runs {
+                let asset = g.asset(run.asset);
+                for i in run.partitions.clone() {
+                    let key = asset.partitions.as_ref().map_or(String::new(), |d| d.def.key_of(i, log.env()).unwrap());
+                    let data = format!("r{}", log.next_id);
+                    log.mat(&asset.key.to_string(), &key, &data);
+                }
+                touched.push((run.asset, PartitionSet::from_range(run.partitions.clone())));
+            }
+            staleness.update(Inputs { graph: &g, state: &log.state, env: log.env() }, &touched);
+        }
+        let inputs = Inputs { graph: &g, state: &log.state, env: log.env() };
+        prop_assert_eq!(&staleness, &Staleness::compute(inputs));
+
+        // What may stay not fresh: a manual asset's partitions, failures out of retries, and
+        // whatever reads one of those.
+        let mut blocked = vec![PartitionSet::new(); g.len()];
+        for &id in g.topological_order() {
+            let asset = g.asset(id);
+            let s = staleness.asset(id);
+            blocked[id.index()] = s.not_fresh().iter().filter(|&p| {
+                !matches!(asset.automation, Automation::Eager)
+                    || log.state.asset(id).failure(p).is_some()
+                    || asset.deps.iter().any(|dep| !reads(dep, p, &log).intersection(&blocked[dep.upstream.index()]).is_empty())
+            }).collect();
+        }
+        for (id, asset) in g.assets() {
+            if !matches!(asset.automation, Automation::Eager) {
+                continue;
+            }
+            let left = automation_scope(asset, inputs, id).intersection(staleness.asset(id).not_fresh()).difference(&blocked[id.index()]);
+            prop_assert!(left.is_empty(), "at the fixpoint, {} is still not fresh at {:?}:\n{}", asset.key, left, common::render_staleness(&log, &staleness));
+        }
     }
 }

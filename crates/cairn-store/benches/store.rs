@@ -3,9 +3,10 @@
 //! - loading the latest-materialization snapshot of 1,000 assets x 3,650 daily partitions
 //!   (target: < 2 s), with peak memory;
 //! - bytes on disk per event, and the yearly growth for 30 assets materialized every 5
-//!   minutes under the default retention.
+//!   minutes under the default retention (measured by running the prune).
 //!
-//! `cargo bench -p cairn-store --bench store` (add `-- --quick` for smaller sizes).
+//! `cargo bench -p cairn-store --bench store` (add `-- --quick`, or set `CAIRN_BENCH_QUICK=1`,
+//! for smaller sizes).
 
 use std::time::Instant;
 
@@ -242,31 +243,79 @@ async fn bench_growth(days: i64) {
         }
     }
     let simulated_runs = n;
+    let end = at(days * 86_400);
     store.close().await;
-    let per_run = compacted_bytes(&path).await as f64 / simulated_runs as f64;
-    let year_runs = (runs_per_day * 365) as f64;
+    let all = compacted_bytes(&path).await;
+
+    // Retention, measured by running it: first past the short windows (run logs and
+    // superseded materializations go), then past the long ones (run lifecycle events and
+    // finished runs go; the latest materialization of each asset stays).
     let policy = RetentionPolicy::default();
-    // Under retention the store holds, at steady state, the last `days` of each kind.
-    let kept_runs_days = policy
-        .event_days
-        .max(policy.finished_run_days)
-        .max(policy.superseded_materialization_days) as f64;
+    assert_eq!(
+        (policy.run_log_days, policy.event_days),
+        (
+            policy.superseded_materialization_days,
+            policy.finished_run_days
+        ),
+        "the measurement below assumes two windows"
+    );
+    let (short, long) = (policy.run_log_days, policy.event_days);
+    let path = &path;
+    let prune_at = |days: u32| async move {
+        let store = cairn_store::open(&format!("sqlite:{}", path.display()))
+            .await
+            .unwrap();
+        let report = store
+            .prune(end + Duration::days(i64::from(days) + 1), &policy)
+            .await
+            .unwrap();
+        store.close().await;
+        (report, compacted_bytes(path).await)
+    };
+    let (first, after_short) = prune_at(short).await;
+    assert_eq!(
+        first,
+        PruneReport {
+            events: simulated_runs - 30,
+            run_logs: 5 * simulated_runs,
+            runs: 0
+        },
+        "past {short} days: every log line and every superseded materialization goes"
+    );
+    let (second, after_long) = prune_at(long).await;
+    assert_eq!(
+        second,
+        PruneReport {
+            events: 3 * simulated_runs,
+            run_logs: 0,
+            runs: simulated_runs
+        },
+        "past {long} days: every lifecycle event and finished run goes"
+    );
+    // What a run costs while everything is kept, and while only its run row and lifecycle
+    // events are; the latest materializations are a constant.
+    let per_run = (all - after_long) as f64 / simulated_runs as f64;
+    let per_run_long = (after_short - after_long) as f64 / simulated_runs as f64;
+    let year_runs = (runs_per_day * 365) as f64;
+    let plateau = runs_per_day as f64
+        * (per_run * f64::from(short) + per_run_long * f64::from(long - short))
+        + after_long as f64;
     println!(
         "growth: {:.0} bytes per run (4 events, run row, 5 log lines) over {simulated_runs} simulated runs; \
-         a year without retention: {:.2} GB; with the default retention (events {} d, runs {} d, logs {} d, superseded materializations {} d) \
-         the store plateaus at about {:.2} GB",
+         a year without retention: {:.2} GB; with the default retention, measured by pruning \
+         (logs and superseded materializations {short} d: {:.0} bytes per run left; lifecycle events and runs {long} d: \
+         {:.0} bytes left in all) the store plateaus at about {:.2} GB",
         per_run,
         per_run * year_runs / 1e9,
-        policy.event_days,
-        policy.finished_run_days,
-        policy.run_log_days,
-        policy.superseded_materialization_days,
-        per_run * (runs_per_day as f64) * kept_runs_days.min(365.0) / 1e9,
+        per_run_long,
+        after_long,
+        plateau / 1e9,
     );
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let quick =
+        std::env::var_os("CAIRN_BENCH_QUICK").is_some() || std::env::args().any(|a| a == "--quick");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

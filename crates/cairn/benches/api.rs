@@ -20,13 +20,27 @@ use cairn_engine::Engine;
 use cairn_engine::report::{Report, ReportKind, report};
 use chrono::{NaiveDate, Utc};
 
-const ASSETS: usize = 10_000;
+/// `CAIRN_BENCH_QUICK=1` (or `-- --quick`): 200 assets and a few requests, to check the
+/// answers in seconds (CI runs it so the bench cannot rot).
+fn quick() -> bool {
+    std::env::var_os("CAIRN_BENCH_QUICK").is_some() || std::env::args().any(|a| a == "--quick")
+}
+
+fn assets() -> usize {
+    if quick() { 200 } else { 10_000 }
+}
+
 const LAYERS: usize = 10;
 const PER_FILE: usize = 100;
 /// Days of daily partitions (the definition starts this far back).
 const DAYS: i64 = 365;
-const GRAPH_RUNS: usize = 50;
-const PAGE_RUNS: usize = 1000;
+fn graph_runs() -> usize {
+    if quick() { 5 } else { 50 }
+}
+
+fn page_runs() -> usize {
+    if quick() { 40 } else { 1000 }
+}
 
 fn cairn(args: &[&str], cwd: &Path) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
@@ -51,7 +65,7 @@ enum Shape {
 }
 
 fn shape(i: usize) -> Shape {
-    if i < ASSETS / LAYERS && i.is_multiple_of(5) {
+    if i < assets() / LAYERS && i.is_multiple_of(5) {
         Shape::Source
     } else if i % 5 < 3 {
         Shape::Daily
@@ -61,7 +75,7 @@ fn shape(i: usize) -> Shape {
 }
 
 fn key(i: usize) -> String {
-    let layer = i / (ASSETS / LAYERS);
+    let layer = i / (assets() / LAYERS);
     let group = ["raw", "staging", "core", "marts", "reports"][layer / 2];
     format!("{group}/l{layer}/asset_{i}")
 }
@@ -79,8 +93,8 @@ fn generate(assets_dir: &Path, start: NaiveDate) {
         format!("[partitions.daily]\ntype = \"daily\"\nstart = \"{start}\"\n"),
     )
     .unwrap();
-    let per_layer = ASSETS / LAYERS;
-    for file in 0..ASSETS / PER_FILE {
+    let per_layer = assets() / LAYERS;
+    for file in 0..assets() / PER_FILE {
         let mut text = String::new();
         for i in file * PER_FILE..(file + 1) * PER_FILE {
             let layer = i / per_layer;
@@ -169,8 +183,8 @@ fn generate(assets_dir: &Path, start: NaiveDate) {
 /// The assets given materializations (or observations): 420, in every layer and shape.
 fn seeded() -> Vec<usize> {
     // Spread over the layers, every kind.
-    (0..ASSETS)
-        .filter(|i| i % 50 == 7 || i % 50 == 9 || (*i < ASSETS / LAYERS && i % 50 == 10))
+    (0..assets())
+        .filter(|i| i % 50 == 7 || i % 50 == 9 || (*i < assets() / LAYERS && i % 50 == 10))
         .collect()
 }
 
@@ -400,8 +414,9 @@ fn main() {
     let started = Instant::now();
     generate(&assets_dir, start);
     println!(
-        "generated {ASSETS} assets in {} files in {:.2} s",
-        ASSETS / PER_FILE,
+        "generated {} assets in {} files in {:.2} s",
+        assets(),
+        assets() / PER_FILE,
         started.elapsed().as_secs_f64()
     );
     let started = Instant::now();
@@ -462,7 +477,7 @@ fn main() {
     assert!(no_errors(&first), "{}", first.json);
     let nodes = first.json["data"]["graph"]["nodes"].as_array().unwrap();
     let edges = first.json["data"]["graph"]["edges"].as_array().unwrap();
-    assert_eq!(nodes.len(), ASSETS);
+    assert_eq!(nodes.len(), assets());
     let stale = nodes
         .iter()
         .filter(|n| n["notFresh"].as_u64() > Some(0))
@@ -479,22 +494,31 @@ fn main() {
         edges.len()
     );
     for _ in 0..5 {
-        post(&agent, &server.url, GRAPH);
+        let a = post(&agent, &server.url, GRAPH);
+        assert!(no_errors(&a), "{}", a.json);
     }
-    let graph: Vec<Answer> = (0..GRAPH_RUNS)
+    let graph: Vec<Answer> = (0..graph_runs())
         .map(|_| post(&agent, &server.url, GRAPH))
         .collect();
+    // Every timed answer is the whole graph, without errors.
+    for a in &graph {
+        assert!(no_errors(a), "{}", a.json);
+        assert_eq!(
+            a.json["data"]["graph"]["nodes"].as_array().map(Vec::len),
+            Some(assets())
+        );
+    }
     let (graph_median, _) = report_line("graph (full, target < 200 ms)", &graph);
 
     // One asset's page, over many keys: every tenth asset, and the seeded ones.
     let seeded = seeded();
     let newest = (start + chrono::Days::new(DAYS as u64 - 1)).to_string();
-    let keys: Vec<(usize, bool)> = (0..PAGE_RUNS)
+    let keys: Vec<(usize, bool)> = (0..page_runs())
         .map(|n| {
             if n.is_multiple_of(2) {
                 (seeded[(n / 2) % seeded.len()], true)
             } else {
-                ((n * 10 + 3) % ASSETS, false)
+                ((n * 10 + 3) % assets(), false)
             }
         })
         .collect();
@@ -560,7 +584,8 @@ fn main() {
         ),
     ] {
         for _ in 0..3 {
-            post(&agent, &server.url, q);
+            let a = post(&agent, &server.url, q);
+            assert!(no_errors(&a), "{}", a.json);
         }
         let answers: Vec<Answer> = (0..20).map(|_| post(&agent, &server.url, q)).collect();
         assert!(answers.iter().all(no_errors), "{}", answers[0].json);

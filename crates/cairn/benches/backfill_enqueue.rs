@@ -1,7 +1,8 @@
 //! Planning and enqueueing a 50,000-partition backfill into the SQLite store, through the
 //! real binary (target < 5 s): `cairn backfill` then one `cairn reconcile --once`.
 //!
-//! `cargo bench -p cairn --bench backfill_enqueue`
+//! `cargo bench -p cairn --bench backfill_enqueue` (`CAIRN_BENCH_QUICK=1` or `-- --quick`:
+//! 500 partitions, to check the answer in seconds).
 
 use std::process::Command;
 use std::time::Instant;
@@ -20,12 +21,24 @@ fn cairn(args: &[&str], cwd: &std::path::Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The partition count `cairn backfill` reports ("backfill of 1 asset(s), N partition(s)").
+fn backfill_total(out: &str) -> u64 {
+    out.split(", ")
+        .nth(1)
+        .and_then(|p| p.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no partition count in {out:?}"))
+}
+
 fn main() {
+    let quick =
+        std::env::var_os("CAIRN_BENCH_QUICK").is_some() || std::env::args().any(|a| a == "--quick");
+    let hours: i64 = if quick { 500 } else { 50_000 };
     let dir = tempfile::tempdir().unwrap();
     let assets = dir.path().join("assets");
     std::fs::create_dir_all(&assets).unwrap();
     // Hourly since 2021: about 50,000 partitions by late 2026.
-    let start = (chrono::Utc::now() - chrono::Duration::hours(50_000))
+    let start = (chrono::Utc::now() - chrono::Duration::hours(hours))
         .format("%Y-%m-%dT%H:00")
         .to_string();
     std::fs::write(
@@ -43,6 +56,40 @@ fn main() {
     let reconciled = cairn(&["reconcile", "--once"], dir.path());
     let reconcile = started.elapsed();
     println!("{}", created.lines().next().unwrap_or(""));
+    // The answer: every partition of the backfill is enqueued, once, for this backfill.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (queued, distinct, backfills) = rt.block_on(async {
+        let store = cairn_store::open(&format!(
+            "sqlite:{}",
+            cairn_store::default_sqlite_path(&assets).display()
+        ))
+        .await
+        .unwrap();
+        let runs = store
+            .runs(&[cairn_store::RunStatus::Queued], u32::MAX)
+            .await
+            .unwrap();
+        let distinct: std::collections::HashSet<_> =
+            runs.iter().map(|r| r.partition.clone()).collect();
+        let backfills = store.backfills(10).await.unwrap();
+        store.close().await;
+        let ids: std::collections::HashSet<_> =
+            runs.iter().map(|r| r.backfill_id.clone()).collect();
+        assert_eq!(
+            ids,
+            [Some(backfills[0].id.clone())].into(),
+            "every run is the backfill's"
+        );
+        (runs.len(), distinct.len(), backfills.len())
+    });
+    let total = backfill_total(&created);
+    assert_eq!(backfills, 1);
+    assert!(
+        (hours as u64 - 2..=hours as u64 + 1).contains(&total),
+        "{total} partitions for {hours} hours"
+    );
+    assert_eq!(queued as u64, total, "every partition enqueued");
+    assert_eq!(distinct, queued, "each partition once");
     println!(
         "backfill request: {:.0} ms; plan and enqueue (one `cairn reconcile --once`, process start to exit): {:.2} s -> {}",
         backfill.as_secs_f64() * 1e3,

@@ -1,5 +1,6 @@
 //! The `cairn` command line.
 
+mod clock;
 mod commands;
 mod reconciler;
 
@@ -25,6 +26,9 @@ struct Cli {
     /// with NO_COLOR set) or `json` (one object per line). `CAIRN_LOG` sets the level.
     #[arg(long, global = true, env = "CAIRN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Evaluate as if the time now were this (RFC 3339), advancing from there (see clock.rs).
+    #[arg(long, global = true, env = "CAIRN_NOW", hide = true)]
+    now: Option<chrono::DateTime<chrono::Utc>>,
     #[command(subcommand)]
     command: Command,
 }
@@ -99,6 +103,7 @@ fn init_logging(format: LogFormat) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    clock::set(cli.now);
     let store = store_url(&cli.assets, cli.store.as_deref());
     let result = match cli.command {
         Command::Up(args) => commands::up::run(&cli.assets, &store, args),

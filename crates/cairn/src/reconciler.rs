@@ -99,7 +99,7 @@ pub async fn run(
         }
         // Dynamic partitions or SLA overrides changed through the API: read them again.
         reload |= links.poke.reload.swap(false, Ordering::AcqRel);
-        let now = chrono::Utc::now();
+        let now = crate::clock::now();
         // A full load takes a while on a big log: readers keep the old view meanwhile.
         let loaded = if reload {
             reload = false;
@@ -143,6 +143,7 @@ pub async fn run(
                 )
                 .await?;
             drop(guard);
+            links.view.ticked();
             if report.enqueued > 0 {
                 tracing::info!(enqueued = report.enqueued, "runs enqueued");
                 links.enqueued.notify_one();

@@ -47,7 +47,7 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
         let store = cairn_store::open(store_url)
             .await
             .with_context(|| format!("opening the store {store_url}"))?;
-        let now = chrono::Utc::now();
+        let now = crate::clock::now();
         let engine = Engine::load(graph, &store, now).await?;
         let scope = Scope::Range {
             from: args.from.as_deref(),

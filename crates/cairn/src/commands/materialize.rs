@@ -61,7 +61,7 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
         let store = cairn_store::open(store_url)
             .await
             .with_context(|| format!("opening the store {store_url}"))?;
-        let now = chrono::Utc::now();
+        let now = crate::clock::now();
         let engine = Engine::load(graph.clone(), &store, now).await?;
         let (from, to) = match &args.partition {
             Some(p) => (Some(p.as_str()), Some(p.as_str())),

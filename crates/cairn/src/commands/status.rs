@@ -29,7 +29,7 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
     };
     super::runtime()?.block_on(async {
         let store = cairn_store::open(store_url).await.with_context(|| format!("opening the store {store_url}"))?;
-        let now = chrono::Utc::now();
+        let now = crate::clock::now();
         let engine = Engine::load(graph, &store, now).await?;
         let inputs = engine.inputs(now);
         let staleness = Staleness::compute(inputs);

@@ -132,6 +132,7 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
             worker: worker.clone(),
             started_at: chrono::Utc::now(),
             schema,
+            view: links.view.clone(),
             guard: cairn_api::Guard::new(mode, listening.port()),
             limits: cairn_api::Limits {
                 request_timeout: args.request_timeout,
