@@ -112,6 +112,8 @@ delegate! {
     fn set_meta(&self, key: &str, value: &str) -> Result<()>;
     fn try_lease(&self, name: &str, holder: &str, now: chrono::DateTime<chrono::Utc>, ttl: std::time::Duration) -> Result<bool>;
     fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
+    fn lease_holder(&self, name: &str) -> Result<Option<String>>;
+    fn interruptions_in_a_row(&self, asset: &str, partition: Option<&str>) -> Result<u32>;
     fn run_counts(&self) -> Result<Vec<(String, i64)>>;
 }
 
