@@ -391,7 +391,7 @@ compute = { shell = "echo $CAIRN_RUN_ID >> ../completed.txt" }
     let all = runs(dir);
     for id in &orphaned {
         let r = all.iter().find(|r| r["id"] == id.as_str()).unwrap();
-        assert_eq!(r["status"], "failed", "{r}");
+        assert_eq!(r["status"], "interrupted", "{r}");
         assert!(
             r["error"]
                 .as_str()
@@ -494,7 +494,7 @@ compute = { shell = "echo $$ > ../slow.pid; sleep 120; echo done > ../slow.finis
     };
     assert_eq!(of("ops/quick")["status"], "succeeded", "{all:?}");
     let slow = of("ops/slow");
-    assert_eq!(slow["status"], "failed", "{slow}");
+    assert_eq!(slow["status"], "interrupted", "{slow}");
     assert!(
         slow["error"].as_str().unwrap().contains("Cairn shut down"),
         "{slow}"
