@@ -270,14 +270,18 @@ impl Launcher {
             }
         };
         let command = environment::command_of(asset).expect("checked by environment::build");
-        // Checked, not assumed: nothing of an earlier attempt of this partition still runs.
+        // Checked, not assumed: nothing of an earlier attempt of this partition (of these
+        // definitions) still runs on this host.
         let same_partition: Vec<String> = run_env
             .vars
             .iter()
             .filter(|(k, _)| {
                 matches!(
                     k.as_str(),
-                    "CAIRN_ASSET" | "CAIRN_PARTITION" | "CAIRN_PARTITION_FIRST"
+                    "CAIRN_ASSETS_DIR"
+                        | "CAIRN_ASSET"
+                        | "CAIRN_PARTITION"
+                        | "CAIRN_PARTITION_FIRST"
                 )
             })
             .map(|(k, v)| format!("{k}={v}"))
