@@ -456,19 +456,28 @@ macro_rules! store_backend {
 
             /// Every queued, claimed or running run: (asset, partition, range start, range end, status).
             /// How many of the newest ended runs of `asset`'s `partition` (the first key, for
-            /// a range) were interrupted, counting back to the first that was not.
+            /// a range) were interrupted after their command started, counting back to the
+            /// first that ended otherwise (interrupted before it started: not counted, and
+            /// not the end of the streak).
             pub async fn interruptions_in_a_row(&self, asset: &str, partition: Option<&str>) -> $crate::Result<u32> {
                 let sql = format!(
-                    "SELECT status FROM runs WHERE asset = $1 AND COALESCE(partition, '') = $2 AND status IN ({}) \
+                    "SELECT status, started_at FROM runs WHERE asset = $1 AND COALESCE(partition, '') = $2 AND status IN ({}) \
                      ORDER BY created_at DESC, id DESC LIMIT 100",
                     $crate::backend::status_list(&$crate::RunStatus::terminal())
                 );
-                let rows: Vec<(String,)> = sqlx::query_as(&sql)
+                let rows: Vec<(String, Option<i64>)> = sqlx::query_as(&sql)
                     .bind(asset)
                     .bind(partition.unwrap_or(""))
                     .fetch_all(&self.pool)
                     .await?;
-                Ok(rows.iter().take_while(|(s,)| s == $crate::RunStatus::Interrupted.as_str()).count() as u32)
+                let mut n = 0;
+                for (status, started_at) in rows {
+                    if status != $crate::RunStatus::Interrupted.as_str() {
+                        break;
+                    }
+                    n += u32::from(started_at.is_some());
+                }
+                Ok(n)
             }
 
             pub async fn active_runs(&self) -> $crate::Result<Vec<(String, Option<String>, Option<String>, Option<String>, String)>> {

@@ -784,7 +784,30 @@ async fn interrupted_runs_end_without_counting_as_failures(store: &Store) {
     let snapshot = store.scan_latest(&mut |_: LatestRow<'_>| {}).await.unwrap();
     assert_eq!(snapshot.failures.len(), 1);
     assert_eq!(snapshot.failures[0].failures, 1);
-    end(RunStatus::Succeeded, 4).await;
+    // Interrupted before its command started: neither counted nor ending the streak.
+    let run = NewRun::new("raw/x", Some("p"), at(4));
+    let id = run.id.clone();
+    store.enqueue(&[run], at(4)).await.unwrap();
+    store.claim_run("w", at(4), true).await.unwrap().unwrap();
+    store
+        .transition(&RunTransition {
+            run_id: id,
+            to: RunStatus::Interrupted,
+            at: at(4),
+            pid: None,
+            error: None,
+            events: vec![],
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .interruptions_in_a_row("raw/x", Some("p"))
+            .await
+            .unwrap(),
+        2
+    );
+    end(RunStatus::Succeeded, 5).await;
     assert_eq!(
         store
             .interruptions_in_a_row("raw/x", Some("p"))
