@@ -236,20 +236,23 @@ pub fn leftovers(wanted: &[String], except_run: &str) -> Vec<i32> {
 }
 
 /// SIGKILLs what `find` returns until it finds nothing running (at most `within`), reaping
-/// the orphans re-parented to this process. Returns the pids still running.
+/// those of them that were re-parented to this process. Returns the pids still running.
 pub async fn kill_all(mut find: impl FnMut() -> Vec<i32>, within: Duration) -> Vec<i32> {
     let deadline = tokio::time::Instant::now() + within;
+    let mut killed = std::collections::BTreeSet::new();
     loop {
         let pids = find();
         for &pid in &pids {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            killed.insert(pid);
         }
-        reap_orphans();
+        reap_orphans(&killed);
         let left: Vec<i32> = pids
             .into_iter()
             .filter(|&p| ProcStat::read(p).is_some_and(|s| !s.is_zombie()))
             .collect();
         if left.is_empty() && find().is_empty() {
+            reap_orphans(&killed);
             return Vec::new();
         }
         if tokio::time::Instant::now() >= deadline {
@@ -259,15 +262,18 @@ pub async fn kill_all(mut find: impl FnMut() -> Vec<i32>, within: Duration) -> V
     }
 }
 
-/// Reaps exited children of this process that were re-parented to it (it is a subreaper);
-/// never a command's leader, whose status is its `Child`'s.
-pub fn reap_orphans() {
+/// Reaps those of `killed` that exited as children of this process: orphans re-parented
+/// to it (it is a subreaper). Never a command's leader, whose status is its `Child`'s.
+fn reap_orphans(killed: &std::collections::BTreeSet<i32>) {
     let me = std::process::id() as i32;
     let leaders = LEADERS.lock().expect("the leader set is never poisoned");
-    for p in all_processes() {
-        if p.ppid == me && p.is_zombie() && !leaders.contains(&p.pid) {
+    for &pid in killed {
+        if leaders.contains(&pid) {
+            continue;
+        }
+        if ProcStat::read(pid).is_some_and(|p| p.ppid == me && p.is_zombie()) {
             let _ = nix::sys::wait::waitpid(
-                Pid::from_raw(p.pid),
+                Pid::from_raw(pid),
                 Some(nix::sys::wait::WaitPidFlag::WNOHANG),
             );
         }
@@ -277,7 +283,15 @@ pub fn reap_orphans() {
 /// Kills every process of run `run_id`'s attempt (see [`attempt_processes`]) and checks
 /// that none is left; returns those still running after `within`.
 pub async fn kill_attempt(pgid: Option<u32>, run_id: &str, within: Duration) -> Vec<i32> {
-    kill_all(|| attempt_processes(pgid, run_id), within).await
+    let left = kill_all(|| attempt_processes(pgid, run_id), within).await;
+    // Those that exited on their own before and were re-parented here: reaped too.
+    let exited: std::collections::BTreeSet<i32> = attempt_stats(pgid, run_id)
+        .into_iter()
+        .filter(ProcStat::is_zombie)
+        .map(|p| p.pid)
+        .collect();
+    reap_orphans(&exited);
+    left
 }
 
 /// "exited with status 3", "killed by signal SIGKILL (9)".
