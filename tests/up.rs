@@ -713,3 +713,50 @@ compute = { shell = "printf '{\"type\":\"log\",\"message\":\"pw %s\"}\\nbad %s\\
     assert!(!log.contains("s3cr3t-value"), "{log}");
     assert!(up.stop().success());
 }
+
+/// Two `cairn up` on one store: the one holding the lease (and running the command) is
+/// SIGKILLed; the standby finds its holder dead, takes the lease and recovers its runs at
+/// once instead of waiting for the lease to expire.
+#[test]
+fn a_standby_takes_over_at_once_when_the_lease_holder_is_killed() {
+    let tmp = warehouse(&format!(
+        r#"
+[[asset]]
+key = "ops/long"
+automation = "eager"
+classification = "public"
+compute = {{ shell = "{THREE_PROCESSES}; if [ -e ../rerun ]; then exit 0; fi; touch ../rerun; wait" }}
+"#
+    ));
+    let dir = tmp.path();
+    let first = Up::start(dir, &[], &[]);
+    wait_for(
+        "the first attempt to start",
+        Duration::from_secs(30),
+        || dir.join("rerun").exists() && lines(&dir.join("shell")) == 1,
+    );
+    let old = attempt_processes(dir, 0);
+    let standby = Up::start(dir, &[], &[]);
+    wait_for("the standby to be up", Duration::from_secs(30), || {
+        standby.log().contains("cairn up: ")
+    });
+    let killed = Instant::now();
+    drop(first); // SIGKILL of the lease holder
+    wait_for("the re-run to succeed", Duration::from_secs(60), || {
+        runs(dir).iter().any(|r| r["status"] == "succeeded")
+    });
+    let took = killed.elapsed();
+    eprintln!("the standby converged {took:?} after the kill");
+    assert!(
+        took < Duration::from_secs(10),
+        "the standby waited {took:?}\n{}",
+        standby.log()
+    );
+    for p in &old {
+        assert!(!p.running(), "{p:?} of the killed attempt is alive");
+    }
+    let all = runs(dir);
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert!(all.iter().any(|r| r["status"] == "interrupted"), "{all:?}");
+    assert!(standby.stop().success());
+}

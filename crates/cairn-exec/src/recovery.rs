@@ -179,19 +179,29 @@ pub async fn recover(
     Ok(out)
 }
 
+/// Releases the lease `name` if its holder is a process of this host that is gone (`me`
+/// never is); true when it did.
+pub async fn release_dead_lease(
+    store: &Store,
+    name: &str,
+    me: &str,
+) -> Result<bool, cairn_store::Error> {
+    if let Some(holder) = store.lease_holder(name).await?
+        && local_and_gone(&holder, me, &hostname())
+    {
+        store.release_lease(name, &holder).await?;
+        tracing::info!(lease = name, %holder, "released the lease of a process that is gone");
+        return Ok(true);
+    }
+    Ok(false)
+}
+
 /// Leases (the reconciler's) held by a process of this host that is gone.
 async fn release_dead_leases(
     store: &Store,
     me: &str,
-    host: &str,
+    _host: &str,
 ) -> Result<(), cairn_store::Error> {
-    for name in ["reconciler"] {
-        if let Some(holder) = store.lease_holder(name).await?
-            && local_and_gone(&holder, me, host)
-        {
-            store.release_lease(name, &holder).await?;
-            tracing::info!(lease = name, %holder, "released the lease of a process that is gone");
-        }
-    }
+    release_dead_lease(store, "reconciler", me).await?;
     Ok(())
 }

@@ -152,6 +152,7 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
         let recovery_stop = shutdown.clone();
         let (me, stale_after) = (worker.clone(), args.exec.stale_after);
         let executing = launcher.clone();
+        let holder_died = links.holder_died.clone();
         let recovery = tokio::spawn(async move {
             // Retention (default policy) once at start, then about hourly.
             let mut next_prune = tokio::time::Instant::now();
@@ -166,6 +167,8 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(stale_after / 2) => {}
+                    // The reconciler's previous holder died: its runs are orphans now.
+                    _ = holder_died.notified() => {}
                     _ = recovery_stop.cancelled() => break,
                 }
                 let mine = |id: &str| executing.is_executing(id);
