@@ -350,7 +350,7 @@ fn chaos(store: Option<String>, backend: &str) {
     }
     let restarted = Instant::now();
     while !w.converged(&backfill) {
-        if restarted.elapsed() > Duration::from_secs(150) {
+        if restarted.elapsed() > Duration::from_secs(240) {
             let runs = w.runs();
             let not_done: Vec<_> = runs
                 .iter()
@@ -374,7 +374,7 @@ fn chaos(store: Option<String>, backend: &str) {
                 .collect();
             let list = w.command(&["backfill", "--list"]).output().unwrap();
             panic!(
-                "not converged 150 s after the last restart (seed {seed}):\nruns not succeeded: {not_done:#?}\neager not fresh: {stale:?}\nbackfills: {}\nlog: {}",
+                "not converged 240 s after the last restart (seed {seed}):\nruns not succeeded: {not_done:#?}\neager not fresh: {stale:?}\nbackfills: {}\nlog: {}",
                 String::from_utf8_lossy(&list.stdout),
                 std::fs::read_to_string(w.dir.join(format!("up-{kills}.err"))).unwrap_or_default()
             );
