@@ -155,6 +155,54 @@ fn rebuilt_after(dir: &Path, after: &str) -> Vec<String> {
     assets
 }
 
+/// A process, by pid and start time (pids are reused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Proc {
+    pid: i32,
+    start: u64,
+}
+
+impl Proc {
+    /// `/proc/PID/stat`'s state and start time.
+    fn stat(pid: i32) -> Option<(char, u64)> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let rest = &text[text.rfind(')')? + 1..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        Some((fields[0].chars().next()?, fields[19].parse().ok()?))
+    }
+
+    /// The process whose pid is line `n` (from 0) of `file`, which must be running now.
+    fn from_line(file: &Path, n: usize) -> Proc {
+        let text = std::fs::read_to_string(file).unwrap();
+        let pid: i32 = text.lines().nth(n).unwrap().trim().parse().unwrap();
+        let (state, start) = Self::stat(pid).unwrap_or_else(|| panic!("{pid} is not running"));
+        assert_ne!(state, 'Z', "{pid} has exited");
+        Proc { pid, start }
+    }
+
+    /// Still this process, and not exited.
+    fn running(self) -> bool {
+        Self::stat(self.pid).is_some_and(|(state, start)| start == self.start && state != 'Z')
+    }
+}
+
+fn lines(path: &Path) -> usize {
+    std::fs::read_to_string(path).map_or(0, |t| t.lines().count())
+}
+
+/// Every process of an attempt that writes its shell's, a background child's and an
+/// escaped (`setsid`, stdout kept open) child's pids as line `n` of `shell`, `child` and
+/// `escaped` in `dir`.
+fn attempt_processes(dir: &Path, n: usize) -> Vec<Proc> {
+    ["shell", "child", "escaped"]
+        .iter()
+        .map(|f| Proc::from_line(&dir.join(f), n))
+        .collect()
+}
+
+/// Records the three processes' pids, then waits (a shell line for an asset).
+const THREE_PROCESSES: &str = "sleep 300 & echo $! >> ../child; setsid sleep 301 & echo $! >> ../escaped; echo $$ >> ../shell";
+
 fn settle(dir: &Path, what: &str) {
     wait_for(what, Duration::from_secs(300), || {
         active(&runs(dir)) == 0 && eager_not_fresh(dir).is_empty()
@@ -391,7 +439,7 @@ compute = { shell = "echo $CAIRN_RUN_ID >> ../completed.txt" }
     let all = runs(dir);
     for id in &orphaned {
         let r = all.iter().find(|r| r["id"] == id.as_str()).unwrap();
-        assert_eq!(r["status"], "failed", "{r}");
+        assert_eq!(r["status"], "interrupted", "{r}");
         assert!(
             r["error"]
                 .as_str()
@@ -436,12 +484,13 @@ compute = { shell = "echo $CAIRN_RUN_ID >> ../completed.txt" }
 }
 
 /// SIGTERM with runs in flight: a command that ends within `--shutdown-grace` finishes and
-/// succeeds; one that does not is killed (its whole process group) and its run is marked
-/// failed, saying why; the process exits promptly.
+/// succeeds; one that does not (and ignores SIGTERM) is killed with every process it
+/// started, grandchildren and an escaped child included, and its run is marked
+/// interrupted, saying why; the process exits right after the grace (no second one).
 #[test]
 fn shutdown_gives_running_commands_their_grace_then_kills_the_rest() {
     let tmp = warehouse(
-        r#"
+        &r#"
 [[asset]]
 key = "ops/quick"
 automation = "eager"
@@ -452,14 +501,15 @@ compute = { shell = "touch ../quick.started; sleep 3; echo done > ../quick.finis
 key = "ops/slow"
 automation = "eager"
 classification = "public"
-compute = { shell = "echo $$ > ../slow.pid; sleep 120; echo done > ../slow.finished" }
-"#,
+compute = { shell = "trap '' TERM; echo $$ > ../slow.pid; SLOW_PROCESSES; sleep 120; echo done > ../slow.finished" }
+"#.replace("SLOW_PROCESSES", THREE_PROCESSES),
     );
     let dir = tmp.path();
     let up = Up::start(dir, &["--shutdown-grace", "6s"], &[]);
     wait_for("both commands to start", Duration::from_secs(30), || {
-        dir.join("quick.started").exists() && dir.join("slow.pid").exists()
+        dir.join("quick.started").exists() && lines(&dir.join("shell")) == 1
     });
+    let procs = attempt_processes(dir, 0);
     let slow_pid: i32 = std::fs::read_to_string(dir.join("slow.pid"))
         .unwrap()
         .trim()
@@ -470,9 +520,12 @@ compute = { shell = "echo $$ > ../slow.pid; sleep 120; echo done > ../slow.finis
     let took = asked.elapsed();
     assert!(status.success(), "{status:?}");
     assert!(
-        took < Duration::from_secs(20),
+        took < Duration::from_secs(9),
         "shutdown took {took:?} with a 6 s grace"
     );
+    for p in &procs {
+        assert!(!p.running(), "{p:?} outlived cairn up");
+    }
     assert!(
         dir.join("quick.finished").exists(),
         "the quick command finished within its grace"
@@ -494,9 +547,216 @@ compute = { shell = "echo $$ > ../slow.pid; sleep 120; echo done > ../slow.finis
     };
     assert_eq!(of("ops/quick")["status"], "succeeded", "{all:?}");
     let slow = of("ops/slow");
-    assert_eq!(slow["status"], "failed", "{slow}");
+    assert_eq!(slow["status"], "interrupted", "{slow}");
     assert!(
         slow["error"].as_str().unwrap().contains("Cairn shut down"),
         "{slow}"
     );
+}
+
+/// The issue's repro: kill -9 while an eager asset (no retries) runs, start again. The
+/// run is `interrupted`, every process of it is gone (by pid and start time) before its
+/// re-run starts, and the re-run starts at once (the dead server's lease is released).
+#[test]
+fn kill_minus_nine_reruns_the_interrupted_partition_at_once_and_leaves_no_process_behind() {
+    let tmp = warehouse(&format!(
+        r#"
+[[asset]]
+key = "ops/long"
+automation = "eager"
+classification = "public"
+compute = {{ shell = "{THREE_PROCESSES}; if [ -e ../rerun ]; then exit 0; fi; touch ../rerun; wait" }}
+"#
+    ));
+    let dir = tmp.path();
+    let first = Up::start(dir, &[], &[]);
+    wait_for(
+        "the first attempt to start",
+        Duration::from_secs(30),
+        || dir.join("rerun").exists() && lines(&dir.join("shell")) == 1,
+    );
+    let old = attempt_processes(dir, 0);
+    drop(first); // SIGKILL
+    assert!(
+        old.iter().all(|p| p.running()),
+        "the commands outlive cairn: {old:?}"
+    );
+    let restarted = Instant::now();
+    let second = Up::start(dir, &[], &[]);
+    wait_for("the re-run to succeed", Duration::from_secs(60), || {
+        runs(dir).iter().any(|r| r["status"] == "succeeded")
+    });
+    let took = restarted.elapsed();
+    eprintln!("converged {took:?} after the restart");
+    assert!(
+        took < Duration::from_secs(10),
+        "the re-run waited {took:?} (the lease of a dead server was honoured?)\n{}",
+        second.log()
+    );
+    for p in &old {
+        assert!(!p.running(), "{p:?} of the killed attempt is alive");
+    }
+    let all = runs(dir);
+    assert_eq!(all.len(), 2, "{all:?}");
+    let old_run = all.iter().find(|r| r["status"] != "succeeded").unwrap();
+    assert_eq!(old_run["status"], "interrupted", "{old_run}");
+    assert_eq!(old_run["attempt"], 1);
+    let error = old_run["error"].as_str().unwrap();
+    assert!(error.starts_with("recovered: its worker"), "{error}");
+    assert!(
+        error.ends_with("3 process(es) of its command were still running and were killed"),
+        "{error}"
+    );
+    assert!(second.stop().success());
+}
+
+/// A timeout kills every process of the attempt, including one that left its session and
+/// holds stdout open, and the run ends at once.
+#[test]
+fn a_timeout_kills_every_process_of_the_attempt_even_one_holding_stdout() {
+    let tmp = warehouse(&format!(
+        r#"
+[[asset]]
+key = "ops/slow"
+automation = "eager"
+classification = "public"
+compute = {{ shell = "{THREE_PROCESSES}; wait", timeout = "2s" }}
+"#
+    ));
+    let dir = tmp.path();
+    let up = Up::start(dir, &[], &[]);
+    wait_for("the command to start", Duration::from_secs(30), || {
+        lines(&dir.join("shell")) == 1
+    });
+    let procs = attempt_processes(dir, 0);
+    let started = Instant::now();
+    wait_for("the run to time out", Duration::from_secs(20), || {
+        runs(dir).iter().any(|r| r["status"] == "failed")
+    });
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    for p in &procs {
+        assert!(!p.running(), "{p:?} outlived the timeout");
+    }
+    let run = runs(dir)[0].clone();
+    assert_eq!(
+        run["error"],
+        "timed out after 2s; its process group was killed"
+    );
+    assert!(up.stop().success());
+}
+
+/// Output is read line by line: invalid UTF-8 does not hide a failing check; a data version
+/// with a control character fails the run (it is not left running); secrets written
+/// through the output protocol are masked like stdout.
+#[test]
+fn output_protocol_problems_are_the_run_s_and_secrets_never_reach_its_log() {
+    let tmp = warehouse(
+        r#"
+[[asset]]
+key = "out/garbled"
+automation = "eager"
+classification = "public"
+compute = { shell = "printf '\\377\\n' >> $CAIRN_OUTPUT; printf '{\"type\":\"check\",\"name\":\"rows\",\"passed\":false}\\n' >> $CAIRN_OUTPUT" }
+
+[[asset]]
+key = "out/tab"
+automation = "eager"
+classification = "public"
+compute = { shell = "printf '{\"type\":\"data_version\",\"value\":\"a\\\\tb\"}\\n' >> $CAIRN_OUTPUT" }
+
+[[asset]]
+key = "out/leaky"
+automation = "eager"
+classification = "public"
+compute = { shell = "printf '{\"type\":\"log\",\"message\":\"pw %s\"}\\nbad %s\\n' \"$TOKEN\" \"$TOKEN\" >> $CAIRN_OUTPUT", secrets = ["TOKEN"] }
+"#,
+    );
+    let dir = tmp.path();
+    let up = Up::start(dir, &[], &[("TOKEN", "s3cr3t-value")]);
+    wait_for("three runs to end", Duration::from_secs(30), || {
+        let all = runs(dir);
+        all.len() == 3 && active(&all) == 0
+    });
+    let all = runs(dir);
+    let of = |key: &str| all.iter().find(|r| r["asset"] == key).unwrap().clone();
+    let garbled = of("out/garbled");
+    assert_eq!(garbled["status"], "failed", "{garbled}");
+    assert_eq!(garbled["error"], "asset check(s) failed: rows");
+    let log = cairn_in(dir, &["logs", garbled["id"].as_str().unwrap()]);
+    let log = String::from_utf8_lossy(&log.stdout);
+    assert!(
+        log.contains("output file: ignored line 1: not UTF-8"),
+        "{log}"
+    );
+    let tab = of("out/tab");
+    assert_eq!(tab["status"], "failed", "{tab}");
+    assert!(
+        tab["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("the output protocol was broken: the data version \"a\\tb\" contains a control character"),
+        "{tab}"
+    );
+    let leaky = of("out/leaky");
+    assert_eq!(leaky["status"], "succeeded", "{leaky}");
+    let log = cairn_in(dir, &["logs", leaky["id"].as_str().unwrap()]);
+    let log = String::from_utf8_lossy(&log.stdout);
+    assert!(log.contains("[info] pw ***"), "{log}");
+    assert!(
+        log.contains("output file: ignored line 2: ") && log.contains("bad ***"),
+        "{log}"
+    );
+    assert!(!log.contains("s3cr3t-value"), "{log}");
+    assert!(up.stop().success());
+}
+
+/// Two `cairn up` on one store: the one holding the lease (and running the command) is
+/// SIGKILLed; the standby finds its holder dead, takes the lease and recovers its runs at
+/// once instead of waiting for the lease to expire.
+#[test]
+fn a_standby_takes_over_at_once_when_the_lease_holder_is_killed() {
+    let tmp = warehouse(&format!(
+        r#"
+[[asset]]
+key = "ops/long"
+automation = "eager"
+classification = "public"
+compute = {{ shell = "{THREE_PROCESSES}; if [ -e ../rerun ]; then exit 0; fi; touch ../rerun; wait" }}
+"#
+    ));
+    let dir = tmp.path();
+    let first = Up::start(dir, &[], &[]);
+    wait_for(
+        "the first attempt to start",
+        Duration::from_secs(30),
+        || dir.join("rerun").exists() && lines(&dir.join("shell")) == 1,
+    );
+    let old = attempt_processes(dir, 0);
+    let standby = Up::start(dir, &[], &[]);
+    wait_for("the standby to be up", Duration::from_secs(30), || {
+        standby.log().contains("cairn up: ")
+    });
+    let killed = Instant::now();
+    drop(first); // SIGKILL of the lease holder
+    wait_for("the re-run to succeed", Duration::from_secs(60), || {
+        runs(dir).iter().any(|r| r["status"] == "succeeded")
+    });
+    let took = killed.elapsed();
+    eprintln!("the standby converged {took:?} after the kill");
+    assert!(
+        took < Duration::from_secs(10),
+        "the standby waited {took:?}\n{}",
+        standby.log()
+    );
+    for p in &old {
+        assert!(!p.running(), "{p:?} of the killed attempt is alive");
+    }
+    let all = runs(dir);
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert!(all.iter().any(|r| r["status"] == "interrupted"), "{all:?}");
+    assert!(standby.stop().success());
 }

@@ -222,7 +222,7 @@ compute = { shell = "true" }
 key = "ops/slow"
 group = "tools"
 classification = "public"
-compute = { shell = "echo slow-start; sleep 30" }
+compute = { shell = "echo slow-start; sleep 300 & echo $! >> ../slow.child; setsid sleep 301 & echo $! >> ../slow.escaped; echo $$ >> ../slow.shell; wait" }
 
 [[asset]]
 key = "ops/ticker"
@@ -807,4 +807,47 @@ fn adversarial_arguments_never_crash_or_store_anything() {
 #[test]
 fn log_lines_are_json_when_asked() {
     log_lines_are_json_on_request()
+}
+
+/// A process, by pid and start time (pids are reused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Proc {
+    pid: i32,
+    start: u64,
+}
+
+impl Proc {
+    fn stat(pid: i32) -> Option<(char, u64)> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let rest = &text[text.rfind(')')? + 1..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        Some((fields[0].chars().next()?, fields[19].parse().ok()?))
+    }
+
+    /// The running process whose pid is the last line of `file` (waited for).
+    fn from_file(file: &Path) -> Proc {
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(pid) = std::fs::read_to_string(file)
+                .ok()
+                .and_then(|t| t.lines().last()?.trim().parse::<i32>().ok())
+            {
+                let (state, start) =
+                    Self::stat(pid).unwrap_or_else(|| panic!("{pid} is not running"));
+                assert_ne!(state, 'Z', "{pid} has exited");
+                return Proc { pid, start };
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "no pid in {}",
+                file.display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Still this process, and not exited.
+    fn running(self) -> bool {
+        Self::stat(self.pid).is_some_and(|(state, start)| start == self.start && state != 'Z')
+    }
 }

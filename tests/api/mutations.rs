@@ -134,6 +134,11 @@ pub(crate) fn mutations_act_and_a_launched_backfill_is_executed(backend: &Backen
     let run = w.wait_run("ops/slow", &["running"]);
     let run_id = run["id"].as_str().unwrap().to_owned();
     assert_eq!(run["backfillId"], slow_bf.as_str());
+    // Its shell, a background child, and one that left the session (holding stdout).
+    let procs: Vec<Proc> = ["slow.shell", "slow.child", "slow.escaped"]
+        .iter()
+        .map(|f| Proc::from_file(&w.dir().join(f)))
+        .collect();
     let canceled = w.q(
         &admin,
         "mutation($id: String!) { cancelBackfill(id: $id) { id status } }",
@@ -151,7 +156,16 @@ pub(crate) fn mutations_act_and_a_launched_backfill_is_executed(backend: &Backen
         canceled["error"].as_str().unwrap().contains("canceled by"),
         "{canceled}"
     );
-    std::thread::sleep(Duration::from_secs(3)); // a heartbeat (1s) kills the command
+    // The next heartbeat (1 s) finds the run canceled and kills every process of it.
+    let asked = std::time::Instant::now();
+    while procs.iter().any(|p| p.running()) {
+        assert!(
+            asked.elapsed() < Duration::from_secs(20),
+            "processes of the canceled run still run: {:?}",
+            procs.iter().filter(|p| p.running()).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let after = w.q(
         &admin,
         r#"query($id: String!) { run(id: $id) { status finishedAt } runs(asset: "ops/slow", statuses: ["queued", "claimed", "running"]) { items { id } } }"#,

@@ -193,6 +193,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         "succeeded",
         "failed",
         "canceled",
+        "interrupted",
     ] {
         let n = counts
             .iter()

@@ -278,15 +278,32 @@ pub fn command_of(asset: &cairn_model::AssetDef) -> Option<&cairn_model::Command
     asset.compute.as_ref().or(asset.observe.as_ref())
 }
 
-/// Replaces every secret value in a log line with `***`.
+/// Replaces every secret value in a log line with `***`. Everything a run writes into its
+/// log, its error and its events goes through here (or [`mask_json`]).
 pub fn mask(line: &str, secrets: &[String]) -> String {
     let mut out = line.to_owned();
     for s in secrets {
-        if out.contains(s.as_str()) {
+        if !s.is_empty() && out.contains(s.as_str()) {
             out = out.replace(s.as_str(), "***");
         }
     }
     out
+}
+
+/// [`mask`] over every string (and object key) of a JSON value.
+pub fn mask_json(value: &mut serde_json::Value, secrets: &[String]) {
+    match value {
+        serde_json::Value::String(s) => *s = mask(s, secrets),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| mask_json(v, secrets)),
+        serde_json::Value::Object(map) => {
+            let entries = std::mem::take(map);
+            for (k, mut v) in entries {
+                mask_json(&mut v, secrets);
+                map.insert(mask(&k, secrets), v);
+            }
+        }
+        _ => {}
+    }
 }
 
 #[cfg(test)]

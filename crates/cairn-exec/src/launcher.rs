@@ -66,6 +66,8 @@ pub struct Launcher {
     /// Poked when a run ends (the reconciler plans what it unblocks).
     run_ended: Arc<Notify>,
     pools: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Runs this launcher is executing (claimed, until their end is recorded or given up).
+    executing: Arc<Mutex<std::collections::HashSet<String>>>,
 }
 
 impl Launcher {
@@ -82,6 +84,7 @@ impl Launcher {
             wake,
             run_ended: Arc::default(),
             pools: Mutex::new(HashMap::new()),
+            executing: Arc::default(),
         }
     }
 
@@ -90,9 +93,21 @@ impl Launcher {
         self
     }
 
+    /// Whether this launcher is executing run `id` (for recovery: a run claimed by this
+    /// worker that it no longer executes lost its end).
+    pub fn is_executing(&self, id: &str) -> bool {
+        self.executing
+            .lock()
+            .expect("the run set is never poisoned")
+            .contains(id)
+    }
+
     /// Claims and executes runs until `shutdown`; then stops claiming, gives running
-    /// commands `drain` to finish, kills what is left and marks those runs failed.
+    /// commands `drain` to finish, kills what is left and marks those runs interrupted.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken, drain: Duration) {
+        if let Err(e) = process::become_subreaper() {
+            tracing::warn!(error = %e, "cannot become a child subreaper; a command's orphaned descendants are found by their environment only");
+        }
         let slots = Arc::new(Semaphore::new(self.config.max_concurrent.max(1)));
         let kill = CancellationToken::new();
         let mut tasks = JoinSet::new();
@@ -108,10 +123,19 @@ impl Launcher {
                 .await
             {
                 Ok(Some(run)) => {
+                    self.executing
+                        .lock()
+                        .expect("the run set is never poisoned")
+                        .insert(run.id.clone());
                     let me = self.clone();
                     let kill = kill.clone();
                     tasks.spawn(async move {
+                        let id = run.id.clone();
                         me.execute(run, kill).await;
+                        me.executing
+                            .lock()
+                            .expect("the run set is never poisoned")
+                            .remove(&id);
                         drop(permit);
                         me.run_ended.notify_one();
                     });
@@ -167,6 +191,7 @@ impl Launcher {
             config: &self.config,
             run: &run,
             log: Vec::new(),
+            secrets: Vec::new(),
         };
         let Some(id) = graph.id_of(&run.asset) else {
             exec.fail(format!("asset {} is no longer defined", run.asset), vec![])
@@ -226,6 +251,7 @@ impl Launcher {
                 return;
             }
         };
+        exec.secrets = run_env.secret_values.clone();
         let _pool_permit = match asset
             .pool
             .as_deref()
@@ -244,6 +270,41 @@ impl Launcher {
             }
         };
         let command = environment::command_of(asset).expect("checked by environment::build");
+        // Checked, not assumed: nothing of an earlier attempt of this partition (of these
+        // definitions) still runs on this host.
+        let same_partition: Vec<String> = run_env
+            .vars
+            .iter()
+            .filter(|(k, _)| {
+                matches!(
+                    k.as_str(),
+                    "CAIRN_ASSETS_DIR"
+                        | "CAIRN_ASSET"
+                        | "CAIRN_PARTITION"
+                        | "CAIRN_PARTITION_FIRST"
+                )
+            })
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let earlier = process::leftovers(&same_partition, &run.id);
+        if !earlier.is_empty() {
+            let left = process::kill_all(
+                || process::leftovers(&same_partition, &run.id),
+                Duration::from_secs(5),
+            )
+            .await;
+            exec.note(format!(
+                "{} process(es) of an earlier attempt of this partition were still running and were killed",
+                earlier.len()
+            ));
+            if !left.is_empty() {
+                exec.interrupt(format!(
+                    "processes {left:?} of an earlier attempt of this partition survive SIGKILL; not starting beside them"
+                ))
+                .await;
+                return;
+            }
+        }
         let mut child = match process::spawn(&command.program, &run_env) {
             Ok(c) => c,
             Err(e) => {
@@ -265,7 +326,9 @@ impl Launcher {
             .await;
         if let Err(e) = started {
             // Canceled (or recovered by someone else) between claim and start.
-            process::terminate(&mut child, pid, Duration::ZERO).await;
+            process::terminate(&mut child, pid, &run.id, Duration::ZERO).await;
+            process::kill_attempt(Some(pid), &run.id, KILL_CHECK).await;
+            process::forget_leader(pid);
             tracing::info!(run = %run.id, error = %e, "run not started");
             return;
         }
@@ -279,16 +342,41 @@ impl Launcher {
         let ending = self
             .supervise(&mut child, pid, &run, command.timeout, &kill)
             .await;
-        // Whatever the leader did, nothing it started outlives the run.
-        process::signal_group(pid, nix::sys::signal::Signal::SIGKILL);
-        pump.finish().await;
-        let report =
-            OutputReport::parse(&std::fs::read_to_string(output.path()).unwrap_or_default());
+        process::forget_leader(pid);
+        // Whatever the leader did, nothing it started outlives the run (checked).
+        let left = process::kill_attempt(Some(pid), &run.id, KILL_CHECK).await;
+        if !left.is_empty() {
+            exec.note(format!(
+                "processes {left:?} of this attempt survived SIGKILL"
+            ));
+        }
+        // A process outside the attempt (it left its session and environment) may still
+        // hold the pipes: the log is not waited for beyond a moment.
+        if !pump.finish(PIPE_GRACE).await {
+            exec.note(format!(
+                "stopped reading the command's output: a process outside the attempt still held it open {}s after the end",
+                PIPE_GRACE.as_secs()
+            ));
+        }
+        let report = match read_output(output.path()) {
+            Ok(bytes) => OutputReport::parse_bytes(&bytes),
+            Err(e) => {
+                exec.fail(e, vec![]).await;
+                return;
+            }
+        };
         for (level, message) in &report.logs {
             exec.note(format!("[{}] {message}", level.as_str()));
         }
         for problem in &report.problems {
             exec.note(format!("output file: ignored {problem}"));
+        }
+        if matches!(&ending, Ending::Exited(status) if status.success())
+            && let Some(why) = report.violations.first()
+        {
+            exec.fail(format!("the output protocol was broken: {why}"), vec![])
+                .await;
+            return;
         }
         match ending {
             Ending::Exited(status) if status.success() => {
@@ -315,9 +403,8 @@ impl Launcher {
                 .await
             }
             Ending::Interrupted => {
-                exec.fail(
-                    "interrupted: Cairn shut down; its process group was killed".into(),
-                    vec![],
+                exec.interrupt(
+                    "interrupted: Cairn shut down past its grace period; every process of the command was killed".into(),
                 )
                 .await
             }
@@ -374,23 +461,48 @@ impl Launcher {
                     };
                 }
                 _ = sleep_until(deadline) => {
-                    process::terminate(child, pid, self.config.kill_grace).await;
+                    process::terminate(child, pid, &run.id, self.config.kill_grace).await;
                     return Ending::TimedOut(timeout.unwrap_or_default());
                 }
                 _ = heartbeat.tick() => {
                     // false: the run is no longer ours to run (canceled, or recovered).
                     if let Ok(false) = self.store.heartbeat(&run.id, Utc::now()).await {
-                        process::terminate(child, pid, self.config.kill_grace).await;
+                        process::terminate(child, pid, &run.id, self.config.kill_grace).await;
                         return Ending::Canceled;
                     }
                 }
                 _ = kill.cancelled() => {
-                    process::terminate(child, pid, self.config.kill_grace).await;
+                    // The shutdown grace was the command's time to finish: no second one.
+                    process::terminate(child, pid, &run.id, Duration::ZERO).await;
                     return Ending::Interrupted;
                 }
             }
         }
     }
+}
+
+/// How long killing an attempt's processes may take before the survivors are reported.
+const KILL_CHECK: Duration = Duration::from_secs(5);
+
+/// How long the log is read after the attempt's processes are gone.
+const PIPE_GRACE: Duration = Duration::from_secs(2);
+
+/// The output file's bytes, at most [`crate::output::MAX_OUTPUT_FILE`].
+fn read_output(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path)
+        .map_err(|e| format!("reading the output file {}: {e}", path.display()))?;
+    let mut bytes = Vec::new();
+    let cap = crate::output::MAX_OUTPUT_FILE as u64;
+    file.take(cap + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("reading the output file {}: {e}", path.display()))?;
+    if bytes.len() as u64 > cap {
+        return Err(format!(
+            "the output protocol was broken: the output file is over {cap} bytes"
+        ));
+    }
+    Ok(bytes)
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
@@ -442,11 +554,13 @@ struct Execution<'a> {
     config: &'a LauncherConfig,
     run: &'a Run,
     log: Vec<String>,
+    /// Values masked in everything written about the run: its log, error and events.
+    secrets: Vec<String>,
 }
 
 impl Execution<'_> {
     fn note(&mut self, line: String) {
-        self.log.push(line);
+        self.log.push(environment::mask(&line, &self.secrets));
     }
 
     async fn flush(&mut self) {
@@ -459,14 +573,42 @@ impl Execution<'_> {
     }
 
     async fn fail(&mut self, error: String, events: Vec<NewEvent>) {
+        let error = environment::mask(&error, &self.secrets);
         tracing::warn!(run = %self.run.id, asset = %self.run.asset, %error, "run failed");
         self.note(format!("run failed: {error}"));
         self.flush().await;
         self.finish(RunStatus::Failed, Some(error), events).await;
     }
 
-    async fn finish(&mut self, to: RunStatus, error: Option<String>, events: Vec<NewEvent>) {
-        let t = RunTransition {
+    /// Ends the run as interrupted (not the asset's failure; see `recovery::interrupt`).
+    async fn interrupt(&mut self, reason: String) {
+        let reason = environment::mask(&reason, &self.secrets);
+        tracing::warn!(run = %self.run.id, asset = %self.run.asset, %reason, "run interrupted");
+        self.note(reason.clone());
+        self.flush().await;
+        let mut delay = Duration::from_millis(100);
+        for _ in 0..END_ATTEMPTS {
+            match crate::recovery::interrupt(self.store, self.run, &reason, Utc::now()).await {
+                Ok(_) | Err(cairn_store::Error::IllegalTransition { .. }) => return,
+                Err(e) => {
+                    tracing::warn!(run = %self.run.id, error = %e, "recording the interruption failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        tracing::error!(run = %self.run.id, "could not record the interruption; recovery will");
+    }
+
+    /// Records the run's end. A store that fails is retried with backoff; an end whose
+    /// events cannot be written is recorded as a failure saying why; an end that cannot be
+    /// recorded at all is left to recovery, which finds this worker's runs it no longer
+    /// executes. Never silent.
+    async fn finish(&mut self, to: RunStatus, error: Option<String>, mut events: Vec<NewEvent>) {
+        for e in &mut events {
+            environment::mask_json(&mut e.payload, &self.secrets);
+        }
+        let mut t = RunTransition {
             run_id: self.run.id.clone(),
             to,
             at: Utc::now(),
@@ -474,10 +616,42 @@ impl Execution<'_> {
             error,
             events,
         };
-        if let Err(e) = self.store.transition(&t).await {
-            // Already canceled or recovered elsewhere: that outcome stands.
-            tracing::warn!(run = %self.run.id, error = %e, worker = %self.config.worker_id, "could not record the run's end");
+        let mut delay = Duration::from_millis(100);
+        for _ in 0..END_ATTEMPTS {
+            match self.store.transition(&t).await {
+                Ok(_) => return,
+                // Already canceled or recovered elsewhere: that outcome stands.
+                Err(cairn_store::Error::IllegalTransition { .. }) => {
+                    tracing::info!(run = %self.run.id, "the run had already ended elsewhere");
+                    return;
+                }
+                // What it reported cannot be recorded: a failure that says so.
+                Err(e @ (cairn_store::Error::Invalid(_) | cairn_store::Error::Corrupt { .. }))
+                    if !t.events.is_empty() || t.to != RunStatus::Failed =>
+                {
+                    let error = format!("its end could not be recorded: {e}");
+                    tracing::error!(run = %self.run.id, %error, "recording the run's end failed");
+                    let at = Utc::now();
+                    let _ = self
+                        .store
+                        .append_run_log(&self.run.id, &[(at, "cairn", error.as_str())])
+                        .await;
+                    t = RunTransition {
+                        to: RunStatus::Failed,
+                        at,
+                        error: Some(error),
+                        events: vec![],
+                        ..t
+                    };
+                }
+                Err(e) => {
+                    tracing::warn!(run = %self.run.id, error = %e, worker = %self.config.worker_id, "recording the run's end failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
         }
+        tracing::error!(run = %self.run.id, worker = %self.config.worker_id, "could not record the run's end; recovery will interrupt it");
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -576,6 +750,9 @@ impl Execution<'_> {
     }
 }
 
+/// Attempts at recording a run's end before leaving it to recovery.
+const END_ATTEMPTS: u32 = 8;
+
 /// What the run read: per dependency, the upstream partitions (as key ranges).
 fn provenance(
     graph: &AssetGraph,
@@ -628,6 +805,7 @@ fn hash_outputs(assets_dir: &Path, outputs: &[String]) -> Result<String, String>
 /// and keeping at most `cap` bytes.
 struct LogPump {
     writer: tokio::task::JoinHandle<()>,
+    readers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl LogPump {
@@ -639,11 +817,12 @@ impl LogPump {
         cap: usize,
     ) -> Self {
         let (tx, mut rx) = mpsc::channel::<(&'static str, String)>(1024);
+        let mut readers = Vec::new();
         if let Some(out) = child.stdout.take() {
-            tokio::spawn(read_lines(out, "stdout", tx.clone()));
+            readers.push(tokio::spawn(read_lines(out, "stdout", tx.clone())));
         }
         if let Some(err) = child.stderr.take() {
-            tokio::spawn(read_lines(err, "stderr", tx.clone()));
+            readers.push(tokio::spawn(read_lines(err, "stderr", tx.clone())));
         }
         drop(tx);
         let writer = tokio::spawn(async move {
@@ -693,11 +872,20 @@ impl LogPump {
                 }
             }
         });
-        Self { writer }
+        Self { writer, readers }
     }
 
-    async fn finish(self) {
-        let _ = self.writer.await;
+    /// Waits for the pipes' end, at most `grace`; then stops reading them and writes what
+    /// was read. False when the pipes were still open.
+    async fn finish(mut self, grace: Duration) -> bool {
+        let closed = tokio::time::timeout(grace, &mut self.writer).await.is_ok();
+        if !closed {
+            for r in &self.readers {
+                r.abort();
+            }
+            let _ = self.writer.await;
+        }
+        closed
     }
 }
 

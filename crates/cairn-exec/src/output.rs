@@ -1,6 +1,9 @@
 //! The output protocol: a command may append JSON lines to the file named by
 //! `CAIRN_OUTPUT` to report its data version, metadata, log lines and asset check
-//! results. A malformed line is reported, never fatal. See `docs/output-protocol.md`.
+//! results. The file is read as bytes and each line decoded on its own: a malformed line
+//! is reported with its number and skipped, unless it may have been an error-severity
+//! check (then the run cannot be trusted and fails). Data versions and metadata have size
+//! limits and no control characters. See `docs/output-protocol.md`.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -95,27 +98,113 @@ pub struct OutputReport {
     pub checks: Vec<CheckResult>,
     /// Lines that could not be read, as "line N: why" (for the run's log).
     pub problems: Vec<String>,
+    /// Why the output cannot be trusted or recorded: any of these fails the run.
+    pub violations: Vec<String>,
 }
 
+/// The longest data version, in bytes.
+pub const MAX_DATA_VERSION: usize = 1024;
+/// The most metadata one partition's materialization takes, in bytes of JSON.
+pub const MAX_METADATA: usize = 64 << 10;
+/// The most of an output file that is read; a longer one fails the run.
+pub const MAX_OUTPUT_FILE: usize = 16 << 20;
+
 impl OutputReport {
-    /// Reads the whole output file's text.
+    /// Reads the whole output file's text (see [`OutputReport::parse_bytes`]).
     pub fn parse(text: &str) -> Self {
+        Self::parse_bytes(text.as_bytes())
+    }
+
+    /// Reads the output file's bytes, each line decoded on its own.
+    pub fn parse_bytes(bytes: &[u8]) -> Self {
         let mut report = Self::default();
-        for (n, raw) in text.lines().enumerate() {
-            let raw = raw.trim();
+        for (n, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+            let n = n + 1;
+            let raw = raw.trim_ascii();
             if raw.is_empty() {
                 continue;
             }
-            match serde_json::from_str::<OutputLine>(raw) {
-                Ok(line) => report.apply(line),
-                Err(e) => {
-                    report
-                        .problems
-                        .push(format!("line {}: {e}: {}", n + 1, truncate(raw, 200)))
-                }
+            let why = match std::str::from_utf8(raw) {
+                Ok(text) => match serde_json::from_str::<OutputLine>(text) {
+                    Ok(line) => {
+                        report.apply(line);
+                        continue;
+                    }
+                    Err(e) => e.to_string(),
+                },
+                Err(e) => format!("not UTF-8 ({e})"),
+            };
+            let text = String::from_utf8_lossy(raw);
+            report
+                .problems
+                .push(format!("line {n}: {why}: {}", truncate(&text, 200)));
+            if may_be_error_check(&text) {
+                report.violations.push(format!(
+                    "output file line {n} may be an asset check of severity error but cannot be read ({why}); the run's output cannot be trusted"
+                ));
             }
         }
+        report.check_limits();
         report
+    }
+
+    /// Data versions and metadata that cannot be recorded.
+    fn check_limits(&mut self) {
+        let mut bad = Vec::new();
+        let versions = self
+            .data_version
+            .iter()
+            .map(|v| (None, v))
+            .chain(self.data_versions.iter().map(|(p, v)| (Some(p), v)));
+        for (partition, v) in versions {
+            let of = partition.map_or(String::new(), |p| format!(" for partition {p:?}"));
+            if v.len() > MAX_DATA_VERSION {
+                bad.push(format!(
+                    "the data version{of} is {} bytes; at most {MAX_DATA_VERSION} are allowed (report a hash of the data)",
+                    v.len()
+                ));
+            }
+            if v.is_empty() {
+                bad.push(format!("the data version{of} is empty"));
+            }
+            if v.chars().any(char::is_control) {
+                bad.push(format!(
+                    "the data version{of} {:?} contains a control character",
+                    truncate(v, 80)
+                ));
+            }
+        }
+        for p in self
+            .data_versions
+            .iter()
+            .map(|(p, _)| p)
+            .chain(self.partition_metadata.iter().map(|(p, _)| p))
+        {
+            if p.chars().any(char::is_control) {
+                bad.push(format!(
+                    "the partition {:?} contains a control character",
+                    truncate(p, 80)
+                ));
+            }
+        }
+        let metadata = std::iter::once((None, &self.metadata))
+            .chain(self.partition_metadata.iter().map(|(p, m)| (Some(p), m)));
+        for (partition, m) in metadata {
+            let of = partition.map_or(String::new(), |p| format!(" for partition {p:?}"));
+            let size = serde_json::to_string(m).map_or(0, |t| t.len());
+            if size > MAX_METADATA {
+                bad.push(format!(
+                    "the metadata{of} is {size} bytes of JSON; at most {MAX_METADATA} are allowed"
+                ));
+            }
+            if let Some(k) = m.keys().find(|k| k.chars().any(char::is_control)) {
+                bad.push(format!(
+                    "the metadata key{of} {:?} contains a control character",
+                    truncate(k, 80)
+                ));
+            }
+        }
+        self.violations.extend(bad);
     }
 
     fn apply(&mut self, line: OutputLine) {
@@ -182,6 +271,16 @@ impl OutputReport {
     }
 }
 
+/// Whether an unreadable line may have been a check of severity `error` (the default):
+/// it names the `check` type and does not say `warn`.
+fn may_be_error_check(text: &str) -> bool {
+    if let Ok(serde_json::Value::Object(o)) = serde_json::from_str::<serde_json::Value>(text) {
+        return o.get("type").and_then(|t| t.as_str()) == Some("check")
+            && o.get("severity").and_then(|s| s.as_str()) != Some("warn");
+    }
+    text.contains("check") && !text.contains("warn")
+}
+
 fn truncate(s: &str, max: usize) -> &str {
     match s.char_indices().nth(max) {
         Some((i, _)) => &s[..i],
@@ -237,6 +336,96 @@ mod tests {
             r.problems[2].contains("missing field `value`"),
             "{}",
             r.problems[2]
+        );
+    }
+
+    /// Invalid UTF-8 on one line spoils only that line: the failing check after it counts.
+    #[test]
+    fn each_line_is_decoded_on_its_own() {
+        let mut bytes = b"{\"type\": \"data_version\", \"value\": \"v1\"}\n\xff\xfe\n".to_vec();
+        bytes.extend_from_slice(b"{\"type\": \"check\", \"name\": \"rows\", \"passed\": false}\n");
+        let r = OutputReport::parse_bytes(&bytes);
+        assert_eq!(r.data_version.as_deref(), Some("v1"));
+        assert_eq!(r.blocking_failures(), ["rows"]);
+        assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+        assert!(
+            r.problems[0].starts_with("line 2: not UTF-8"),
+            "{}",
+            r.problems[0]
+        );
+        assert!(r.violations.is_empty(), "{:?}", r.violations);
+    }
+
+    /// A check that cannot be read may have been a failing error check: not trusted.
+    #[test]
+    fn an_unreadable_error_check_is_a_violation_and_a_warn_one_is_not() {
+        let r = OutputReport::parse_bytes(
+            b"{\"type\": \"check\", \"name\": \"rows\", \"passed\": \xff}\n",
+        );
+        assert_eq!(r.violations.len(), 1, "{:?}", r.violations);
+        assert!(
+            r.violations[0].starts_with("output file line 1 may be an asset check"),
+            "{}",
+            r.violations[0]
+        );
+        let r = OutputReport::parse(r#"{"type": "check", "name": "rows"}"#);
+        assert_eq!(
+            r.violations.len(),
+            1,
+            "a check without `passed`: {:?}",
+            r.violations
+        );
+        let r = OutputReport::parse(r#"{"type": "check", "name": "rows", "severity": "warn"}"#);
+        assert!(r.violations.is_empty(), "{:?}", r.violations);
+        assert_eq!(r.problems.len(), 1);
+        let r = OutputReport::parse("not json\n");
+        assert!(r.violations.is_empty(), "{:?}", r.violations);
+    }
+
+    #[test]
+    fn control_characters_and_oversized_values_are_violations() {
+        let r = OutputReport::parse(r#"{"type": "data_version", "value": "a\tb"}"#);
+        assert_eq!(r.violations.len(), 1, "{:?}", r.violations);
+        assert!(
+            r.violations[0].contains("control character"),
+            "{}",
+            r.violations[0]
+        );
+        let r = OutputReport::parse(
+            r#"{"type": "data_version", "value": "x\u0000", "partition": "p"}"#,
+        );
+        assert!(
+            r.violations[0].contains("for partition \"p\""),
+            "{:?}",
+            r.violations
+        );
+        let big = "v".repeat(MAX_DATA_VERSION + 1);
+        let r = OutputReport::parse(&format!(r#"{{"type": "data_version", "value": "{big}"}}"#));
+        assert!(
+            r.violations[0].contains("at most 1024"),
+            "{:?}",
+            r.violations
+        );
+        let ok = "v".repeat(MAX_DATA_VERSION);
+        assert!(
+            OutputReport::parse(&format!(r#"{{"type": "data_version", "value": "{ok}"}}"#))
+                .violations
+                .is_empty()
+        );
+        let big = "m".repeat(MAX_METADATA);
+        let r = OutputReport::parse(&format!(
+            r#"{{"type": "metadata", "values": {{"a": "{big}"}}}}"#
+        ));
+        assert!(
+            r.violations[0].contains("metadata is"),
+            "{:?}",
+            r.violations
+        );
+        let r = OutputReport::parse(r#"{"type": "metadata", "values": {"a\nb": 1}}"#);
+        assert!(
+            r.violations[0].contains("metadata key"),
+            "{:?}",
+            r.violations
         );
     }
 

@@ -3,16 +3,19 @@
 //!
 //! A worker id is `host:pid:nonce`. A claimed or running run is orphaned when its worker
 //! is on this host and its process is gone, or when its heartbeat is older than
-//! `stale_after` (the only signal for other hosts). An orphan's command may still be
-//! running (it has its own process group): on this host it is found by its pid and its
-//! `CAIRN_RUN_ID`, and killed before the run is marked failed, so a retry never runs
-//! beside it. The failure is an event the reconciler retries per policy.
+//! `stale_after` (the only signal for other hosts), or when it is this process's own and
+//! its launcher lost track of it (its end could not be recorded). An orphan's command may
+//! still be running (it has a session of its own): on this host every process of it is
+//! found (its session, its `CAIRN_RUN_ID`, their descendants) and killed, and the run is
+//! marked `interrupted` only once none is left, so a re-run never runs beside it. An
+//! interruption is not the asset's failure: the reconciler re-runs the partition without
+//! using its retry budget ([`MAX_INTERRUPTIONS`] in a row fail it).
 
 use std::time::Duration;
 
-use cairn_store::{RunStatus, RunTransition, Store};
+use cairn_store::{Run, RunStatus, RunTransition, Store};
 use chrono::{DateTime, Utc};
-use nix::sys::signal::{Signal, kill};
+use nix::sys::signal::kill;
 use nix::unistd::Pid;
 
 /// An id for this process as a worker: `host:pid:nonce`.
@@ -36,8 +39,14 @@ fn hostname() -> String {
 pub struct RecoveredRun {
     pub run_id: String,
     pub asset: String,
+    /// `interrupted`, or `failed` once interrupted [`MAX_INTERRUPTIONS`] times in a row.
+    pub status: RunStatus,
     pub reason: String,
 }
+
+/// A partition whose runs were interrupted this many times in a row fails instead (with
+/// that reason), so a command that brings its worker down is not re-run for ever.
+pub const MAX_INTERRUPTIONS: u32 = 3;
 
 fn process_alive(pid: i32) -> bool {
     pid > 0
@@ -47,20 +56,61 @@ fn process_alive(pid: i32) -> bool {
         )
 }
 
-/// Whether `pid` is the command of run `run_id` (its environment says so).
-fn is_command_of(pid: i32, run_id: &str) -> bool {
-    let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
-        return false;
+/// Records that a claimed or running run was interrupted (its worker was lost, killed or
+/// shut down past its grace): `interrupted`, which the reconciler re-runs without using
+/// the retry budget; or, the [`MAX_INTERRUPTIONS`]th time in a row for its partition,
+/// `failed` saying so.
+pub async fn interrupt(
+    store: &Store,
+    run: &Run,
+    reason: &str,
+    at: DateTime<Utc>,
+) -> Result<Run, cairn_store::Error> {
+    let before = store
+        .interruptions_in_a_row(&run.asset, run.partition.as_deref())
+        .await?;
+    let (to, error) = if before + 1 >= MAX_INTERRUPTIONS {
+        (
+            RunStatus::Failed,
+            format!("interrupted {MAX_INTERRUPTIONS} times in a row; the last time: {reason}"),
+        )
+    } else {
+        (RunStatus::Interrupted, reason.to_owned())
     };
-    let wanted = format!("CAIRN_RUN_ID={run_id}");
-    environ.split(|&b| b == 0).any(|v| v == wanted.as_bytes())
+    store
+        .transition(&RunTransition {
+            run_id: run.id.clone(),
+            to,
+            at,
+            pid: None,
+            error: Some(error),
+            events: vec![],
+        })
+        .await
+}
+
+/// Whether `worker` (`host:pid:nonce`) is a process of this host that is gone, or an
+/// earlier process that had this process's pid. `me` is never dead.
+fn local_and_gone(worker: &str, me: &str, host: &str) -> bool {
+    let mut parts = worker.split(':');
+    let (w_host, w_pid) = (
+        parts.next(),
+        parts.next().and_then(|p| p.parse::<i32>().ok()),
+    );
+    worker != me
+        && w_host == Some(host)
+        && w_pid.is_some_and(|p| p == std::process::id() as i32 || !process_alive(p))
 }
 
 /// Finds orphaned runs, kills what is left of their commands on this host, and marks
-/// them failed. `me` is this process's worker id (its own runs are never orphans).
+/// them interrupted; then releases leases whose holder is proven dead (this host, process
+/// gone), so a restarted server or a standby plans at once. `me` is this process's worker
+/// id; its own runs are orphans only when `is_mine` says its launcher no longer executes
+/// them (their end could not be recorded) and they were claimed over `stale_after` ago.
 pub async fn recover(
     store: &Store,
     me: &str,
+    is_mine: &(dyn Fn(&str) -> bool + Sync),
     now: DateTime<Utc>,
     stale_after: Duration,
 ) -> Result<Vec<RecoveredRun>, cairn_store::Error> {
@@ -72,65 +122,52 @@ pub async fn recover(
         .await?
     {
         let worker = run.claimed_by.as_deref().unwrap_or("");
-        if worker == me {
-            continue;
-        }
-        let mut parts = worker.split(':');
-        let (w_host, w_pid) = (
-            parts.next(),
-            parts.next().and_then(|p| p.parse::<i32>().ok()),
-        );
-        let local_and_gone = w_host == Some(host.as_str())
-            && w_pid.is_some_and(|p| p == std::process::id() as i32 || !process_alive(p));
         let silent = run
             .heartbeat_at
             .or(run.started_at)
             .is_none_or(|t| now - t > stale);
-        if !local_and_gone && !silent {
-            continue;
-        }
-        let mut reason = if local_and_gone {
+        let lost_by_me = worker == me && !is_mine(&run.id) && silent;
+        let gone = local_and_gone(worker, me, &host);
+        let mut reason = if lost_by_me {
+            format!("recovered: its worker {worker} (this process) lost track of it")
+        } else if gone {
             format!("recovered: its worker {worker} is gone")
-        } else {
+        } else if worker != me && silent {
             format!(
                 "recovered: its worker {worker} sent no heartbeat for over {}s",
                 stale.num_seconds()
             )
+        } else {
+            continue;
         };
-        if let Some(pid) = run.pid.and_then(|p| i32::try_from(p).ok())
-            && w_host == Some(host.as_str())
-            && process_alive(pid)
-            && is_command_of(pid, &run.id)
-        {
-            let _ = nix::sys::signal::killpg(Pid::from_raw(pid), Signal::SIGKILL);
-            for _ in 0..100 {
-                if !process_alive(pid) || !is_command_of(pid, &run.id) {
-                    break;
+        // Nothing of the attempt may run beside its re-run: killed, then checked.
+        if worker.split(':').next() == Some(host.as_str()) {
+            let pgid = run.pid.and_then(|p| u32::try_from(p).ok());
+            let before = crate::process::attempt_processes(pgid, &run.id);
+            if !before.is_empty() {
+                let left =
+                    crate::process::kill_attempt(pgid, &run.id, Duration::from_secs(5)).await;
+                if !left.is_empty() {
+                    tracing::error!(run = %run.id, ?left, "processes of an orphaned run survive SIGKILL; not recovering it yet");
+                    continue;
                 }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                reason.push_str(&format!(
+                    "; {} process(es) of its command were still running and were killed",
+                    before.len()
+                ));
             }
-            reason.push_str(&format!(
-                "; its command (pid {pid}) was still running and was killed"
-            ));
         }
-        let t = RunTransition {
-            run_id: run.id.clone(),
-            to: RunStatus::Failed,
-            at: now,
-            pid: None,
-            error: Some(reason.clone()),
-            events: vec![],
-        };
-        match store.transition(&t).await {
-            Ok(_) => {
+        match interrupt(store, &run, &reason, now).await {
+            Ok(ended) => {
                 store
                     .append_run_log(&run.id, &[(now, "cairn", reason.as_str())])
                     .await?;
-                tracing::warn!(run = %run.id, asset = %run.asset, %reason, "run recovered");
+                tracing::warn!(run = %run.id, asset = %run.asset, status = %ended.status, %reason, "run recovered");
                 out.push(RecoveredRun {
                     run_id: run.id,
                     asset: run.asset,
-                    reason,
+                    status: ended.status,
+                    reason: ended.error.unwrap_or(reason),
                 });
             }
             // It finished meanwhile: nothing to recover.
@@ -138,5 +175,33 @@ pub async fn recover(
             Err(e) => return Err(e),
         }
     }
+    release_dead_leases(store, me, &host).await?;
     Ok(out)
+}
+
+/// Releases the lease `name` if its holder is a process of this host that is gone (`me`
+/// never is); true when it did.
+pub async fn release_dead_lease(
+    store: &Store,
+    name: &str,
+    me: &str,
+) -> Result<bool, cairn_store::Error> {
+    if let Some(holder) = store.lease_holder(name).await?
+        && local_and_gone(&holder, me, &hostname())
+    {
+        store.release_lease(name, &holder).await?;
+        tracing::info!(lease = name, %holder, "released the lease of a process that is gone");
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+/// Leases (the reconciler's) held by a process of this host that is gone.
+async fn release_dead_leases(
+    store: &Store,
+    me: &str,
+    _host: &str,
+) -> Result<(), cairn_store::Error> {
+    release_dead_lease(store, "reconciler", me).await?;
+    Ok(())
 }

@@ -431,6 +431,15 @@ macro_rules! store_admin {
                 Ok(done.rows_affected() == 1)
             }
 
+            /// Who holds the lease `name` (expired or not), if anyone.
+            pub async fn lease_holder(&self, name: &str) -> $crate::Result<Option<String>> {
+                let row: Option<(String,)> = sqlx::query_as("SELECT holder FROM leases WHERE name = $1")
+                    .bind(name)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.map(|(h,)| h))
+            }
+
             /// The number of runs in each status.
             pub async fn run_counts(&self) -> $crate::Result<Vec<(String, i64)>> {
                 Ok(sqlx::query_as("SELECT status, COUNT(*) FROM runs GROUP BY status ORDER BY status")

@@ -455,6 +455,31 @@ macro_rules! store_backend {
             }
 
             /// Every queued, claimed or running run: (asset, partition, range start, range end, status).
+            /// How many of the newest ended runs of `asset`'s `partition` (the first key, for
+            /// a range) were interrupted after their command started, counting back to the
+            /// first that ended otherwise (interrupted before it started: not counted, and
+            /// not the end of the streak).
+            pub async fn interruptions_in_a_row(&self, asset: &str, partition: Option<&str>) -> $crate::Result<u32> {
+                let sql = format!(
+                    "SELECT status, started_at FROM runs WHERE asset = $1 AND COALESCE(partition, '') = $2 AND status IN ({}) \
+                     ORDER BY created_at DESC, id DESC LIMIT 100",
+                    $crate::backend::status_list(&$crate::RunStatus::terminal())
+                );
+                let rows: Vec<(String, Option<i64>)> = sqlx::query_as(&sql)
+                    .bind(asset)
+                    .bind(partition.unwrap_or(""))
+                    .fetch_all(&self.pool)
+                    .await?;
+                let mut n = 0;
+                for (status, started_at) in rows {
+                    if status != $crate::RunStatus::Interrupted.as_str() {
+                        break;
+                    }
+                    n += u32::from(started_at.is_some());
+                }
+                Ok(n)
+            }
+
             pub async fn active_runs(&self) -> $crate::Result<Vec<(String, Option<String>, Option<String>, Option<String>, String)>> {
                 Ok(sqlx::query_as("SELECT asset, partition, range_start, range_end, status FROM runs WHERE status IN ('queued', 'claimed', 'running')")
                     .fetch_all(&self.pool)
@@ -701,9 +726,10 @@ macro_rules! store_backend {
                     "UPDATE runs SET status = $1, pid = COALESCE($2, pid), error = COALESCE($3, error), \
                      started_at = CASE WHEN $1 = 'running' THEN $4 ELSE started_at END, \
                      heartbeat_at = CASE WHEN $1 IN ('running', 'claimed') THEN $4 ELSE heartbeat_at END, \
-                     finished_at = CASE WHEN $1 IN ('succeeded', 'failed', 'canceled') THEN $4 ELSE finished_at END, \
+                     finished_at = CASE WHEN $1 IN ({}) THEN $4 ELSE finished_at END, \
                      claimed_by = CASE WHEN $1 = 'queued' THEN NULL ELSE claimed_by END \
                      WHERE id = $5 AND status IN ({})",
+                    $crate::backend::status_list(&$crate::RunStatus::terminal()),
                     $crate::backend::status_list(&t.to.predecessors())
                 );
                 let updated = sqlx::query(&sql)

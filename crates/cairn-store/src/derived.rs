@@ -255,6 +255,7 @@ pub(crate) fn lifecycle_event(to: RunStatus) -> Option<EventKind> {
         RunStatus::Succeeded => Some(EventKind::RunSucceeded),
         RunStatus::Failed => Some(EventKind::RunFailed),
         RunStatus::Canceled => Some(EventKind::RunCanceled),
+        RunStatus::Interrupted => Some(EventKind::RunInterrupted),
         RunStatus::Queued | RunStatus::Claimed => None,
     }
 }

@@ -40,8 +40,12 @@ pub async fn open(url: &str) -> Result<Store> {
     let url = StoreUrl::parse(url)?;
     // Processes opening a new SQLite file together must not both create its tables
     // (PostgreSQL migrations take an advisory lock of their own).
+    // A file that is not SQLite is refused before anything (a lock file) is created beside it.
     let _migrating = match &url {
-        StoreUrl::Sqlite(path) => Some(open::migration_lock(path).await?),
+        StoreUrl::Sqlite(path) => {
+            open::check_sqlite_file(path)?;
+            Some(open::migration_lock(path).await?)
+        }
         StoreUrl::Postgres(_) => None,
     };
     let store = open::connect(&url, true).await?;
@@ -112,6 +116,8 @@ delegate! {
     fn set_meta(&self, key: &str, value: &str) -> Result<()>;
     fn try_lease(&self, name: &str, holder: &str, now: chrono::DateTime<chrono::Utc>, ttl: std::time::Duration) -> Result<bool>;
     fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
+    fn lease_holder(&self, name: &str) -> Result<Option<String>>;
+    fn interruptions_in_a_row(&self, asset: &str, partition: Option<&str>) -> Result<u32>;
     fn run_counts(&self) -> Result<Vec<(String, i64)>>;
 }
 

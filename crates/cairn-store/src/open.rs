@@ -130,7 +130,7 @@ pub(crate) async fn connect(url: &StoreUrl, create: bool) -> Result<Store> {
 }
 
 /// A file that exists must be a SQLite database; anything else is refused untouched.
-fn check_sqlite_file(path: &Path) -> Result<()> {
+pub(crate) fn check_sqlite_file(path: &Path) -> Result<()> {
     use std::io::Read;
     let mut header = [0u8; 16];
     match std::fs::File::open(path) {

@@ -52,6 +52,7 @@ string_enum! {
         RunSucceeded => "run_succeeded",
         RunFailed => "run_failed",
         RunCanceled => "run_canceled",
+        RunInterrupted => "run_interrupted",
         Materialization => "materialization",
         Observation => "observation",
         FreshnessChanged => "freshness_changed",
@@ -79,6 +80,7 @@ string_enum! {
         Succeeded => "succeeded",
         Failed => "failed",
         Canceled => "canceled",
+        Interrupted => "interrupted",
     }
 }
 
@@ -86,21 +88,33 @@ impl RunStatus {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Canceled
+            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Canceled | RunStatus::Interrupted
         )
     }
 
-    /// The run lifecycle: `queued -> claimed -> running -> {succeeded, failed, canceled}`;
-    /// a claimed run may be released back to the queue or fail (its worker died); queued
-    /// and claimed runs may be canceled. Retries are new runs, so terminal states are final.
+    /// The run lifecycle: `queued -> claimed -> running -> {succeeded, failed, canceled,
+    /// interrupted}`; a claimed run may be released back to the queue, fail (refused before
+    /// it started) or be interrupted (its worker died); queued and claimed runs may be
+    /// canceled. `interrupted` is Cairn's doing, not the asset's: the reconciler re-runs
+    /// the partition without using its retry budget. Retries and re-runs are new runs, so
+    /// terminal states are final.
     pub fn can_become(self, next: RunStatus) -> bool {
         use RunStatus::*;
         matches!(
             (self, next),
             (Queued, Claimed | Canceled)
-                | (Claimed, Running | Queued | Failed | Canceled)
-                | (Running, Succeeded | Failed | Canceled)
+                | (Claimed, Running | Queued | Failed | Canceled | Interrupted)
+                | (Running, Succeeded | Failed | Canceled | Interrupted)
         )
+    }
+
+    /// The statuses a run ends in.
+    pub fn terminal() -> Vec<RunStatus> {
+        RunStatus::ALL
+            .iter()
+            .copied()
+            .filter(|s| s.is_terminal())
+            .collect()
     }
 
     /// The statuses a run may be in before becoming `self`.
@@ -529,6 +543,8 @@ mod tests {
             (Running, Succeeded),
             (Running, Failed),
             (Running, Canceled),
+            (Claimed, Interrupted),
+            (Running, Interrupted),
         ];
         for &from in RunStatus::ALL {
             for &to in RunStatus::ALL {

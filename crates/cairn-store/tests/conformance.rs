@@ -27,6 +27,7 @@ conformance!(
     identical_data_keeps_its_change_point,
     phi_runs_wait_for_a_phi_capable_executor,
     runs_and_events_page_newest_first,
+    interrupted_runs_end_without_counting_as_failures,
 );
 
 /// The API's pages: filters hold, pages do not overlap, and together they are all.
@@ -869,7 +870,12 @@ async fn lease_has_one_holder(store: &Store) {
             .unwrap(),
         "a former holder cannot release another's lease"
     );
+    assert_eq!(
+        store.lease_holder("reconciler").await.unwrap().as_deref(),
+        Some("b")
+    );
     store.release_lease("reconciler", "b").await.unwrap();
+    assert_eq!(store.lease_holder("reconciler").await.unwrap(), None);
     assert!(
         store
             .try_lease("reconciler", "c", at(53), ttl)
@@ -881,4 +887,115 @@ async fn lease_has_one_holder(store: &Store) {
 
 async fn migrations_are_all_applied(store: &Store) {
     assert!(store.pending_migrations().await.unwrap().is_empty());
+}
+
+/// `interrupted` ends a run (with its own lifecycle event and `finished_at`) but is not a
+/// failure of the partition; interruptions in a row are counted back to the first run that
+/// ended otherwise.
+async fn interrupted_runs_end_without_counting_as_failures(store: &Store) {
+    let end = |status: RunStatus, s: i64| {
+        let store = store.clone();
+        async move {
+            let run = NewRun::new("raw/x", Some("p"), at(s));
+            let id = run.id.clone();
+            store.enqueue(&[run], at(s)).await.unwrap();
+            let claimed = store.claim_run("w", at(s), true).await.unwrap().unwrap();
+            assert_eq!(claimed.id, id);
+            let t = |to, error: Option<&str>| RunTransition {
+                run_id: id.clone(),
+                to,
+                at: at(s),
+                pid: Some(7),
+                error: error.map(str::to_owned),
+                events: vec![],
+            };
+            store
+                .transition(&t(RunStatus::Running, None))
+                .await
+                .unwrap();
+            store
+                .transition(&t(status, Some("worker gone")))
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        store
+            .interruptions_in_a_row("raw/x", Some("p"))
+            .await
+            .unwrap(),
+        0
+    );
+    end(RunStatus::Failed, 1).await;
+    let first = end(RunStatus::Interrupted, 2).await;
+    assert_eq!(first.status, RunStatus::Interrupted);
+    assert!(first.status.is_terminal());
+    assert_eq!(first.finished_at, Some(at(2)));
+    end(RunStatus::Interrupted, 3).await;
+    assert_eq!(
+        store
+            .interruptions_in_a_row("raw/x", Some("p"))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        store
+            .interruptions_in_a_row("raw/x", Some("q"))
+            .await
+            .unwrap(),
+        0,
+        "another partition's"
+    );
+    let kinds: Vec<EventKind> = store
+        .events_after(0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.run_id.as_deref() == Some(first.id.as_str()))
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            EventKind::RunQueued,
+            EventKind::RunStarted,
+            EventKind::RunInterrupted
+        ]
+    );
+    // Only the failure counts against the retry budget.
+    let snapshot = store.scan_latest(&mut |_: LatestRow<'_>| {}).await.unwrap();
+    assert_eq!(snapshot.failures.len(), 1);
+    assert_eq!(snapshot.failures[0].failures, 1);
+    // Interrupted before its command started: neither counted nor ending the streak.
+    let run = NewRun::new("raw/x", Some("p"), at(4));
+    let id = run.id.clone();
+    store.enqueue(&[run], at(4)).await.unwrap();
+    store.claim_run("w", at(4), true).await.unwrap().unwrap();
+    store
+        .transition(&RunTransition {
+            run_id: id,
+            to: RunStatus::Interrupted,
+            at: at(4),
+            pid: None,
+            error: None,
+            events: vec![],
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .interruptions_in_a_row("raw/x", Some("p"))
+            .await
+            .unwrap(),
+        2
+    );
+    end(RunStatus::Succeeded, 5).await;
+    assert_eq!(
+        store
+            .interruptions_in_a_row("raw/x", Some("p"))
+            .await
+            .unwrap(),
+        0
+    );
 }

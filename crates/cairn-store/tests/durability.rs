@@ -263,6 +263,11 @@ async fn refuses_a_file_that_is_not_sqlite() {
         std::fs::read_to_string(&path).unwrap(),
         "these are my notes, not a database"
     );
+    let beside: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(beside, ["notes.db"], "nothing is created beside it");
 }
 
 #[tokio::test]

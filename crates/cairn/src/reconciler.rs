@@ -41,6 +41,8 @@ pub struct Links {
     pub view: LiveView,
     /// The API's requests for a tick now (a backfill, new dynamic partitions...).
     pub poke: Arc<Poke>,
+    /// Poked when the lease's holder was found dead: its runs want recovering now.
+    pub holder_died: Arc<Notify>,
 }
 
 impl Links {
@@ -51,6 +53,7 @@ impl Links {
             run_ended: Arc::default(),
             view: LiveView::new(),
             poke: Arc::default(),
+            holder_died: Arc::default(),
         }
     }
 }
@@ -127,10 +130,19 @@ pub async fn run(
         // Readers may come in while the tick plans and enqueues.
         let guard = guard.downgrade();
         let view = guard.as_ref().expect("loaded above");
-        if store
+        let mut leased = store
             .try_lease("reconciler", &opts.holder, now, lease)
-            .await?
+            .await?;
+        // A holder proven dead (this host, process gone) is not waited for.
+        if !leased
+            && cairn_exec::recovery::release_dead_lease(store, "reconciler", &opts.holder).await?
         {
+            links.holder_died.notify_one();
+            leased = store
+                .try_lease("reconciler", &opts.holder, now, lease)
+                .await?;
+        }
+        if leased {
             let report = view
                 .engine
                 .tick(

@@ -1,6 +1,7 @@
 //! `cairn up`: one process with the store, the reconciler, the launcher and the HTTP
 //! server. SIGINT or SIGTERM stops claiming and planning, gives running commands
-//! `--shutdown-grace` to finish, then kills them and marks their runs failed.
+//! `--shutdown-grace` to finish, then kills them and marks their runs interrupted (re-run
+//! at the next start without using their retry budget).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -29,7 +30,7 @@ pub struct ExecArgs {
     /// How often a running run records that it is alive.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub heartbeat: Duration,
-    /// A run whose worker has been silent this long is recovered (marked failed, retried).
+    /// A run whose worker has been silent this long is recovered (marked interrupted, re-run).
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub stale_after: Duration,
 }
@@ -97,10 +98,20 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
             .with_context(|| format!("opening the store {store_url}"))?;
         let worker = config.worker_id.clone();
         // Runs a previous process left behind are settled before anything new starts.
-        for r in
-            cairn_exec::recover(&store, &worker, chrono::Utc::now(), args.exec.stale_after).await?
+        let none_yet = |_: &str| false;
+        for r in cairn_exec::recover(
+            &store,
+            &worker,
+            &none_yet,
+            chrono::Utc::now(),
+            args.exec.stale_after,
+        )
+        .await?
         {
-            eprintln!("recovered run {} of {}: {}", r.run_id, r.asset, r.reason);
+            eprintln!(
+                "recovered run {} of {}: {}: {}",
+                r.run_id, r.asset, r.status, r.reason
+            );
         }
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
@@ -115,7 +126,8 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
             Launcher::new(store.clone(), config, graph_rx, links.enqueued.clone())
                 .on_run_end(links.run_ended.clone()),
         );
-        let launcher_task = tokio::spawn(launcher.run(shutdown.clone(), args.shutdown_grace));
+        let launcher_task =
+            tokio::spawn(launcher.clone().run(shutdown.clone(), args.shutdown_grace));
 
         let schema = cairn_api::schema::build(cairn_api::Api {
             store: store.clone(),
@@ -158,6 +170,8 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
         let recovery_store = store.clone();
         let recovery_stop = shutdown.clone();
         let (me, stale_after) = (worker.clone(), args.exec.stale_after);
+        let executing = launcher.clone();
+        let holder_died = links.holder_died.clone();
         let recovery = tokio::spawn(async move {
             // Retention (default policy) once at start, then about hourly.
             let mut next_prune = tokio::time::Instant::now();
@@ -172,10 +186,14 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(stale_after / 2) => {}
+                    // The reconciler's previous holder died: its runs are orphans now.
+                    _ = holder_died.notified() => {}
                     _ = recovery_stop.cancelled() => break,
                 }
+                let mine = |id: &str| executing.is_executing(id);
                 if let Err(e) =
-                    cairn_exec::recover(&recovery_store, &me, chrono::Utc::now(), stale_after).await
+                    cairn_exec::recover(&recovery_store, &me, &mine, chrono::Utc::now(), stale_after)
+                        .await
                 {
                     tracing::warn!(error = %e, "recovery pass failed");
                 }

@@ -12,7 +12,8 @@ pub struct Run {
     pub partition: Option<Key>,
     pub range_first: Option<Key>,
     pub range_last: Option<Key>,
-    /// queued, claimed, running, succeeded, failed or canceled.
+    /// queued, claimed, running, succeeded, failed, canceled or interrupted (Cairn or its
+    /// worker stopped: re-run without using the retry budget).
     pub status: String,
     pub attempt: i32,
     pub pool: Option<String>,
