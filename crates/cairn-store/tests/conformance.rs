@@ -737,7 +737,10 @@ async fn retention_cuts_at_each_boundary(store: &Store) {
     }
     finished.insert("failed-ancient", finish(RunStatus::Failed, cut(400)).await);
     let waiting = NewRun::new("a/w", None, cut(400));
-    store.enqueue(&[waiting.clone()], cut(400)).await.unwrap();
+    store
+        .enqueue(std::slice::from_ref(&waiting), cut(400))
+        .await
+        .unwrap();
 
     // The runs' own lifecycle events are events like the others: those older than the
     // event cut-off go too.
