@@ -542,3 +542,29 @@ fn materialize_stops_and_names_a_missing_input_outside_the_selection() {
     );
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
 }
+
+/// A mistyped store path is an error naming it for the commands that only read, and
+/// nothing is created for it: no directory, no lock file, no empty store.
+#[test]
+fn read_only_commands_never_create_a_store() {
+    let warehouse = small_warehouse();
+    let missing = warehouse.path().join("typo/dir/x.db");
+    let url = format!("sqlite:{}", missing.display());
+    for args in [
+        vec!["--store", &url, "status"],
+        vec!["--store", &url, "runs"],
+        vec!["--store", &url, "logs", "some-run"],
+    ] {
+        let out = cairn(&args, warehouse.path());
+        assert!(!out.status.success(), "{args:?}: {}", stdout(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(&missing.display().to_string()) && err.contains("no store at"),
+            "{args:?}: the error names the path: {err}"
+        );
+        assert!(
+            !warehouse.path().join("typo").exists(),
+            "{args:?} created a directory"
+        );
+    }
+}

@@ -53,6 +53,21 @@ pub async fn open(url: &str) -> Result<Store> {
     Ok(store)
 }
 
+/// Opens a store that must already exist (for commands that only read, such as
+/// `cairn status`): a missing SQLite file is an error naming it, and nothing (no
+/// directory, no lock file, no empty database) is created for a mistyped path.
+pub async fn open_existing(url: &str) -> Result<Store> {
+    if let StoreUrl::Sqlite(path) = StoreUrl::parse(url)?
+        && !path.exists()
+    {
+        return Err(Error::NotFound(format!(
+            "no store at {} (`cairn up` or `cairn migrate` creates one; check --store or CAIRN_STORE)",
+            path.display()
+        )));
+    }
+    open(url).await
+}
+
 /// Opens the store without migrating (for `cairn migrate`); the same refusals apply.
 /// With `create`, a missing SQLite file (and its directory) is created empty.
 pub async fn open_unmigrated(url: &str, create: bool) -> Result<Store> {

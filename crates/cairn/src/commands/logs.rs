@@ -16,7 +16,7 @@ pub struct Args {
 
 pub fn run(store_url: &str, args: Args) -> anyhow::Result<ExitCode> {
     super::runtime()?.block_on(async {
-        let store = cairn_store::open(store_url)
+        let store = cairn_store::open_existing(store_url)
             .await
             .with_context(|| format!("opening the store {store_url}"))?;
         let mut run = store.get_run(&args.run).await?;

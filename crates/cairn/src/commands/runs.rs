@@ -33,7 +33,7 @@ pub fn run(store_url: &str, args: Args) -> anyhow::Result<ExitCode> {
             .collect::<Result<Vec<_>, _>>()?
     };
     super::runtime()?.block_on(async {
-        let store = cairn_store::open(store_url)
+        let store = cairn_store::open_existing(store_url)
             .await
             .with_context(|| format!("opening the store {store_url}"))?;
         if let Some(id) = &args.cancel {

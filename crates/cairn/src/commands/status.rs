@@ -28,7 +28,7 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
         None => graph.topological_order().to_vec(),
     };
     super::runtime()?.block_on(async {
-        let store = cairn_store::open(store_url).await.with_context(|| format!("opening the store {store_url}"))?;
+        let store = cairn_store::open_existing(store_url).await.with_context(|| format!("opening the store {store_url}"))?;
         let now = crate::clock::now();
         let engine = Engine::load(graph, &store, now).await?;
         let inputs = engine.inputs(now);
