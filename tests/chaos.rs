@@ -336,11 +336,31 @@ fn chaos(store: Option<String>, backend: &str) {
         // The partitions the last kill interrupted are re-run first: the next kill waits
         // for those re-runs, so no partition is interrupted twice in a row by this test
         // (three in a row would fail it, by design; `tests/recovery.rs` covers that).
-        wait_for(
-            "the re-runs of the last kill's interrupted runs",
-            Duration::from_secs(90),
-            || reruns_done(&w.runs()),
-        );
+        let waiting = Instant::now();
+        loop {
+            let runs = w.runs();
+            if reruns_done(&runs) {
+                break;
+            }
+            if waiting.elapsed() > Duration::from_secs(90) {
+                let pending: Vec<&serde_json::Value> = runs
+                    .iter()
+                    .filter(|r| {
+                        runs.iter().any(|i| {
+                            i["status"] == "interrupted"
+                                && i["asset"] == r["asset"]
+                                && i["partition"] == r["partition"]
+                        })
+                    })
+                    .collect();
+                panic!(
+                    "no re-run of an interrupted run after 90 s (kill {n}, seed {seed}); the runs of those partitions: {pending:#?}\nlog: {}",
+                    std::fs::read_to_string(w.dir.join(format!("up-{}.err", n - 1)))
+                        .unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
         let after = rng.between(Duration::from_millis(300), Duration::from_millis(2500));
         moments.push(after);
         std::thread::sleep(after);

@@ -217,8 +217,10 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         if asset.is_source && asset.observe.is_some() && budget > 0 {
             // Observations: what was never observed, everything at a cron tick.
             let state = inputs.state.asset(id);
-            let want: PartitionSet = if cron_pending.contains_key(&id) {
-                wanted[id.index()].clone()
+            let want: PartitionSet = if let Some(tick) = cron_pending.get(&id) {
+                // Everything not observed since the tick (an observation that was
+                // interrupted is asked for again).
+                not_observed_since(state, &wanted[id.index()], *tick)
             } else {
                 wanted[id.index()]
                     .iter()
@@ -297,10 +299,9 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     for (id, tick) in cron_pending {
         let scope = automation_scope(graph.asset(id), inputs, id);
         let open = if graph.asset(id).is_source {
-            // Handled once its observations are under way.
-            scope
-                .difference(in_flight(id))
-                .difference(&planned[id.index()])
+            // Handled once every partition is observed since the tick (or failed for good):
+            // an observation in flight may still be interrupted, and must then run again.
+            not_observed_since(inputs.state.asset(id), &scope, tick)
                 .difference(&exhausted[id.index()])
         } else {
             scope
@@ -405,6 +406,19 @@ fn inputs_ready(
                 .any(blocked),
         }
     })
+}
+
+/// The partitions of `scope` whose latest observation is older than `tick` (or missing).
+fn not_observed_since(
+    state: &crate::state::AssetState,
+    scope: &PartitionSet,
+    tick: DateTime<Utc>,
+) -> PartitionSet {
+    let tick = tick.timestamp_micros();
+    scope
+        .iter()
+        .filter(|&p| state.at_micros(p).is_none_or(|at| at < tick))
+        .collect()
 }
 
 /// Runs for the ready partitions of one asset: `single_run` backfills batch contiguous

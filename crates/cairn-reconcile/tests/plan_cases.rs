@@ -345,14 +345,34 @@ compute = { command = ["true"] }
         "observe = { command = [\"true\"] }\nautomation = { cron = \"0 * * * *\" }",
     );
     let g = graph(&cron);
-    let mut log = Log::new(&g, "2025-01-06T12:30:00Z");
+    let mut log = Log::new(&g, "2025-01-06T11:30:00Z");
     log.mat("raw/registry", "", "v1")
         .mat("staging/patients", "", "p1");
+    log.now = t("2025-01-06T12:30:00Z");
     let registry = g.id_of("raw/registry").unwrap();
+    let tick = t("2025-01-06T12:00:00Z");
     let (lines, p) = planned(&log, &none, &[], &HashMap::new());
     assert_eq!(lines, ["raw/registry "], "a cron tick observes again");
-    assert_eq!(p.cron_handled, [(registry, t("2025-01-06T12:00:00Z"))]);
-    let handled = HashMap::from([(registry, t("2025-01-06T12:00:00Z"))]);
+    assert!(
+        p.cron_handled.is_empty(),
+        "the tick is handled once the observation is made, not when it starts"
+    );
+    let (again, p) = planned(&log, &in_flight_of(&log, &p), &[], &HashMap::new());
+    assert!(again.is_empty(), "in flight: not twice: {again:?}");
+    assert!(p.cron_handled.is_empty());
+    // The observation was interrupted (Cairn stopped): nothing in flight, nothing
+    // observed since the tick, so it is asked for again.
+    let (lines, _) = planned(&log, &none, &[], &HashMap::new());
+    assert_eq!(
+        lines,
+        ["raw/registry "],
+        "an interrupted observation runs again"
+    );
+    log.mat("raw/registry", "", "v1");
+    let (lines, p) = planned(&log, &none, &[], &HashMap::new());
+    assert!(lines.is_empty(), "observed since the tick: {lines:?}");
+    assert_eq!(p.cron_handled, [(registry, tick)]);
+    let handled = HashMap::from([(registry, tick)]);
     assert!(
         planned(&log, &none, &[], &handled).0.is_empty(),
         "once per tick"
