@@ -225,6 +225,8 @@ fn partition_status(dir: &Path, asset: &str, partition: &str) -> (bool, Vec<Stri
 fn report_records_a_materialization_that_status_then_counts_as_fresh() {
     let dir = small_warehouse();
     let dir = dir.path();
+    // `status` only reads: it needs a store to exist.
+    assert!(cairn(&["migrate"], dir).status.success());
     assert_eq!(
         partition_status(dir, "mart/visits", "north"),
         (false, vec!["missing".to_owned()])

@@ -46,7 +46,17 @@ impl Up {
             .stderr(std::fs::File::create(&stderr).unwrap())
             .spawn()
             .unwrap();
-        Self { child, stderr }
+        let mut up = Self { child, stderr };
+        // The banner comes once the store is open (and created): commands that only read
+        // it (`cairn runs`) refuse a store that does not exist yet.
+        let started = Instant::now();
+        while !up.log().contains("cairn up: ")
+            && up.child.try_wait().unwrap().is_none()
+            && started.elapsed() < Duration::from_secs(60)
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        up
     }
 
     fn log(&self) -> String {

@@ -196,3 +196,43 @@ async fn interrupting_a_run_that_already_ended_changes_nothing() {
         Err(cairn_store::Error::IllegalTransition { .. })
     ));
 }
+
+/// A worker on another machine cannot be checked in /proc: its runs are recovered by the
+/// silence of their heartbeat alone, and only once it is stale.
+#[tokio::test]
+async fn a_silent_worker_elsewhere_is_recovered_by_its_stale_heartbeat() {
+    let (_dir, store) = store().await;
+    let me = cairn_exec::worker_id();
+    let elsewhere = format!("not-{}:4242:0000", host());
+    let t0 = Utc::now();
+    let id = running(&store, &elsewhere, t0).await;
+    let stale = Duration::from_secs(60);
+    let executing = |_: &str| false;
+    let fresh = t0 + chrono::Duration::seconds(30);
+    assert!(
+        recover(&store, &me, &executing, fresh, stale)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a heartbeat 30 s old is not stale"
+    );
+    assert_eq!(store.get_run(&id).await.unwrap().status, RunStatus::Running);
+    store.heartbeat(&id, fresh).await.unwrap();
+    let silent = fresh + chrono::Duration::seconds(61);
+    let recovered = recover(&store, &me, &executing, silent, stale)
+        .await
+        .unwrap();
+    assert_eq!(recovered.len(), 1, "{recovered:?}");
+    assert_eq!(
+        store.get_run(&id).await.unwrap().status,
+        RunStatus::Interrupted,
+        "a lost worker's run is interrupted, not failed"
+    );
+    assert!(
+        recover(&store, &me, &executing, silent, stale)
+            .await
+            .unwrap()
+            .is_empty(),
+        "recovered once"
+    );
+}
