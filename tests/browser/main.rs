@@ -468,10 +468,7 @@ async fn graphiql_works_offline_and_other_sites_cannot_ride_its_session() {
             "loaded from elsewhere: {url}"
         );
     }
-    if let Ok(dir) = std::env::var("CAIRN_SCREENSHOTS") {
-        let shot = c.screenshot().await.unwrap();
-        std::fs::write(Path::new(&dir).join("graphiql.png"), shot).unwrap();
-    }
+    ui::screenshot(&browser, "graphiql.png").await;
 
     // Another site, with the session cookie in the browser's jar.
     let hostile = serve_hostile_page(&server.addr);

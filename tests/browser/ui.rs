@@ -47,21 +47,35 @@ async fn click(browser: &Browser, css: &str) {
             ),
         )
         .await;
-    browser
-        .client()
-        .find(Locator::Css(css))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap_or_else(|e| panic!("click {css}: {e}"));
+    // The element may be re-rendered (live statuses) between finding and clicking it.
+    let mut attempts = 0;
+    loop {
+        let found = browser.client().find(Locator::Css(css)).await;
+        match found {
+            Ok(el) => match el.click().await {
+                Ok(_) => return,
+                Err(e) if attempts < 5 && e.to_string().contains("stale element") => {}
+                Err(e) => panic!("click {css}: {e}"),
+            },
+            Err(e) if attempts < 5 => {
+                let _ = e;
+            }
+            Err(e) => panic!("click {css}: {e}"),
+        }
+        attempts += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
-async fn screenshot(browser: &Browser, name: &str) {
+/// With `CAIRN_SCREENSHOTS=DIR` (relative to the repository's root), a PNG of the page.
+pub(super) async fn screenshot(browser: &Browser, name: &str) {
     if let Ok(dir) = std::env::var("CAIRN_SCREENSHOTS") {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(dir);
         let shot = browser.client().screenshot().await.unwrap();
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(Path::new(&dir).join(name), shot).unwrap();
+        std::fs::write(dir.join(name), shot).unwrap();
     }
 }
 
@@ -407,6 +421,7 @@ async fn backfill_and_sla_from_the_ui() {
             "return !!document.querySelector('.asset-page[data-ready] #sla-max')",
         )
         .await;
+    click(&browser, "#sla-details summary").await;
     fill(&browser, "#sla-max", "soon").await;
     click(&browser, "#sla-save").await;
     let error = browser
@@ -454,6 +469,7 @@ async fn backfill_and_sla_from_the_ui() {
             "const e = document.querySelector('.asset-page[data-ready] #freshness-status'); return e && e.textContent === 'breach'",
         )
         .await;
+    click(&browser, "#sla-details summary").await;
     click(&browser, "#sla-clear").await;
     browser
         .wait_until(

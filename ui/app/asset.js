@@ -63,6 +63,18 @@ export async function assetView(root, key, signal) {
       classBadge(a.classification.effective) ? h("span", { class: "badge", title: a.classification.effective }, classBadge(a.classification.effective)) : null,
       h("a", { class: "button", href: `#/?focus=${encodeURIComponent(a.key)}&depth=2` }, "Show in lineage")),
     a.description ? h("p", { class: "description" }, a.description) : null,
+    h("section", { class: "card wide", "aria-labelledby": "health-h" },
+      h("h2", { id: "health-h" }, "Partition health"),
+      healthSummary(health),
+      bar,
+      a.partitions ? h("p", { class: "muted" }, "Click a range on the bar to see why it is stale" + (backfill ? " and to backfill it." : ".")) : null),
+    h("section", { class: "card wide", "aria-labelledby": "stale-h" },
+      h("h2", { id: "stale-h" }, "Why is it stale?"),
+      h("form", { class: "inline", onsubmit: (ev) => { ev.preventDefault(); showStaleness(); } },
+        h("label", { for: "staleness-partition" }, "Partition"), partitionInput,
+        h("button", { type: "submit" }, "Explain")),
+      stalenessBox),
+    backfill ? backfill.el : null,
     h("div", { class: "cards" },
       card("Definition", dl([
         ["Owners", a.owners.join(", ") || "—"],
@@ -84,18 +96,6 @@ export async function assetView(root, key, signal) {
       ])),
       freshnessCard(a, can("ADMIN"), () => assetView(root, key, signal)),
     ),
-    h("section", { class: "card wide", "aria-labelledby": "health-h" },
-      h("h2", { id: "health-h" }, "Partition health"),
-      healthSummary(health),
-      bar,
-      a.partitions ? h("p", { class: "muted" }, "Click a range on the bar to see why it is stale" + (backfill ? " and to backfill it." : ".")) : null),
-    h("section", { class: "card wide", "aria-labelledby": "stale-h" },
-      h("h2", { id: "stale-h" }, "Why is it stale?"),
-      h("form", { class: "inline", onsubmit: (ev) => { ev.preventDefault(); showStaleness(); } },
-        h("label", { for: "staleness-partition" }, "Partition"), partitionInput,
-        h("button", { type: "submit" }, "Explain")),
-      stalenessBox),
-    backfill ? backfill.el : null,
     h("section", { class: "card wide", "aria-labelledby": "latest-h" },
       h("h2", { id: "latest-h" }, "Latest materialization"),
       latest(a.latestMaterialization)),
@@ -149,7 +149,7 @@ function freshnessCard(a, admin, reload) {
         ["Policy", p.overridden ? `override set by ${p.overrideSetBy} ${fmtTime(p.overrideSetAt)}` : "as defined"],
       ]));
   }
-  if (admin) body.push(slaForm(a, reload));
+  if (admin) body.push(h("details", { id: "sla-details" }, h("summary", {}, "Edit the SLA"), slaForm(a, reload)));
   return card("Freshness", ...body);
 }
 

@@ -281,6 +281,10 @@ class GraphView {
     const n = this.nodes.get(state.selected);
     if (!n || !n.data) return;
     const d = n.data;
+    // Re-rendered only when something shown changed (it is re-read every few seconds).
+    const signature = JSON.stringify([d, n.status]);
+    if (this.panelSignature === signature) return;
+    this.panelSignature = signature;
     const reasons = d.staleReasons.map((r) => r.replace(/_/g, " "));
     this.panel.replaceChildren(
       h("h2", {}, h("a", { href: assetHref(d.key), id: "selected-link" }, d.key)),
