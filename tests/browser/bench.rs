@@ -15,7 +15,7 @@ use super::*;
 /// hourly asset with about 100,000 partitions.
 fn generated_warehouse(n: usize) -> String {
     let mut s = String::from(
-        "[partitions.hourly]\ntype = \"hourly\"\nstart = \"2015-07-01-00:00\"\ntimezone = \"UTC\"\n\n",
+        "[partitions.hourly]\ntype = \"hourly\"\nstart = \"2015-07-01\"\ntimezone = \"UTC\"\n\n",
     );
     let mut seed: u64 = 7;
     let mut next = |m: usize| {
@@ -76,7 +76,7 @@ async fn bench_graph_and_health_bar() {
     browser
         .wait_until(
             "the graph",
-            "return !!document.querySelector('svg.graph[data-ready]')",
+            "return !!document.querySelector('div.graph[data-ready]')",
         )
         .await;
 
@@ -89,7 +89,7 @@ async fn bench_graph_and_health_bar() {
         let ms = browser
             .wait_until(
                 "the graph",
-                "return document.querySelector('svg.graph[data-ready]') && performance.now()",
+                "return document.querySelector('div.graph[data-ready]') && performance.now()",
             )
             .await;
         first_render.push(ms.as_f64().unwrap());
@@ -103,7 +103,7 @@ async fn bench_graph_and_health_bar() {
     // Pan and zoom for two seconds through the page's own handlers, counting frames.
     let fps = c
         .execute_async(
-            "const done = arguments[0]; const svg = document.querySelector('svg.graph');
+            "const done = arguments[0]; const svg = document.querySelector('div.graph');
              const r = svg.getBoundingClientRect(); let frames = 0; const t0 = performance.now();
              function step(t) {
                frames++;

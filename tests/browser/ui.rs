@@ -120,7 +120,7 @@ async fn graph_search_focus_and_asset_page() {
     browser
         .wait_until(
             "the graph",
-            "return document.querySelector('svg.graph[data-ready]') && document.querySelectorAll('.node[data-status]').length > 0",
+            "return document.querySelector('div.graph[data-ready]') && document.querySelectorAll('.node[data-status]').length > 0",
         )
         .await;
     let api = server.graphql("{ graphLayout { nodes { key x y } } }");
@@ -514,7 +514,7 @@ async fn a_viewer_without_phi_sees_redactions_and_no_actions() {
     browser
         .wait_until(
             "the graph, signed in",
-            "return !!document.querySelector('svg.graph[data-ready]') && document.querySelector('#me').textContent",
+            "return !!document.querySelector('div.graph[data-ready]') && document.querySelector('#me').textContent",
         )
         .await;
     let me = c

@@ -99,10 +99,16 @@ class GraphView {
       h("span", { class: "muted count", id: "graph-count" }, `${layout.nodes.length} assets`),
     );
 
-    this.svg = svg("svg", { class: "graph", role: "application", tabindex: "0",
-      "aria-label": `Lineage graph of ${layout.nodes.length} assets. Arrow keys pan, plus and minus zoom, Tab moves between assets.` });
+    // The SVG is drawn once at its full size on a plane that pan and zoom move with a CSS
+    // transform: the compositor moves the rasterized plane (fast at thousands of assets),
+    // and the plane is rasterized again at the new scale once the movement stops.
+    this.svg = svg("svg", { class: "graph-svg", width: layout.width, height: layout.height });
     this.viewport = svg("g", { class: "viewport" });
     this.svg.append(this.viewport);
+    this.plane = h("div", { class: "plane" });
+    this.plane.append(this.svg);
+    this.surface = h("div", { class: "graph", role: "application", tabindex: "0",
+      "aria-label": `Lineage graph of ${layout.nodes.length} assets. Arrow keys pan, plus and minus zoom, Tab moves between assets.` }, this.plane);
     const defs = svg("defs");
     const marker = svg("marker", { id: "arrow", viewBox: "0 0 10 10", refX: "10", refY: "5", markerWidth: "6", markerHeight: "6", orient: "auto-start-reverse" });
     marker.append(svg("path", { d: "M 0 0 L 10 5 L 0 10 z", class: "arrowhead" }));
@@ -120,7 +126,7 @@ class GraphView {
     root.replaceChildren(h("div", { class: "graph-page" },
       toolbar,
       h("div", { class: "graph-body" },
-        h("div", { class: "graph-wrap" }, this.svg, this.results),
+        h("div", { class: "graph-wrap" }, this.surface, this.results),
         h("div", { class: "side" }, this.panel, legend))));
     this.bindPanZoom();
   }
@@ -257,7 +263,7 @@ class GraphView {
       if (hit) this.matches.push(key);
     }
     this.matches.sort((a, b) => a.length - b.length || a.localeCompare(b));
-    this.svg.classList.toggle("searching", q !== "");
+    this.surface.classList.toggle("searching", q !== "");
     this.results.replaceChildren(...this.matches.slice(0, 12).map((key) =>
       h("li", {}, h("button", { type: "button", class: "link", onclick: () => this.select(key, true) }, key))));
     if (q !== "" && this.matches.length === 0) this.results.append(h("li", { class: "muted" }, "No asset matches"));
@@ -347,13 +353,16 @@ class GraphView {
     this.frame = requestAnimationFrame(() => {
       this.frame = null;
       const { x, y, k } = this.view;
-      this.viewport.setAttribute("transform", `translate(${x},${y}) scale(${k})`);
+      this.plane.style.willChange = "transform";
+      this.plane.style.transform = `translate(${x}px, ${y}px) scale(${k})`;
+      clearTimeout(this.settle);
+      this.settle = setTimeout(() => { this.plane.style.willChange = "auto"; }, 250);
       state.view = { ...this.view };
     });
   }
 
   size() {
-    const r = this.svg.getBoundingClientRect();
+    const r = this.surface.getBoundingClientRect();
     return { w: r.width || 800, h: r.height || 600 };
   }
 
@@ -397,26 +406,26 @@ class GraphView {
 
   bindPanZoom() {
     let drag = null;
-    this.svg.addEventListener("pointerdown", (ev) => {
+    this.surface.addEventListener("pointerdown", (ev) => {
       if (ev.target.closest(".node") || ev.button !== 0) return;
       drag = { x: ev.clientX, y: ev.clientY, vx: this.view.x, vy: this.view.y };
-      this.svg.setPointerCapture(ev.pointerId);
-      this.svg.classList.add("panning");
+      this.surface.setPointerCapture(ev.pointerId);
+      this.surface.classList.add("panning");
     });
-    this.svg.addEventListener("pointermove", (ev) => {
+    this.surface.addEventListener("pointermove", (ev) => {
       if (!drag) return;
       this.setView({ k: this.view.k, x: drag.vx + ev.clientX - drag.x, y: drag.vy + ev.clientY - drag.y });
     });
-    const end = () => { drag = null; this.svg.classList.remove("panning"); };
-    this.svg.addEventListener("pointerup", end);
-    this.svg.addEventListener("pointercancel", end);
-    this.svg.addEventListener("wheel", (ev) => {
+    const end = () => { drag = null; this.surface.classList.remove("panning"); };
+    this.surface.addEventListener("pointerup", end);
+    this.surface.addEventListener("pointercancel", end);
+    this.surface.addEventListener("wheel", (ev) => {
       ev.preventDefault();
-      const r = this.svg.getBoundingClientRect();
+      const r = this.surface.getBoundingClientRect();
       this.zoomBy(Math.exp(-ev.deltaY * 0.0015), ev.clientX - r.left, ev.clientY - r.top);
     }, { passive: false });
-    this.svg.addEventListener("keydown", (ev) => {
-      if (ev.target !== this.svg) return;
+    this.surface.addEventListener("keydown", (ev) => {
+      if (ev.target !== this.surface) return;
       const step = 60;
       const moves = { ArrowLeft: [step, 0], ArrowRight: [-step, 0], ArrowUp: [0, step], ArrowDown: [0, -step] };
       if (moves[ev.key]) {
