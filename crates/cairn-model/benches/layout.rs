@@ -8,7 +8,10 @@ use criterion::{Criterion, criterion_group, criterion_main};
 
 /// `n` assets in groups of 100, each reading up to three earlier assets, mostly of its own
 /// group or the one before (a warehouse's ingest -> staging -> marts shape).
-fn generated(n: usize) -> (Vec<(String, String)>, Vec<(usize, usize)>) {
+/// (key, group) per asset, and (upstream, downstream) edges.
+type Generated = (Vec<(String, String)>, Vec<(usize, usize)>);
+
+fn generated(n: usize) -> Generated {
     let mut nodes = Vec::with_capacity(n);
     let mut edges = Vec::new();
     let mut s: u64 = 42;

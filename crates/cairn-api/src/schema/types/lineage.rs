@@ -62,7 +62,7 @@ impl Lineage {
                     .filter(|(_, n)| *n > 0)
                     .map(|((_, name), n)| (n, *name))
                     .collect();
-                reasons.sort_by(|a, b| b.0.cmp(&a.0));
+                reasons.sort_by_key(|r| std::cmp::Reverse(r.0));
                 LineageNode {
                     key: a.key.to_string(),
                     group: a.group.clone(),
