@@ -230,3 +230,59 @@ pub fn graph_layout(graph: &AssetGraph) -> std::sync::Arc<GraphLayout> {
     *CACHE.lock().unwrap_or_else(|e| e.into_inner()) = Some(computed.clone());
     computed
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use cairn_model::loader::{SourceFile, load_sources};
+
+    use super::*;
+
+    fn graph(assets: &[(&str, &[&str])]) -> AssetGraph {
+        let mut text = String::new();
+        for (key, deps) in assets {
+            let deps: Vec<String> = deps.iter().map(|d| format!("{d:?}")).collect();
+            text.push_str(&format!(
+                "[[asset]]\nkey = {key:?}\nclassification = \"public\"\ncompute = {{ shell = \"true\" }}\ndeps = [{}]\n\n",
+                deps.join(", ")
+            ));
+        }
+        let files = [SourceFile {
+            path: "assets/a.toml".into(),
+            text,
+        }];
+        load_sources(&files, &|_| Ok(Vec::new())).unwrap()
+    }
+
+    /// The layout is computed once per graph structure: the same structure is served from
+    /// the cache, another one gets a new version and its own coordinates.
+    #[test]
+    fn the_layout_is_cached_per_definitions_version() {
+        let two = graph(&[("a/x", &[]), ("b/y", &["a/x"])]);
+        let first = graph_layout(&two);
+        assert!(Arc::ptr_eq(&first, &graph_layout(&two)));
+        assert!(Arc::ptr_eq(
+            &first,
+            &graph_layout(&graph(&[("a/x", &[]), ("b/y", &["a/x"])]))
+        ));
+        assert_eq!(first.nodes.len(), 2);
+        assert!(
+            first.nodes[0].x < first.nodes[1].x,
+            "b/y reads a/x: right of it"
+        );
+
+        let three = graph_layout(&graph(&[
+            ("a/x", &[]),
+            ("b/y", &["a/x"]),
+            ("b/z", &["b/y"]),
+        ]));
+        assert_ne!(three.version, first.version);
+        assert_eq!(three.nodes.len(), 3);
+        assert_eq!(three.edges.len(), 2);
+        // A changed dependency is a new layout too.
+        let rewired = graph_layout(&graph(&[("a/x", &[]), ("b/y", &[])]));
+        assert_ne!(rewired.version, first.version);
+        assert_eq!(rewired.nodes[0].x, rewired.nodes[1].x);
+    }
+}
