@@ -317,7 +317,7 @@ async fn graph_search_focus_and_asset_page() {
     browser
         .wait_until(
             "the staleness explanation",
-            "const s = document.querySelector('#staleness'); return s && !s.textContent.includes('Loading') && s.textContent",
+            "const s = document.querySelector('#staleness'); return (s && !s.textContent.includes('Loading') && s.textContent) || false",
         )
         .await;
     assert_only_loopback(&browser, &server).await;
@@ -383,7 +383,7 @@ async fn backfill_and_sla_from_the_ui() {
         .trim_start_matches("/backfill/")
         .to_owned();
     let runs = server.graphql(&format!(
-        "{{ backfill(id: {id:?}) {{ status runs {{ items {{ partition status }} }} }} }}"
+        "{{ backfill(id: {id:?}) {{ status runs {{ items {{ id partition status logs {{ lines {{ line }} }} }} }} }} }}"
     ));
     let runs = runs["data"]["backfill"]["runs"]["items"]
         .as_array()
@@ -400,6 +400,63 @@ async fn backfill_and_sla_from_the_ui() {
             .map(String::from)
             .into()
     );
+    // A run's page: its status and its log as the API has it; the runs list filtered by
+    // asset and status has the backfill's runs.
+    let run = &runs[0];
+    c.goto(&server.url(&format!("/#/run/{}", run["id"].as_str().unwrap())))
+        .await
+        .unwrap();
+    let shown = browser
+        .wait_until(
+            "the run page",
+            "const s = document.querySelector('#run-status'); return s && s.textContent === 'succeeded' && document.querySelector('#run-log').textContent",
+        )
+        .await;
+    let lines: Vec<&str> = run["logs"]["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["line"].as_str().unwrap())
+        .collect();
+    for line in &lines {
+        assert!(
+            shown.as_str().unwrap().contains(line),
+            "{line:?} not in {shown}"
+        );
+    }
+    assert!(
+        c.find(Locator::Css("#run-cancel"))
+            .await
+            .unwrap()
+            .is_displayed()
+            .await
+            .unwrap()
+            == false,
+        "no cancel for an ended run"
+    );
+    c.goto(&server.url(&format!(
+        "/#/runs?status=succeeded&asset={}",
+        key.replace('/', "%2F")
+    )))
+    .await
+    .unwrap();
+    let listed = browser
+        .wait_until(
+            "the runs list",
+            "const t = document.querySelector('#runs-list table'); return t && [...t.querySelectorAll('tbody tr')].map(r => r.textContent)",
+        )
+        .await;
+    for p in ["2025-03-01", "2025-03-02", "2025-03-03"] {
+        assert!(
+            listed
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r.as_str().unwrap().contains(p)),
+            "{p} not listed: {listed}"
+        );
+    }
+
     // The backfills list shows it with its progress.
     c.goto(&server.url("/#/backfills")).await.unwrap();
     let listed = browser
@@ -409,6 +466,25 @@ async fn backfill_and_sla_from_the_ui() {
         )
         .await;
     assert!(listed.as_str().unwrap().contains("3/3 done"), "{listed}");
+    // An ended backfill offers no cancel.
+    c.goto(&server.url(&format!("/#/backfill/{id}")))
+        .await
+        .unwrap();
+    browser
+        .wait_until(
+            "the backfill page",
+            "const s = document.querySelector('#backfill-status'); return s && s.textContent === 'completed'",
+        )
+        .await;
+    assert!(
+        !c.find(Locator::Css("#backfill-cancel"))
+            .await
+            .unwrap()
+            .is_displayed()
+            .await
+            .unwrap(),
+        "no cancel for an ended backfill"
+    );
 
     // SLA: a yearly deadline (1 January, 00:00 UTC) for data built within the second before
     // it breaches at once: everything here was built today.
@@ -427,7 +503,7 @@ async fn backfill_and_sla_from_the_ui() {
     let error = browser
         .wait_until(
             "the inline error",
-            "const e = document.querySelector('#sla-error'); return e && e.textContent",
+            "const e = document.querySelector('#sla-error'); return (e && e.textContent) || false",
         )
         .await;
     assert!(error.as_str().unwrap().contains("soon"), "{error}");
