@@ -186,6 +186,28 @@ async fn graph_search_focus_and_asset_page() {
     assert_only_loopback(&browser, &server).await;
     screenshot(&browser, "graph.png").await;
 
+    // Live: a materialization reported to the server recolours its node, without a reload.
+    let manual = "marts/lab_turnaround_monthly";
+    let status_of =
+        format!("return document.querySelector('.node[data-key=\"{manual}\"]').dataset.status");
+    let before = c.execute(&status_of, vec![]).await.unwrap();
+    assert_eq!(before, "missing", "a manual asset nothing built");
+    c.execute("window.notReloaded = true", vec![])
+        .await
+        .unwrap();
+    let reported = server.graphql(&format!(
+        r#"mutation {{ reportMaterialization(asset: "{manual}", partition: "2025-01-01", dataVersion: "v1") }}"#
+    ));
+    assert!(reported["errors"].is_null(), "{reported}");
+    browser
+        .wait_until(
+            "the node to change colour",
+            &format!(
+                "return window.notReloaded && document.querySelector('.node[data-key=\"{manual}\"]').dataset.status !== 'missing'"
+            ),
+        )
+        .await;
+
     // Search as you type.
     fill(&browser, "#graph-search", "lab").await;
     let matched = browser
