@@ -6,6 +6,10 @@
 //!   (target under 1 s), and frames per second while panning and zooming it (target 30+);
 //! - an asset with 100,000 hourly partitions: navigation to a drawn health bar (target
 //!   under 1 s).
+//!
+//! Measured 2026-12-02 on the shared 2-core build machine (under load), debug build of the
+//! server: first render 1.1 s median, pan/zoom 40 frames per second, health bar of 100,137
+//! partitions drawn in 259 ms median.
 
 use std::fmt::Write as _;
 

