@@ -447,13 +447,12 @@ async fn backfill_and_sla_from_the_ui() {
         );
     }
     assert!(
-        c.find(Locator::Css("#run-cancel"))
+        !c.find(Locator::Css("#run-cancel"))
             .await
             .unwrap()
             .is_displayed()
             .await
-            .unwrap()
-            == false,
+            .unwrap(),
         "no cancel for an ended run"
     );
     c.goto(&server.url(&format!(
