@@ -176,19 +176,28 @@ pub(crate) fn crawl(w: &World, token: &str) -> Crawl {
 
     // The overview: lists of everything.
     let overview = format!(
-        "{{ me {{ {} }} assets(first: 500) {{ items {{ {} }} total nextCursor }} graph {{ {} }} runs(first: 500) {{ items {{ {} }} nextCursor }} backfills(first: 500) {{ {} }} }}",
+        "{{ me {{ {} }} assets(first: 500) {{ items {{ {} }} total nextCursor }} graph {{ {} }} graphLayout {{ {} }} logPosition runs(first: 500) {{ items {{ {} }} nextCursor }} backfills(first: 500) {{ {} }} }}",
         sel("Me", false, &mut covered),
         sel("Asset", false, &mut covered),
         sel("Lineage", false, &mut covered),
+        sel("GraphLayout", false, &mut covered),
         sel("Run", false, &mut covered),
         sel("Backfill", false, &mut covered),
     );
     covered.extend(
-        ["me", "assets", "graph", "runs", "backfills"]
-            .map(|f| format!("Query.{f}"))
-            .into_iter()
-            .chain(["items", "total", "nextCursor"].map(|f| format!("AssetPage.{f}")))
-            .chain(["RunPage.items".into(), "RunPage.nextCursor".into()]),
+        [
+            "me",
+            "assets",
+            "graph",
+            "graphLayout",
+            "logPosition",
+            "runs",
+            "backfills",
+        ]
+        .map(|f| format!("Query.{f}"))
+        .into_iter()
+        .chain(["items", "total", "nextCursor"].map(|f| format!("AssetPage.{f}")))
+        .chain(["RunPage.items".into(), "RunPage.nextCursor".into()]),
     );
     let all = get(&overview, json!({}));
     let assets = keys_of(&all["assets"]["items"], "key");

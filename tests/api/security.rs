@@ -393,12 +393,14 @@ pub(crate) fn local_mode_is_safe_from_other_web_pages(backend: &Backend) {
         );
         assert_eq!(r.status, 403, "Host {host}: {}", r.body);
         assert_no_phi(&r.body, "a rebound request");
-        let page = get_raw(&w, "/graphiql", &[&format!("Host: {host}")]);
-        assert_eq!(page.status, 403, "Host {host} on a page");
-        assert!(
-            page.header("set-cookie").is_none(),
-            "no session for a rebound page"
-        );
+        for path in ["/graphiql", "/"] {
+            let page = get_raw(&w, path, &[&format!("Host: {host}")]);
+            assert_eq!(page.status, 403, "Host {host} on {path}");
+            assert!(
+                page.header("set-cookie").is_none(),
+                "no session for a rebound page"
+            );
+        }
     }
 
     // Headers that cannot be decoded are not "no token" (which would be the admin).
@@ -423,40 +425,44 @@ pub(crate) fn local_mode_is_safe_from_other_web_pages(backend: &Backend) {
     assert!(log.contains("request refused"), "{log}");
     assert!(!log.contains('\u{1b}'), "escape codes in a log file: {log}");
 
-    // The explorer: embedded files only, every one served, with the security headers.
-    let page = get_raw(&w, "/graphiql", &[]);
-    for needle in ["https://", "http://", "<script>"] {
-        assert!(
-            !page.body.contains(needle),
-            "/graphiql holds {needle:?}: {}",
-            page.body
-        );
-    }
-    let csp = page.header("content-security-policy").unwrap_or_default();
-    assert!(
-        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
-        "{csp}"
-    );
-    assert_eq!(
-        page.header("x-content-type-options").as_deref(),
-        Some("nosniff")
-    );
-    assert_eq!(page.header("x-frame-options").as_deref(), Some("DENY"));
-    let cookie = page.header("set-cookie").unwrap();
-    assert!(
-        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
-        "{cookie}"
-    );
-    let mut referenced = 0;
-    for part in page.body.split(['"', '\'']) {
-        if part.starts_with("/static/") {
-            referenced += 1;
-            let f = get_raw(&w, part, &[]);
-            assert_eq!(f.status, 200, "{part}");
-            assert!(f.header("content-security-policy").is_some(), "{part}");
+    // The web UI and the explorer: embedded files only, every one served, with the
+    // security headers and the session cookie.
+    for (path, files) in [("/graphiql", 4), ("/", 2)] {
+        let page = get_raw(&w, path, &[]);
+        assert_eq!(page.status, 200, "{path}");
+        for needle in ["https://", "http://", "<script>"] {
+            assert!(
+                !page.body.contains(needle),
+                "{path} holds {needle:?}: {}",
+                page.body
+            );
         }
+        let csp = page.header("content-security-policy").unwrap_or_default();
+        assert!(
+            csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+            "{csp}"
+        );
+        assert_eq!(
+            page.header("x-content-type-options").as_deref(),
+            Some("nosniff")
+        );
+        assert_eq!(page.header("x-frame-options").as_deref(), Some("DENY"));
+        let cookie = page.header("set-cookie").unwrap();
+        assert!(
+            cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+            "{cookie}"
+        );
+        let mut referenced = 0;
+        for part in page.body.split(['"', '\'']) {
+            if part.starts_with("/static/") {
+                referenced += 1;
+                let f = get_raw(&w, part, &[]);
+                assert_eq!(f.status, 200, "{part}");
+                assert!(f.header("content-security-policy").is_some(), "{part}");
+            }
+        }
+        assert!(referenced >= files, "{}", page.body);
     }
-    assert!(referenced >= 4, "{}", page.body);
     let api = post_raw(&w, &["Content-Type: application/json"], &body);
     assert_eq!(
         api.header("x-content-type-options").as_deref(),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 
 use crate::error::Code;
 use crate::{AppState, error_response};
@@ -16,14 +16,20 @@ use crate::{AppState, error_response};
 #[exclude = "*.md"]
 struct Ui;
 
-/// `/`: the explorer, until the web UI has pages of its own.
-pub async fn home() -> Redirect {
-    Redirect::to("/graphiql")
+/// `/`: the web UI (`ui/index.html`; its modules and styles load from `/static/`). It is
+/// one page: views are chosen by the URL's fragment (`#/asset/KEY`, `#/runs`...).
+pub async fn home(State(state): State<Arc<AppState>>) -> Response {
+    page(&state, "index.html")
 }
 
 /// `/graphiql`: the GraphQL explorer (GraphiQL, vendored under `ui/vendor/`).
 pub async fn graphiql(State(state): State<Arc<AppState>>) -> Response {
-    let mut response = serve("graphiql/index.html");
+    page(&state, "graphiql/index.html")
+}
+
+/// A page of the server's own, with the local session cookie in local mode.
+fn page(state: &AppState, path: &str) -> Response {
+    let mut response = serve(path);
     if let Some(cookie) = state.guard.session_cookie() {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }

@@ -10,6 +10,7 @@ pub mod code_version;
 pub mod diagnostic;
 pub mod graph;
 pub mod key;
+pub mod layout;
 pub mod loader;
 pub mod partitions;
 pub mod policy;

@@ -6,11 +6,11 @@ use cairn_model::Selection;
 use chrono::Utc;
 
 use super::types::{
-    Asset, AuditEntry, AuditPage, Backfill, Classification, Key, Lineage, Me, PartitionLineage,
-    PartitionRef, Run, RunPage, asset_id, gone_asset_key, hops, masks_keys, resolve_partition,
-    shown_key,
+    Asset, AuditEntry, AuditPage, Backfill, Classification, GraphLayout, Key, Lineage, Me,
+    PartitionLineage, PartitionRef, Run, RunPage, asset_id, gone_asset_key, hops, masks_keys,
+    resolve_partition, shown_key,
 };
-use super::{api, caller, page_size, require, view};
+use super::{Int64, api, caller, page_size, require, view};
 use crate::auth::{Caller, Role};
 use crate::error::{self, bad};
 
@@ -148,6 +148,22 @@ impl Query {
         let view = view(ctx).await?;
         let ids: Vec<_> = view.engine.graph.topological_order().to_vec();
         Ok(Lineage::of(&view, &ids, Utc::now()))
+    }
+
+    /// The lineage graph's layout: coordinates of every asset and group box, computed on
+    /// the server (layered, few crossings) and cached until the definitions change.
+    async fn graph_layout(&self, ctx: &Context<'_>) -> async_graphql::Result<GraphLayout> {
+        let view = view(ctx).await?;
+        Ok(super::types::graph_layout(&view.engine.graph)
+            .as_ref()
+            .clone())
+    }
+
+    /// The position of the newest event the statuses reflect: poll it (cheap) and re-read
+    /// `graph` when it changes.
+    async fn log_position(&self, ctx: &Context<'_>) -> async_graphql::Result<Int64> {
+        let view = view(ctx).await?;
+        Ok(Int64(view.engine.state.max_event_id))
     }
 
     /// For one partition of an asset: the upstream partitions it reads through its

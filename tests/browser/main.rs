@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
+mod bench;
+mod ui;
+
 const TIMEOUT: Duration = Duration::from_secs(60);
 
 const WAREHOUSE: &str = r#"
@@ -49,26 +52,50 @@ fn browser_binaries() -> Option<(PathBuf, PathBuf)> {
     }
 }
 
-/// `cairn up --local` on a small warehouse; killed when dropped.
+/// `cairn up` on a warehouse in a temporary directory; killed when dropped.
 struct Server {
     child: Child,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     /// `127.0.0.1:PORT`
     addr: String,
 }
 
 impl Server {
+    /// `cairn up --local` on a one-asset warehouse.
     fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("assets")).unwrap();
         std::fs::write(dir.path().join("assets/w.toml"), WAREHOUSE).unwrap();
+        Self::launch(dir, &["--local"])
+    }
+
+    /// `cairn up` on the example warehouse (`assets/` of this repository, with its
+    /// scripts): in local mode, or with tokens.
+    fn example(local: bool) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets"),
+            &dir.path().join("assets"),
+        );
+        let secrets = dir.path().join("assets/example-secrets.env");
+        let secrets = secrets.to_str().unwrap();
+        let mut args = vec!["--secrets-file", secrets];
+        if local {
+            args.push("--local");
+        }
+        Self::launch(dir, &args)
+    }
+
+    /// `cairn up` on `dir/assets` with `args` (after `up`), once it listens.
+    fn launch(dir: tempfile::TempDir, args: &[&str]) -> Self {
         let err = dir.path().join("up.err");
         let child = Command::new(env!("CARGO_BIN_EXE_cairn"))
             .arg("--assets")
             .arg(dir.path().join("assets"))
             .arg("--store")
-            .arg(format!("sqlite:{}", dir.path().join("cairn.db").display()))
-            .args(["up", "--local", "--listen", "127.0.0.1:0", "--tick", "1s"])
+            .arg(Self::store_of(dir.path()))
+            .args(["up", "--listen", "127.0.0.1:0", "--tick", "1s"])
+            .args(args)
             .current_dir(dir.path())
             .env_remove("CAIRN_ASSETS")
             .env_remove("CAIRN_STORE")
@@ -78,7 +105,7 @@ impl Server {
             .unwrap();
         let mut server = Self {
             child,
-            _dir: dir,
+            dir,
             addr: String::new(),
         };
         let started = Instant::now();
@@ -100,18 +127,60 @@ impl Server {
         }
     }
 
+    fn store_of(dir: &Path) -> String {
+        format!("sqlite:{}", dir.join("cairn.db").display())
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("up.err")).unwrap_or_default()
+    }
+
+    /// `cairn token create` on the server's store: the secret.
+    fn token(&self, role: &str, phi: bool) -> String {
+        let mut args = vec!["token", "create", "--role", role, "--name", "browser"];
+        if phi {
+            args.push("--phi");
+        }
+        let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .arg("--assets")
+            .arg(self.dir.path().join("assets"))
+            .arg("--store")
+            .arg(Self::store_of(self.dir.path()))
+            .args(&args)
+            .current_dir(self.dir.path())
+            .env_remove("CAIRN_ASSETS")
+            .env_remove("CAIRN_STORE")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "cairn token create: {stdout}");
+        stdout
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
     fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
     /// A GraphQL request from a non-browser client (the local user).
     fn graphql(&self, query: &str) -> Value {
+        self.graphql_as(None, query)
+    }
+
+    /// A GraphQL request from a non-browser client, with a token or as the local user.
+    fn graphql_as(&self, token: Option<&str>, query: &str) -> Value {
+        let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
         let mut stream = TcpStream::connect(&self.addr).unwrap();
         stream.set_read_timeout(Some(TIMEOUT)).unwrap();
         let body = json!({ "query": query }).to_string();
         write!(
             stream,
-            "POST /graphql HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "POST /graphql HTTP/1.1\r\nHost: {}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             self.addr,
             body.len()
         )
@@ -223,6 +292,22 @@ impl Drop for Browser {
     fn drop(&mut self) {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name() == "__pycache__" {
+            continue;
+        }
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
     }
 }
 
@@ -383,10 +468,7 @@ async fn graphiql_works_offline_and_other_sites_cannot_ride_its_session() {
             "loaded from elsewhere: {url}"
         );
     }
-    if let Ok(dir) = std::env::var("CAIRN_SCREENSHOTS") {
-        let shot = c.screenshot().await.unwrap();
-        std::fs::write(Path::new(&dir).join("graphiql.png"), shot).unwrap();
-    }
+    ui::screenshot(&browser, "graphiql.png").await;
 
     // Another site, with the session cookie in the browser's jar.
     let hostile = serve_hostile_page(&server.addr);
