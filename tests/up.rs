@@ -770,3 +770,68 @@ compute = {{ shell = "{THREE_PROCESSES}; if [ -e ../rerun ]; then exit 0; fi; to
     assert!(all.iter().any(|r| r["status"] == "interrupted"), "{all:?}");
     assert!(standby.stop().success());
 }
+
+/// The reconciler's completed ticks, from `/metrics` of the `cairn up` that wrote `log`.
+fn ticks(log: &str) -> u64 {
+    use std::io::{Read as _, Write as _};
+    let addr: String = log
+        .split("on http://")
+        .nth(1)
+        .expect("the banner names the address")
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .collect();
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("cairn_reconciler_ticks_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no tick count in /metrics: {text}"))
+}
+
+/// `cairn up --no-phi`: PHI runs are planned but never claimed by this executor (they wait
+/// for one that may run them), while everything else runs.
+#[test]
+fn an_executor_without_phi_never_claims_a_phi_run() {
+    let tmp = warehouse(
+        r#"
+[[asset]]
+key = "ops/sites"
+automation = "eager"
+classification = "public"
+compute = { command = ["true"] }
+
+[[asset]]
+key = "raw/patients"
+automation = "eager"
+classification = "phi"
+compute = { command = ["true"] }
+"#,
+    );
+    let dir = tmp.path();
+    let up = Up::start(dir, &["--no-phi"], &[]);
+    wait_for("ops/sites to be built", Duration::from_secs(60), || {
+        runs(dir)
+            .iter()
+            .any(|r| r["asset"] == "ops/sites" && r["status"] == "succeeded")
+    });
+    // Two more whole ticks, each of which could have claimed it.
+    let seen = ticks(&up.log());
+    wait_for("two more reconciler ticks", Duration::from_secs(60), || {
+        ticks(&up.log()) >= seen + 2
+    });
+    let patients: Vec<serde_json::Value> = runs(dir)
+        .into_iter()
+        .filter(|r| r["asset"] == "raw/patients")
+        .collect();
+    assert_eq!(patients.len(), 1, "planned once: {patients:#?}");
+    assert_eq!(patients[0]["status"], "queued", "{patients:#?}");
+    assert!(patients[0]["claimed_by"].is_null(), "{patients:#?}");
+    up.stop();
+}
