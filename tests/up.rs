@@ -567,8 +567,10 @@ compute = { shell = "trap '' TERM; echo $$ > ../slow.pid; SLOW_PROCESSES; sleep 
 /// The issue's repro: kill -9 while an eager asset (no retries) runs, start again. The
 /// run is `interrupted`, every process of it is gone (by pid and start time) before its
 /// re-run starts, and the re-run starts at once (the dead server's lease is released).
-#[test]
-fn kill_minus_nine_reruns_the_interrupted_partition_at_once_and_leaves_no_process_behind() {
+/// A warehouse whose one asset's first attempt (three processes, one escaped) waits for
+/// ever and whose second exits at once; `cairn up` on it, once the first attempt runs, and
+/// that attempt's processes.
+fn first_attempt_running() -> (tempfile::TempDir, Up, Vec<Proc>) {
     let tmp = warehouse(&format!(
         r#"
 [[asset]]
@@ -586,6 +588,13 @@ compute = {{ shell = "{THREE_PROCESSES}; if [ -e ../rerun ]; then exit 0; fi; to
         || dir.join("rerun").exists() && lines(&dir.join("shell")) == 1,
     );
     let old = attempt_processes(dir, 0);
+    (tmp, first, old)
+}
+
+#[test]
+fn kill_minus_nine_reruns_the_interrupted_partition_at_once_and_leaves_no_process_behind() {
+    let (tmp, first, old) = first_attempt_running();
+    let dir = tmp.path();
     drop(first); // SIGKILL
     assert!(
         old.iter().all(|p| p.running()),
@@ -729,23 +738,8 @@ compute = { shell = "printf '{\"type\":\"log\",\"message\":\"pw %s\"}\\nbad %s\\
 /// once instead of waiting for the lease to expire.
 #[test]
 fn a_standby_takes_over_at_once_when_the_lease_holder_is_killed() {
-    let tmp = warehouse(&format!(
-        r#"
-[[asset]]
-key = "ops/long"
-automation = "eager"
-classification = "public"
-compute = {{ shell = "{THREE_PROCESSES}; if [ -e ../rerun ]; then exit 0; fi; touch ../rerun; wait" }}
-"#
-    ));
+    let (tmp, first, old) = first_attempt_running();
     let dir = tmp.path();
-    let first = Up::start(dir, &[], &[]);
-    wait_for(
-        "the first attempt to start",
-        Duration::from_secs(30),
-        || dir.join("rerun").exists() && lines(&dir.join("shell")) == 1,
-    );
-    let old = attempt_processes(dir, 0);
     let standby = Up::start(dir, &[], &[]);
     wait_for("the standby to be up", Duration::from_secs(30), || {
         standby.log().contains("cairn up: ")
