@@ -17,9 +17,15 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let assets = dir.path().join("assets");
     std::fs::create_dir_all(&assets).unwrap();
+    // One partition per run of a phase: the launcher refuses to start an attempt beside
+    // the processes of another attempt of the same partition, and a phase runs them at once.
+    let keys: Vec<String> = (0..1000).map(|i| format!("\"k{i}\"")).collect();
     std::fs::write(
         assets.join("a.toml"),
-        "[[asset]]\nkey = \"bench/noop\"\nclassification = \"public\"\ncompute = { command = [\"true\"] }\n",
+        format!(
+            "[partitions.runs]\ntype = \"static\"\nkeys = [{}]\n\n[[asset]]\nkey = \"bench/noop\"\npartitions = \"runs\"\nclassification = \"public\"\ncompute = {{ command = [\"true\"] }}\n",
+            keys.join(", ")
+        ),
     )
     .unwrap();
     let graph = cairn_model::loader::load_dir(&assets).expect("valid");
@@ -48,8 +54,8 @@ async fn main() {
         let mut latencies = Vec::with_capacity(runs);
         if concurrency == 1 {
             // One at a time: enqueue, wake, wait for the success.
-            for _ in 0..runs {
-                let run = NewRun::new("bench/noop", None, chrono::Utc::now());
+            for i in 0..runs {
+                let run = NewRun::new("bench/noop", Some(&format!("k{i}")), chrono::Utc::now());
                 let id = run.id.clone();
                 let enqueued = Instant::now();
                 store.enqueue(&[run], chrono::Utc::now()).await.unwrap();
@@ -66,7 +72,7 @@ async fn main() {
             }
         } else {
             let batch: Vec<NewRun> = (0..runs)
-                .map(|_| NewRun::new("bench/noop", None, chrono::Utc::now()))
+                .map(|i| NewRun::new("bench/noop", Some(&format!("k{i}")), chrono::Utc::now()))
                 .collect();
             let last = batch.last().unwrap().id.clone();
             store.enqueue(&batch, chrono::Utc::now()).await.unwrap();
