@@ -38,6 +38,16 @@ async fn fill(browser: &Browser, css: &str, text: &str) {
     el.send_keys(text).await.unwrap();
 }
 
+/// The text of the element `css` selects.
+async fn text_of(c: &fantoccini::Client, css: &str) -> String {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .text()
+        .await
+        .unwrap()
+}
+
 async fn click(browser: &Browser, css: &str) {
     browser
         .wait_until(
@@ -289,13 +299,7 @@ async fn graph_search_focus_and_asset_page() {
         r#"{ asset(key: "staging/encounters") { freshness { status } partitionHealth(maxRanges: 2000) { total fresh ranges { status } } } }"#,
     );
     let health = &a["data"]["asset"]["partitionHealth"];
-    let summary = c
-        .find(Locator::Css("#health-summary"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let summary = text_of(c, "#health-summary").await;
     assert!(
         summary.starts_with(&format!("{} partitions", health["total"])),
         "{summary} vs {health}"
@@ -324,13 +328,7 @@ async fn graph_search_focus_and_asset_page() {
         .await
         .unwrap();
     assert_eq!(pixel[3], 255, "the bar is painted: {pixel}");
-    let freshness = c
-        .find(Locator::Css("#freshness-status"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let freshness = text_of(c, "#freshness-status").await;
     assert_eq!(
         freshness,
         a["data"]["asset"]["freshness"]["status"].as_str().unwrap()
@@ -614,13 +612,7 @@ async fn a_viewer_without_phi_sees_redactions_and_no_actions() {
             "return !!document.querySelector('div.graph[data-ready]') && document.querySelector('#me').textContent",
         )
         .await;
-    let me = c
-        .find(Locator::Css("#me"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let me = text_of(c, "#me").await;
     assert!(me.ends_with(" · viewer"), "{me}");
     let stored = c
         .execute(
@@ -640,13 +632,7 @@ async fn a_viewer_without_phi_sees_redactions_and_no_actions() {
             "return !!document.querySelector('.asset-page[data-ready]')",
         )
         .await;
-    let redacted = c
-        .find(Locator::Css("#metadata-redacted"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let redacted = text_of(c, "#metadata-redacted").await;
     assert!(redacted.contains("redacted"), "{redacted}");
     assert!(redacted.contains("phi scope"), "{redacted}");
     let absent = c
