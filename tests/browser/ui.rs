@@ -26,7 +26,7 @@ async fn assert_only_loopback(browser: &Browser, server: &Server) {
     }
 }
 
-async fn fill(browser: &Browser, css: &str, text: &str) {
+pub(super) async fn fill(browser: &Browser, css: &str, text: &str) {
     let c = browser.client();
     let el = c
         .wait()
@@ -39,7 +39,7 @@ async fn fill(browser: &Browser, css: &str, text: &str) {
 }
 
 /// The text of the element `css` selects.
-async fn text_of(c: &fantoccini::Client, css: &str) -> String {
+pub(super) async fn text_of(c: &fantoccini::Client, css: &str) -> String {
     c.find(Locator::Css(css))
         .await
         .unwrap_or_else(|e| panic!("{css}: {e}"))
@@ -48,7 +48,7 @@ async fn text_of(c: &fantoccini::Client, css: &str) -> String {
         .unwrap()
 }
 
-async fn click(browser: &Browser, css: &str) {
+pub(super) async fn click(browser: &Browser, css: &str) {
     browser
         .wait_until(
             &format!("{css} to be enabled"),
@@ -90,7 +90,7 @@ pub(super) async fn screenshot(browser: &Browser, name: &str) {
 }
 
 /// Waits (through the API) until `key`'s newest materialization exists.
-fn wait_materialized(server: &Server, token: Option<&str>, key: &str) {
+pub(super) fn wait_materialized(server: &Server, token: Option<&str>, key: &str) {
     let started = Instant::now();
     loop {
         let v = server.graphql_as(

@@ -37,7 +37,7 @@ async function show() {
   } catch (e) {
     if (signal.aborted) return;
     if (e.code === "UNAUTHENTICATED") return askForToken(e.message);
-    main.replaceChildren(h("div", { class: "error", role: "alert" }, h("h1", {}, "Something went wrong"), h("p", {}, e.message)));
+    main.replaceChildren(h("section", { class: "page error", role: "alert" }, h("h1", {}, "Something went wrong"), h("p", {}, e.message)));
   }
 }
 
