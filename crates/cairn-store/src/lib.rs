@@ -15,6 +15,7 @@ mod derived;
 pub mod error;
 mod open;
 pub mod types;
+mod write_tx;
 
 pub use backend::Dialect;
 pub use error::{Error, Result};

@@ -225,21 +225,46 @@ pub(crate) fn empty_file(path: &Path) -> Error {
 /// Reads an existing file's schema through an immutable read-only connection, which
 /// writes nothing (no `-wal` or `-shm` beside it, no journal mode change): someone else's
 /// database, a damaged one or a newer Cairn's is refused exactly as it was found.
+/// "Immutable" promises SQLite that nobody writes the file meanwhile; when someone did
+/// (another Cairn using the store), a refusal is not trusted and the normal connection,
+/// which reads through the WAL, decides.
 async fn check_without_touching(path: &Path) -> Result<()> {
+    let stamp = || {
+        let main = std::fs::metadata(path)
+            .ok()
+            .map(|m| (m.len(), m.modified().ok()));
+        let wal = std::fs::metadata(wal_path(path))
+            .ok()
+            .map(|m| (m.len(), m.modified().ok()));
+        (main, wal)
+    };
+    let before = stamp();
     let options = SqliteConnectOptions::new()
         .filename(path)
         .read_only(true)
         .immutable(true);
-    let pool = SqlitePoolOptions::new()
+    let checked = match SqlitePoolOptions::new()
         .max_connections(1)
         .connect_with(options)
         .await
-        .map_err(|e| name_the_file(path, e))?;
-    let checked = check_schema(&pool, Some(path))
-        .await
-        .map_err(|e| e.naming(path));
-    pool.close().await;
-    checked
+    {
+        Ok(pool) => {
+            let checked = check_schema(&pool, Some(path)).await;
+            pool.close().await;
+            checked
+        }
+        Err(e) => Err(e.into()),
+    };
+    match checked {
+        Err(_) if before.1.is_some() || stamp() != before => Ok(()),
+        checked => checked.map_err(|e| e.naming(path)),
+    }
+}
+
+fn wal_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-wal");
+    PathBuf::from(name)
 }
 
 /// SQLite's refusals at connect time, said with the file's name and what to do.
