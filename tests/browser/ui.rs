@@ -429,7 +429,8 @@ async fn backfill_and_sla_from_the_ui() {
     let shown = browser
         .wait_until(
             "the run page",
-            "const s = document.querySelector('#run-status'); return s && s.textContent === 'succeeded' && document.querySelector('#run-log').textContent",
+            "const s = document.querySelector('#run-status'); const l = document.querySelector('#run-log'); \
+             return s && s.textContent === 'succeeded' && l.dataset.complete === 'true' && l.textContent",
         )
         .await;
     let lines: Vec<&str> = run["logs"]["lines"]
@@ -743,7 +744,7 @@ async fn backfill_range_by_dates_is_checked_inline() {
         .wait_until(
             "the range of keys",
             "const f = document.querySelector('#bf-from').value, t = document.querySelector('#bf-to').value; \
-             return f && !document.querySelector('#bf-dates-error').textContent && [f, t, document.querySelector('#bf-dates-note').textContent]",
+             return (f && !document.querySelector('#bf-dates-error').textContent && [f, t, document.querySelector('#bf-dates-note').textContent]) || false",
         )
         .await;
     assert_eq!(

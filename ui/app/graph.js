@@ -41,6 +41,7 @@ export async function graphView(root, params, signal) {
   const started = performance.now();
   const [{ graphLayout: layout }, status] = await Promise.all([gql(LAYOUT), gql(STATUS)]);
   if (signal.aborted) return;
+  const drawing = performance.now();
   const g = new GraphView(root, layout, signal);
   g.applyStatus(status);
   g.fit();
@@ -50,6 +51,7 @@ export async function graphView(root, params, signal) {
   if (state.focus) g.applyFocus();
   requestAnimationFrame(() => {
     document.body.dataset.graphRenderedMs = String(Math.round(performance.now() - started));
+    document.body.dataset.graphDrawMs = String(Math.round(performance.now() - drawing));
     root.querySelector(".graph").dataset.ready = "true";
   });
   g.poll(status.logPosition);
