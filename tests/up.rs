@@ -255,6 +255,11 @@ fn up_keeps_the_example_warehouse_fresh_and_rebuilds_only_what_changed() {
         Duration::from_secs(120),
         || rebuilt_after(dir, &before).contains(&"staging/supply".to_owned()),
     );
+    let log = up.log();
+    assert!(
+        log.contains("definitions changed; reloaded"),
+        "a live reload is said at the default log level: {log}"
+    );
     settle(dir, "the warehouse to settle after a comment-only change");
     assert_eq!(
         rebuilt_after(dir, &before),
