@@ -582,7 +582,7 @@ fn first_attempt_running() -> (tempfile::TempDir, Up, Vec<Proc>) {
 key = "ops/long"
 automation = "eager"
 classification = "public"
-compute = {{ shell = "{THREE_PROCESSES}; if [ -e ../rerun ]; then exit 0; fi; touch ../rerun; wait" }}
+compute = {{ shell = "echo $CAIRN_ATTEMPT >> ../attempts; {THREE_PROCESSES}; if [ -e ../rerun ]; then exit 0; fi; touch ../rerun; wait" }}
 "#
     ));
     let dir = tmp.path();
@@ -625,6 +625,11 @@ fn kill_minus_nine_reruns_the_interrupted_partition_at_once_and_leaves_no_proces
     let old_run = all.iter().find(|r| r["status"] != "succeeded").unwrap();
     assert_eq!(old_run["status"], "interrupted", "{old_run}");
     assert_eq!(old_run["attempt"], 1);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("attempts")).unwrap(),
+        "1\n2\n",
+        "the re-run after the interruption is the command's second attempt"
+    );
     let error = old_run["error"].as_str().unwrap();
     assert!(error.starts_with("recovered: its worker"), "{error}");
     assert!(
