@@ -81,7 +81,8 @@ pub struct Args {
     /// Hidden: tests shorten it to see `cairn up` prune on its own.
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration, hide = true, env = "CAIRN_PRUNE_EVERY")]
     prune_every: Duration,
-    /// Time running commands get to finish on shutdown before they are killed.
+    /// Time running commands get to finish on shutdown before they are killed; `cairn up`
+    /// exits right after (killing and recording the rest takes a fraction of a second).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     shutdown_grace: Duration,
     #[command(flatten)]
