@@ -13,12 +13,14 @@ mod admin;
 mod backend;
 mod derived;
 pub mod error;
+pub mod health;
 mod open;
 pub mod types;
 mod write_tx;
 
 pub use backend::Dialect;
-pub use error::{Error, Result};
+pub use error::{Error, Result, WriteFault};
+pub use health::{Degraded, WriteHealth};
 pub use open::{StoreUrl, default_sqlite_path};
 pub use types::*;
 
