@@ -582,7 +582,7 @@ fn first_attempt_running() -> (tempfile::TempDir, Up, Vec<Proc>) {
 key = "ops/long"
 automation = "eager"
 classification = "public"
-compute = {{ shell = "{THREE_PROCESSES}; if [ -e ../rerun ]; then exit 0; fi; touch ../rerun; wait" }}
+compute = {{ shell = "echo $CAIRN_ATTEMPT >> ../attempts; {THREE_PROCESSES}; if [ -e ../rerun ]; then exit 0; fi; touch ../rerun; wait" }}
 "#
     ));
     let dir = tmp.path();
@@ -625,6 +625,11 @@ fn kill_minus_nine_reruns_the_interrupted_partition_at_once_and_leaves_no_proces
     let old_run = all.iter().find(|r| r["status"] != "succeeded").unwrap();
     assert_eq!(old_run["status"], "interrupted", "{old_run}");
     assert_eq!(old_run["attempt"], 1);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("attempts")).unwrap(),
+        "1\n2\n",
+        "the re-run after the interruption is the command's second attempt"
+    );
     let error = old_run["error"].as_str().unwrap();
     assert!(error.starts_with("recovered: its worker"), "{error}");
     assert!(
@@ -926,4 +931,58 @@ compute = {{ shell = "sleep 0.3" }}
     assert!(!log.contains("transaction depth"), "{log}");
     assert!(log.contains("accepts writes again"), "{log}");
     assert!(up.stop().success(), "{log}");
+}
+
+/// `cairn up` prunes on its own, not only at start (issue 19 item 6): an event older than
+/// the retention period, written while it runs, is gone at a later pass.
+#[test]
+fn up_prunes_the_store_periodically_on_its_own() {
+    let tmp = warehouse(
+        r#"
+[[asset]]
+key = "a/one"
+compute = { shell = "true" }
+"#,
+    );
+    let up = Up::start(
+        tmp.path(),
+        &[],
+        &[
+            ("CAIRN_PRUNE_EVERY", "500ms"),
+            ("CAIRN_LOG", "warn,cairn::commands::up=info"),
+        ],
+    );
+    // The pass at start is over before the old event is written: a later one must prune it.
+    wait_for(
+        "the retention pass at start",
+        Duration::from_secs(30),
+        || up.log().contains("retention pass"),
+    );
+    let url = format!("sqlite:{}", tmp.path().join(".cairn/cairn.db").display());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (store, old) = rt.block_on(async {
+        let store = cairn_store::open(&url).await.unwrap();
+        let at = chrono::Utc::now() - chrono::Duration::days(400);
+        let ids = store
+            .append(&[cairn_store::NewEvent::new(
+                at,
+                cairn_store::EventKind::RunFailed,
+            )])
+            .await
+            .unwrap();
+        (store, ids[0])
+    });
+    let present = || {
+        rt.block_on(store.events_after(old - 1, 1))
+            .unwrap()
+            .first()
+            .is_some_and(|e| e.id == old)
+    };
+    assert!(present(), "the old event was written");
+    wait_for(
+        "a retention pass to prune the old event",
+        Duration::from_secs(30),
+        || !present(),
+    );
+    assert!(up.stop().success());
 }

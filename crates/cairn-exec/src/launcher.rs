@@ -254,13 +254,21 @@ impl Launcher {
                 return;
             }
         };
+        // CAIRN_ATTEMPT counts every start of the command: retries after failures (the
+        // run's `attempt`) and re-runs after interruptions, which use no retry budget but
+        // are attempts all the same (a command that resumes or cleans up tells them apart).
+        let interrupted = self
+            .store
+            .interruptions_in_a_row(&run.asset, run.partition.as_deref())
+            .await
+            .unwrap_or(0);
         let run_env = match environment::build(&EnvRequest {
             graph: &graph,
             target: &target,
             env,
             assets_dir: &self.config.assets_dir,
             run_id: &run.id,
-            attempt: run.attempt,
+            attempt: run.attempt + interrupted,
             output_path: output.path(),
             secrets: &self.config.secrets,
         }) {

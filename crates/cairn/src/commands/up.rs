@@ -77,7 +77,12 @@ pub struct Args {
     /// Time a websocket gets to send `connection_init` before it is closed.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     ws_init_timeout: Duration,
-    /// Time running commands get to finish on shutdown before they are killed.
+    /// How often retention prunes the store (the default policy; also once at start).
+    /// Hidden: tests shorten it to see `cairn up` prune on its own.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration, hide = true, env = "CAIRN_PRUNE_EVERY")]
+    prune_every: Duration,
+    /// Time running commands get to finish on shutdown before they are killed; `cairn up`
+    /// exits right after (killing and recording the rest takes a fraction of a second).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     shutdown_grace: Duration,
     #[command(flatten)]
@@ -178,15 +183,15 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
         // Other workers' dead runs (distributed mode) are found by their silence.
         let recovery_store = store.clone();
         let recovery_stop = shutdown.clone();
-        let (me, stale_after) = (worker.clone(), args.exec.stale_after);
+        let (me, stale_after, prune_every) = (worker.clone(), args.exec.stale_after, args.prune_every);
         let executing = launcher.clone();
         let holder_died = links.holder_died.clone();
         let recovery = tokio::spawn(async move {
-            // Retention (default policy) once at start, then about hourly.
+            // Retention (default policy) once at start, then every `--prune-every` (1 h).
             let mut next_prune = tokio::time::Instant::now();
             loop {
                 if tokio::time::Instant::now() >= next_prune {
-                    next_prune += Duration::from_secs(3600);
+                    next_prune += prune_every;
                     let policy = cairn_store::RetentionPolicy::default();
                     match recovery_store.prune(chrono::Utc::now(), &policy).await {
                         Ok(report) => tracing::info!(?report, "retention pass"),
@@ -195,6 +200,7 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(stale_after / 2) => {}
+                    _ = tokio::time::sleep_until(next_prune) => continue,
                     // The reconciler's previous holder died: its runs are orphans now.
                     _ = holder_died.notified() => {}
                     _ = recovery_stop.cancelled() => break,
