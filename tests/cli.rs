@@ -570,3 +570,125 @@ fn read_only_commands_never_create_a_store() {
         );
     }
 }
+
+/// Exit status, stderr, and what is beside `file` afterwards, for `args` against
+/// `--store sqlite:FILE` in the small warehouse.
+fn against_store(warehouse: &Path, file: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let url = format!("sqlite:{}", file.display());
+    let mut all = vec!["--store", url.as_str()];
+    all.extend_from_slice(args);
+    let out = cairn(&all, warehouse);
+    (out.status.code(), stderr(&out))
+}
+
+/// The files in `dir`, by name.
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+const EVERY_KIND_OF_OPEN: [&[&str]; 5] = [
+    &["status"],
+    &["runs"],
+    &["migrate"],
+    &["token", "list"],
+    &["up", "--listen", "127.0.0.1:0"],
+];
+
+/// An empty file is never adopted as a store (issue 17 item 8): every command refuses it,
+/// names it, and leaves it empty with nothing created beside it.
+#[test]
+fn an_empty_file_is_refused_and_left_alone() {
+    let warehouse = small_warehouse();
+    let stores = warehouse.path().join("stores");
+    std::fs::create_dir(&stores).unwrap();
+    let empty = stores.join("empty.db");
+    std::fs::write(&empty, "").unwrap();
+    for args in EVERY_KIND_OF_OPEN {
+        let (code, err) = against_store(warehouse.path(), &empty, args);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(&empty.display().to_string()) && err.contains("it is empty"),
+            "{args:?}: the error names the file and says why: {err}"
+        );
+        assert_eq!(std::fs::metadata(&empty).unwrap().len(), 0, "{args:?}");
+        assert_eq!(files_in(&stores), ["empty.db"], "{args:?}");
+    }
+}
+
+/// A file with SQLite's magic but a fake header, and one with a real header over garbage,
+/// are refused with an error naming the file, not SQLite's bare result code.
+#[test]
+fn a_fake_or_damaged_sqlite_file_is_refused_naming_it() {
+    let warehouse = small_warehouse();
+    let stores = warehouse.path().join("stores");
+    std::fs::create_dir(&stores).unwrap();
+    let real = warehouse.path().join("real.db");
+    let (code, err) = against_store(warehouse.path(), &real, &["migrate"]);
+    assert_eq!(code, Some(0), "{err}");
+    let header = std::fs::read(&real).unwrap()[..100].to_vec();
+    let fake = stores.join("fake.db");
+    std::fs::write(&fake, [&b"SQLite format 3\0"[..], &[0x5a; 4000]].concat()).unwrap();
+    let damaged = stores.join("damaged.db");
+    std::fs::write(&damaged, [&header[..], &[0xa5; 8092]].concat()).unwrap();
+    for file in [&fake, &damaged] {
+        let before = std::fs::read(file).unwrap();
+        for args in EVERY_KIND_OF_OPEN {
+            let (code, err) = against_store(warehouse.path(), file, args);
+            assert_eq!(code, Some(2), "{args:?}: {err}");
+            assert!(
+                err.contains(&file.display().to_string())
+                    && err.contains("is not a Cairn database")
+                    && !err.contains("(code:"),
+                "{args:?}: {err}"
+            );
+            assert_eq!(std::fs::read(file).unwrap(), before, "{args:?}");
+        }
+    }
+    assert_eq!(files_in(&stores), ["damaged.db", "fake.db"]);
+}
+
+/// A store this user cannot write to: `cairn up` says which file and what to do, before
+/// any ready banner, instead of printing the banner and then dying on its first write.
+/// As root (who ignores file modes) the command runs as `nobody` over a root-owned file;
+/// otherwise the file is made read-only.
+#[test]
+fn a_read_only_store_is_refused_before_the_banner_naming_it() {
+    use std::os::unix::process::CommandExt as _;
+    let warehouse = small_warehouse();
+    let file = warehouse.path().join("store.db");
+    let (code, err) = against_store(warehouse.path(), &file, &["migrate"]);
+    assert_eq!(code, Some(0), "{err}");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cairn"));
+    command
+        .args(["--store", &format!("sqlite:{}", file.display())])
+        .args(["up", "--listen", "127.0.0.1:0"])
+        .current_dir(warehouse.path())
+        .env_remove("CAIRN_ASSETS")
+        .env_remove("CAIRN_STORE");
+    if nix::unistd::geteuid().is_root() {
+        let nobody = nix::unistd::User::from_name("nobody")
+            .unwrap()
+            .expect("a `nobody` user");
+        // The directory is nobody's (a lock file could be made); the store is root's.
+        nix::unistd::chown(warehouse.path(), Some(nobody.uid), None).unwrap();
+        command.uid(nobody.uid.as_raw()).gid(nobody.gid.as_raw());
+    } else {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o444)).unwrap();
+    }
+    let out = command.output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&file.display().to_string())
+            && err.contains("does not accept writes")
+            && err.contains("writable"),
+        "the error names the file and what to do: {err}"
+    );
+    assert!(!err.contains("on http://"), "no ready banner: {err}");
+}

@@ -294,6 +294,51 @@ pub(crate) fn queries_read_the_catalog_runs_and_backfills(backend: &Backend) {
         state["census"]["one"],
         json!({ "truncated": true, "ranges": [{ "status": "missing", "count": 2 }] })
     );
+
+    // Days to keys: the daily definition covers its four days, a range of days is the range
+    // of their keys; a day outside them, or a reversed range, is refused.
+    let by_days = w.q(
+        &viewer,
+        r#"query($from: String!, $to: String!) {
+            census: asset(key: "ops/census") { partitionDates { earliest latest timezone }
+                partitionsBetween(from: $from, to: $to) { firstKey lastKey count } }
+            sites: asset(key: "ops/sites") { partitionDates { earliest } }
+        }"#,
+        json!({ "from": days[1], "to": days[3] }),
+    );
+    assert_eq!(
+        by_days,
+        json!({
+            "census": {
+                "partitionDates": { "earliest": days[0], "latest": days[3], "timezone": "UTC" },
+                "partitionsBetween": { "firstKey": days[1], "lastKey": days[3], "count": 3 },
+            },
+            "sites": { "partitionDates": null },
+        })
+    );
+    let between = r#"query($from: String!, $to: String!) { asset(key: "ops/census") { partitionsBetween(from: $from, to: $to) { count } } }"#;
+    for (from, to, mentions) in [
+        (
+            "2000-01-01",
+            days[3].as_str(),
+            "is before the first partition",
+        ),
+        (
+            days[0].as_str(),
+            "2999-01-01",
+            "is after the newest partition",
+        ),
+        (days[3].as_str(), days[0].as_str(), "the range is reversed"),
+        ("yesterday", days[0].as_str(), "not a date"),
+    ] {
+        w.expect_error(
+            &viewer,
+            between,
+            json!({ "from": from, "to": to }),
+            "BAD_ARGUMENT",
+            mentions,
+        );
+    }
     let rollup_reasons = state["rollup"]["staleness"].as_array().unwrap();
     assert!(
         rollup_reasons.iter().any(|r| r["reason"] == "missing"),

@@ -85,6 +85,7 @@ async fn bench_graph_and_health_bar() {
         .await;
 
     let mut first_render = Vec::new();
+    let mut phases_seen = Vec::new();
     for _ in 0..5 {
         c.goto(&server.url("/#/runs")).await.unwrap();
         c.refresh().await.unwrap();
@@ -97,6 +98,15 @@ async fn bench_graph_and_health_bar() {
             )
             .await;
         first_render.push(ms.as_f64().unwrap());
+        // Where the time went: the page's own files, the API's answers, the drawing.
+        let phases = c
+            .execute(
+                "const r = performance.getEntriesByType('resource'); const end = (f) => Math.round(Math.max(0, ...r.filter(f).map(e => e.responseEnd)));                  return { files: end(e => e.name.includes('/static/')), api: end(e => e.name.endsWith('/graphql')), drawing: Number(document.body.dataset.graphDrawMs) }",
+                vec![],
+            )
+            .await
+            .unwrap();
+        phases_seen.push(phases);
     }
     let nodes = c
         .execute("return document.querySelectorAll('.node').length", vec![])
@@ -147,6 +157,7 @@ async fn bench_graph_and_health_bar() {
         median(&mut first_render),
         first_render.iter().map(|v| v.round()).collect::<Vec<_>>()
     );
+    println!("BENCH graph of 2,000 assets: phases (ms since navigation) {phases_seen:?}");
     println!(
         "BENCH pan/zoom of 2,000 assets: {:.1} frames per second",
         fps.as_f64().unwrap()

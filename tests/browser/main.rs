@@ -15,10 +15,20 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
+mod a11y;
 mod bench;
+mod run_page;
 mod ui;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The `cairn` binary under test: this build's, or `CAIRN_BIN` (the benches point it at a
+/// release build: `cargo build --release -p cairn`).
+fn cairn_bin() -> PathBuf {
+    std::env::var_os("CAIRN_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_cairn")))
+}
 
 const WAREHOUSE: &str = r#"
 [[asset]]
@@ -63,9 +73,15 @@ struct Server {
 impl Server {
     /// `cairn up --local` on a one-asset warehouse.
     fn start() -> Self {
+        Self::with_warehouse(|_| WAREHOUSE.to_owned())
+    }
+
+    /// `cairn up --local` on the definitions `warehouse(dir)` returns (`dir` is the
+    /// server's temporary directory).
+    fn with_warehouse(warehouse: impl FnOnce(&Path) -> String) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("assets")).unwrap();
-        std::fs::write(dir.path().join("assets/w.toml"), WAREHOUSE).unwrap();
+        std::fs::write(dir.path().join("assets/w.toml"), warehouse(dir.path())).unwrap();
         Self::launch(dir, &["--local"])
     }
 
@@ -89,7 +105,7 @@ impl Server {
     /// `cairn up` on `dir/assets` with `args` (after `up`), once it listens.
     fn launch(dir: tempfile::TempDir, args: &[&str]) -> Self {
         let err = dir.path().join("up.err");
-        let child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        let child = Command::new(cairn_bin())
             .arg("--assets")
             .arg(dir.path().join("assets"))
             .arg("--store")
@@ -141,7 +157,7 @@ impl Server {
         if phi {
             args.push("--phi");
         }
-        let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        let out = Command::new(cairn_bin())
             .arg("--assets")
             .arg(self.dir.path().join("assets"))
             .arg("--store")
@@ -260,6 +276,15 @@ impl Browser {
         self.client.as_ref().unwrap()
     }
 
+    /// A Chrome DevTools Protocol command (chromedriver's `goog/cdp/execute`), e.g.
+    /// `Emulation.setEmulatedMedia`; its result.
+    async fn cdp(&self, cmd: &'static str, params: Value) -> Value {
+        self.client()
+            .issue_cmd(Cdp { cmd, params })
+            .await
+            .unwrap_or_else(|e| panic!("{cmd}: {e}"))
+    }
+
     async fn end(mut self) {
         if let Some(c) = self.client.take() {
             let _ = c.close().await;
@@ -285,6 +310,30 @@ impl Browser {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+#[derive(Debug)]
+struct Cdp {
+    cmd: &'static str,
+    params: Value,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        let body = json!({ "cmd": self.cmd, "params": self.params });
+        (http::Method::POST, Some(body.to_string()))
     }
 }
 

@@ -26,7 +26,7 @@ async fn assert_only_loopback(browser: &Browser, server: &Server) {
     }
 }
 
-async fn fill(browser: &Browser, css: &str, text: &str) {
+pub(super) async fn fill(browser: &Browser, css: &str, text: &str) {
     let c = browser.client();
     let el = c
         .wait()
@@ -39,7 +39,7 @@ async fn fill(browser: &Browser, css: &str, text: &str) {
 }
 
 /// The text of the element `css` selects.
-async fn text_of(c: &fantoccini::Client, css: &str) -> String {
+pub(super) async fn text_of(c: &fantoccini::Client, css: &str) -> String {
     c.find(Locator::Css(css))
         .await
         .unwrap_or_else(|e| panic!("{css}: {e}"))
@@ -48,7 +48,7 @@ async fn text_of(c: &fantoccini::Client, css: &str) -> String {
         .unwrap()
 }
 
-async fn click(browser: &Browser, css: &str) {
+pub(super) async fn click(browser: &Browser, css: &str) {
     browser
         .wait_until(
             &format!("{css} to be enabled"),
@@ -90,7 +90,7 @@ pub(super) async fn screenshot(browser: &Browser, name: &str) {
 }
 
 /// Waits (through the API) until `key`'s newest materialization exists.
-fn wait_materialized(server: &Server, token: Option<&str>, key: &str) {
+pub(super) fn wait_materialized(server: &Server, token: Option<&str>, key: &str) {
     let started = Instant::now();
     loop {
         let v = server.graphql_as(
@@ -429,7 +429,8 @@ async fn backfill_and_sla_from_the_ui() {
     let shown = browser
         .wait_until(
             "the run page",
-            "const s = document.querySelector('#run-status'); return s && s.textContent === 'succeeded' && document.querySelector('#run-log').textContent",
+            "const s = document.querySelector('#run-status'); const l = document.querySelector('#run-log'); \
+             return s && s.textContent === 'succeeded' && l.dataset.complete === 'true' && l.textContent",
         )
         .await;
     let lines: Vec<&str> = run["logs"]["lines"]
@@ -650,6 +651,135 @@ async fn a_viewer_without_phi_sees_redactions_and_no_actions() {
     assert!(
         !text.as_str().unwrap().contains("row_count"),
         "no PHI metadata on the page"
+    );
+    browser.end().await;
+}
+
+/// Sets a date input's value as a person picking a day does (the picker's keystrokes
+/// depend on the locale), firing its `change` event.
+async fn pick_day(browser: &Browser, css: &str, day: &str) {
+    browser
+        .client()
+        .execute(
+            "const e = document.querySelector(arguments[0]); e.value = arguments[1]; e.dispatchEvent(new Event('change', { bubbles: true }));",
+            vec![json!(css), json!(day)],
+        )
+        .await
+        .unwrap();
+}
+
+const DAILY: &str = r#"
+[partitions.daily]
+type = "daily"
+start = "2025-01-01"
+timezone = "America/Chicago"
+
+[[asset]]
+key = "staging/census"
+classification = "public"
+partitions = "daily"
+automation = "manual"
+compute = { shell = "true" }
+"#;
+
+/// A backfill's range chosen by days: days outside the partitions are refused inline on
+/// their field (before any request, and by the server for what the browser cannot know),
+/// a reversed range too; valid days become the range of keys the dry run counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_range_by_dates_is_checked_inline() {
+    let Some((chromium, chromedriver)) = browser_binaries() else {
+        return;
+    };
+    let server = Server::with_warehouse(|_| DAILY.to_owned());
+    let browser = Browser::start(&chromium, &chromedriver).await;
+    let c = browser.client();
+    let dates = server.graphql(
+        r#"{ asset(key: "staging/census") { partitionDates { earliest latest timezone } } }"#,
+    );
+    let dates = &dates["data"]["asset"]["partitionDates"];
+    assert_eq!(dates["earliest"], "2025-01-01", "{dates}");
+    assert_eq!(dates["timezone"], "America/Chicago", "{dates}");
+    let latest = dates["latest"].as_str().unwrap().to_owned();
+
+    c.goto(&server.url("/#/asset/staging%2Fcensus"))
+        .await
+        .unwrap();
+    browser
+        .wait_until(
+            "the asset page",
+            "return !!document.querySelector('.asset-page[data-ready] #bf-date-from')",
+        )
+        .await;
+    let bounds = c
+        .execute(
+            "const e = document.querySelector('#bf-date-from'); return [e.min, e.max]",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(bounds, json!(["2025-01-01", latest]));
+    let error = "const e = document.querySelector('#bf-dates-error'); return (e.textContent && [e.textContent, document.querySelector('[aria-invalid=true]').id]) || false";
+
+    pick_day(&browser, "#bf-date-from", "2024-12-31").await;
+    let refused = browser.wait_until("the inline error", error).await;
+    assert_eq!(
+        refused,
+        json!([
+            "from: 2024-12-31 is before the first partition (2025-01-01)",
+            "bf-date-from"
+        ])
+    );
+    pick_day(&browser, "#bf-date-from", "2025-01-10").await;
+    pick_day(&browser, "#bf-date-to", "2025-01-08").await;
+    let reversed = browser.wait_until("the inline error", error).await;
+    assert_eq!(
+        reversed,
+        json!([
+            "the range is reversed: 2025-01-10 is after 2025-01-08",
+            "bf-date-to"
+        ])
+    );
+    pick_day(&browser, "#bf-date-to", "2025-01-12").await;
+    let keys = browser
+        .wait_until(
+            "the range of keys",
+            "const f = document.querySelector('#bf-from').value, t = document.querySelector('#bf-to').value; \
+             return (f && !document.querySelector('#bf-dates-error').textContent && [f, t, document.querySelector('#bf-dates-note').textContent]) || false",
+        )
+        .await;
+    assert_eq!(
+        keys,
+        json!([
+            "2025-01-10",
+            "2025-01-12",
+            "3 partitions: 2025-01-10 … 2025-01-12"
+        ])
+    );
+    super::ui::click(&browser, "#bf-preview-button").await;
+    let count = browser
+        .wait_until(
+            "the dry-run count",
+            "const e = document.querySelector('#bf-count'); return e && e.textContent",
+        )
+        .await;
+    assert!(
+        count
+            .as_str()
+            .unwrap()
+            .starts_with("3 partition runs across 1 asset"),
+        "{count}"
+    );
+    // The server checks what the browser cannot: its own answer for a day past the newest
+    // partition (the input's bound is set from it, so ask it directly).
+    let past = server.graphql(
+        r#"{ asset(key: "staging/census") { partitionsBetween(from: "2025-01-01", to: "2999-01-01") { count } } }"#,
+    );
+    assert!(
+        past["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("is after the newest partition"),
+        "{past}"
     );
     browser.end().await;
 }

@@ -46,6 +46,80 @@ export async function gql(query, variables = {}) {
   return body.data;
 }
 
+/**
+ * A socket to `/graphql/ws` speaking graphql-transport-ws. In local mode the browser sends
+ * the session cookie with the upgrade (same origin); otherwise the pasted token goes in the
+ * `connection_init` payload, as docs/api.md says. `subscribe` calls `onNext(data)` for each
+ * result and resolves when the server completes the operation; it rejects with an
+ * `ApiError` for a GraphQL error (the server refused the operation), and with a
+ * `SocketError` when the socket cannot be used (the caller may then poll instead).
+ */
+export class SocketError extends Error {}
+
+export class Socket {
+  constructor(signal) {
+    this.ops = new Map(); // id -> {onNext, resolve, reject}
+    this.nextId = 1;
+    this.ready = new Promise((resolve, reject) => {
+      let ws;
+      try {
+        ws = new WebSocket(`${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/graphql/ws`, "graphql-transport-ws");
+      } catch (e) {
+        reject(new SocketError(`no websocket: ${e.message}`));
+        return;
+      }
+      this.ws = ws;
+      ws.onopen = () => {
+        const t = token();
+        ws.send(JSON.stringify({ type: "connection_init", payload: t ? { Authorization: "Bearer " + t } : {} }));
+      };
+      ws.onmessage = (m) => {
+        const msg = JSON.parse(m.data);
+        const op = msg.id && this.ops.get(msg.id);
+        if (msg.type === "connection_ack") resolve();
+        else if (msg.type === "ping") ws.send(JSON.stringify({ type: "pong" }));
+        else if (op && msg.type === "next") {
+          const errors = msg.payload.errors;
+          if (errors && errors.length) this.end(msg.id, apiError(errors[0]));
+          else op.onNext(msg.payload.data);
+        } else if (op && msg.type === "error") this.end(msg.id, apiError(msg.payload[0] || { message: "refused" }));
+        else if (op && msg.type === "complete") this.end(msg.id, null);
+      };
+      ws.onclose = (ev) => {
+        const e = new SocketError(`the websocket closed (${ev.code})`);
+        reject(e);
+        for (const id of [...this.ops.keys()]) this.end(id, e);
+      };
+    });
+    signal.addEventListener("abort", () => this.close());
+  }
+
+  async subscribe(query, variables, onNext) {
+    await this.ready;
+    const id = String(this.nextId++);
+    return new Promise((resolve, reject) => {
+      this.ops.set(id, { onNext, resolve, reject });
+      this.ws.send(JSON.stringify({ id, type: "subscribe", payload: { query, variables } }));
+    });
+  }
+
+  end(id, error) {
+    const op = this.ops.get(id);
+    if (!op) return;
+    this.ops.delete(id);
+    if (error) op.reject(error);
+    else op.resolve();
+  }
+
+  close() {
+    if (this.ws && this.ws.readyState <= WebSocket.OPEN) this.ws.close(1000);
+  }
+}
+
+function apiError(e) {
+  return new ApiError(e.message, (e.extensions && e.extensions.code) || "ERROR", 200);
+}
+
 /** `h("div", {class: "x", onclick: f}, "text", child)`: an element, never through innerHTML. */
 export function h(tag, attrs = {}, ...children) {
   const el = tag.startsWith("svg:")

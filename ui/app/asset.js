@@ -10,7 +10,7 @@ const ASSET = `query($key: String!) { me { role phi }
   asset(key: $key) { key group description owners tags { key value } kinds isSource codeVersion
     automation pool storage definedAt dependencies
     classification { effective declared source inheritedFrom deidentificationReason }
-    partitions { name kind description sensitiveKeys }
+    partitions { name kind description sensitiveKeys } partitionDates { earliest latest timezone }
     freshness { status since nextChange detail policy { maxLagSeconds warnLagSeconds deadlineCron
       deadlineTimezone deadlineLowerBoundSeconds overridden overrideSetBy overrideSetAt } }
     latestMaterialization { eventId at partition dataVersion codeVersion runId metadata redacted }
@@ -250,6 +250,7 @@ function backfillForm(a) {
   const args = () => ({ s: a.key, f: from.value.trim() || null, t: to.value.trim() || null, d: downstream.checked });
   const invalidate = () => { previewed = null; launch.disabled = true; };
   for (const el of [from, to, downstream]) el.addEventListener("input", invalidate);
+  const dates = a.partitionDates ? dateRange(a, (first, last) => { from.value = first; to.value = last; invalidate(); }) : null;
   const MUT = `mutation($s: String!, $f: String, $t: String, $d: Boolean!, $dry: Boolean!) {
     launchBackfill(selection: $s, from: $f, to: $t, downstream: $d, dryRun: $dry) { partitions assets backfill { id } } }`;
   const preview = async (ev) => {
@@ -276,11 +277,57 @@ function backfillForm(a) {
   });
   const el = h("section", { class: "card wide", "aria-labelledby": "bf-h", id: "backfill" },
     h("h2", { id: "bf-h" }, "Backfill"),
+    dates ? dates.el : null,
     h("form", { class: "inline", onsubmit: preview },
       h("label", { for: "bf-from" }, "From"), from,
       h("label", { for: "bf-to" }, "To"), to,
       h("label", { class: "check" }, downstream, " with downstream"),
       h("button", { type: "submit", id: "bf-preview-button" }, "Count runs"), launch),
     out);
-  return { el, setRange(f, t) { from.value = f; to.value = t; invalidate(); } };
+  return { el, setRange(f, t) { from.value = f; to.value = t; invalidate(); if (dates) dates.clear(); } };
+}
+
+/** Choosing a backfill's range by days: checked against the days the partitions cover
+ * (the inputs' bounds; errors inline, on the field), then turned into the range of keys
+ * by the server (`partitionsBetween`), which `onRange` receives. */
+function dateRange(a, onRange) {
+  const { earliest, latest, timezone } = a.partitionDates;
+  const input = (id) => h("input", { id, type: "date", min: earliest, max: latest, "aria-describedby": "bf-dates-error bf-dates-note" });
+  const from = input("bf-date-from"), to = input("bf-date-to");
+  const error = h("p", { id: "bf-dates-error", class: "error field-error", "aria-live": "assertive" });
+  const note = h("p", { id: "bf-dates-note", class: "muted field-note" }, `Partitions cover ${earliest} to ${latest} (${timezone}).`);
+  let asked = 0;
+  const fail = (el, message) => {
+    for (const i of [from, to]) i.removeAttribute("aria-invalid");
+    if (el) el.setAttribute("aria-invalid", "true");
+    error.textContent = message;
+  };
+  const check = async () => {
+    const [f, t] = [from.value, to.value];
+    fail(null, "");
+    for (const [el, name, v] of [[from, "from", f], [to, "to", t]]) {
+      if (el.validity.badInput) return fail(el, `${name}: not a date`);
+      if (v && v < earliest) return fail(el, `${name}: ${v} is before the first partition (${earliest})`);
+      if (v && v > latest) return fail(el, `${name}: ${v} is after the newest partition (${latest})`);
+    }
+    if (!f || !t) return;
+    if (f > t) return fail(to, `the range is reversed: ${f} is after ${t}`);
+    const mine = ++asked;
+    try {
+      const r = (await gql(`query($k: String!, $f: String!, $t: String!) { asset(key: $k) { partitionsBetween(from: $f, to: $t) { firstKey lastKey count } } }`,
+        { k: a.key, f, t })).asset.partitionsBetween;
+      if (mine !== asked) return;
+      note.textContent = `${r.count} partition${r.count === 1 ? "" : "s"}: ${r.firstKey} … ${r.lastKey}`;
+      onRange(r.firstKey, r.lastKey);
+    } catch (e) {
+      if (mine === asked) fail(/^to:/.test(e.message) ? to : from, e.message);
+    }
+  };
+  for (const el of [from, to]) el.addEventListener("change", check);
+  const el = h("fieldset", { class: "dates" }, h("legend", {}, "By dates"),
+    h("div", { class: "inline" },
+      h("label", { for: "bf-date-from" }, "From day"), from,
+      h("label", { for: "bf-date-to" }, "To day"), to),
+    error, note);
+  return { el, clear() { from.value = ""; to.value = ""; fail(null, ""); } };
 }

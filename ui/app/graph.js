@@ -20,6 +20,11 @@ export const STATUSES = [
   ["source", "Source: data from outside"],
 ];
 
+/** The zoom below which labels are not drawn (13 px names under about 4 px). */
+const FAR = 0.3;
+
+const ARROWS = { ArrowRight: "right", ArrowLeft: "left", ArrowUp: "up", ArrowDown: "down" };
+
 const SVGNS = "http://www.w3.org/2000/svg";
 const svg = (tag, attrs = {}) => {
   const el = document.createElementNS(SVGNS, tag);
@@ -39,6 +44,7 @@ export async function graphView(root, params, signal) {
   const started = performance.now();
   const [{ graphLayout: layout }, status] = await Promise.all([gql(LAYOUT), gql(STATUS)]);
   if (signal.aborted) return;
+  const drawing = performance.now();
   const g = new GraphView(root, layout, signal);
   g.applyStatus(status);
   g.fit();
@@ -46,10 +52,12 @@ export async function graphView(root, params, signal) {
   if (state.selected) g.select(state.selected, false);
   if (state.search) g.search(state.search);
   if (state.focus) g.applyFocus();
-  requestAnimationFrame(() => {
+  // Two frames: the first is the one the graph is painted in; the second starts after it.
+  requestAnimationFrame(() => requestAnimationFrame(() => {
     document.body.dataset.graphRenderedMs = String(Math.round(performance.now() - started));
+    document.body.dataset.graphDrawMs = String(Math.round(performance.now() - drawing));
     root.querySelector(".graph").dataset.ready = "true";
-  });
+  }));
   g.poll(status.logPosition);
 }
 
@@ -77,12 +85,24 @@ class GraphView {
         if (ev.key === "Enter") {
           const first = this.matches && this.matches[0];
           if (first) { this.select(first, true); }
+        } else if (ev.key === "ArrowDown") {
+          const button = this.results.querySelector("button");
+          if (button) { ev.preventDefault(); button.focus(); }
         } else if (ev.key === "Escape") {
           ev.target.value = ""; this.search("");
         }
       },
     });
-    this.results = h("ul", { id: "search-results", class: "search-results", "aria-live": "polite" });
+    this.results = h("ul", { id: "search-results", class: "search-results", "aria-label": "Matching assets", "aria-live": "polite",
+      onkeydown: (ev) => {
+        const buttons = [...this.results.querySelectorAll("button")];
+        const i = buttons.indexOf(document.activeElement);
+        if (i < 0 || (ev.key !== "ArrowDown" && ev.key !== "ArrowUp")) return;
+        ev.preventDefault();
+        if (ev.key === "ArrowDown") (buttons[i + 1] || buttons[i]).focus();
+        else if (i === 0) searchInput.focus();
+        else buttons[i - 1].focus();
+      } });
     this.depthSelect = h("select", { id: "focus-depth", onchange: () => this.changeDepth() },
       ["1", "2", "3", "all"].map((d) => h("option", { value: d, selected: String(state.depth) === d }, d === "all" ? "all" : `${d} hop${d === "1" ? "" : "s"}`)));
     this.panel = h("aside", { class: "panel", id: "selection", "aria-live": "polite" },
@@ -107,7 +127,9 @@ class GraphView {
     this.svg.append(this.viewport);
     this.plane = h("div", { class: "plane" });
     this.plane.append(this.svg);
-    this.surface = h("div", { class: "graph", role: "application", tabindex: "0",
+    // Far out (labels under about 4 px), the labels are not drawn, nor laid out: at the
+    // first view of a large graph that is most of the browser's work.
+    this.surface = h("div", { class: "graph far", role: "application", tabindex: "0",
       "aria-label": `Lineage graph of ${layout.nodes.length} assets. Arrow keys pan, plus and minus zoom, Tab moves between assets.` }, this.plane);
     const defs = svg("defs");
     const marker = svg("marker", { id: "arrow", viewBox: "0 0 10 10", refX: "10", refY: "5", markerWidth: "6", markerHeight: "6", orient: "auto-start-reverse" });
@@ -156,7 +178,9 @@ class GraphView {
     }
     const nodes = svg("g", { class: "nodes" });
     for (const n of this.layout.nodes) {
-      const g = svg("g", { class: "node", transform: `translate(${n.x},${n.y})`, tabindex: "0", role: "button" });
+      // One node is in the Tab order at a time (a roving tabindex): Tab reaches the graph's
+      // nodes once, arrow keys move between them, Tab again leaves them.
+      const g = svg("g", { class: "node", transform: `translate(${n.x},${n.y})`, tabindex: "-1", role: "button" });
       g.dataset.key = n.key;
       g.append(svg("rect", { width: W, height: H, rx: 6, class: "box" }));
       g.append(svg("rect", { width: 6, height: H, rx: 3, class: "stripe" }));
@@ -181,14 +205,24 @@ class GraphView {
     nodes.addEventListener("keydown", (ev) => {
       const g = ev.target.closest(".node");
       if (!g) return;
-      if (ev.key === "Enter") location.hash = assetHref(g.dataset.key);
-      else if (ev.key === " ") { ev.preventDefault(); this.select(g.dataset.key, false); }
+      const key = g.dataset.key;
+      if (ev.key === "Enter") location.hash = assetHref(key);
+      else if (ev.key === " ") { ev.preventDefault(); this.select(key, false); }
+      else if (ARROWS[ev.key]) {
+        ev.preventDefault();
+        ev.stopPropagation();
+        const to = this.neighbour(key, ARROWS[ev.key]);
+        if (to) { this.moveFocus(to); this.select(to, false); }
+      }
     });
     nodes.addEventListener("focusin", (ev) => {
       const g = ev.target.closest(".node");
-      if (g) this.ensureVisible(this.nodes.get(g.dataset.key).layout);
+      if (g) { this.rove(g.dataset.key); this.ensureVisible(this.nodes.get(g.dataset.key).layout); }
     });
     this.viewport.append(groups, edges, nodes);
+    // The node in the Tab order: the top-left one until another is focused or selected.
+    const first = [...this.layout.nodes].sort((a, b) => a.x - b.x || a.y - b.y)[0];
+    if (first) this.rove(first.key);
   }
 
   applyStatus(status) {
@@ -251,6 +285,51 @@ class GraphView {
     }
   }
 
+  // --- Keyboard ----------------------------------------------------------------------
+
+  /** Makes `key`'s node the one the Tab key reaches. */
+  rove(key) {
+    if (this.roving === key) return;
+    const old = this.roving && this.nodes.get(this.roving);
+    if (old) old.el.setAttribute("tabindex", "-1");
+    const n = this.nodes.get(key);
+    if (!n) return;
+    n.el.setAttribute("tabindex", "0");
+    this.roving = key;
+  }
+
+  moveFocus(key) {
+    this.rove(key);
+    this.nodes.get(key).el.focus({ preventScroll: true });
+  }
+
+  /** The visible node an arrow key leads to from `key`: right and left follow the edges
+   * (downstream, upstream; else the nearest node in the next column), up and down move
+   * within the column. */
+  neighbour(key, dir) {
+    const from = this.nodes.get(key).layout;
+    const visible = (k) => !this.nodes.get(k).el.classList.contains("hidden");
+    const nearest = (keys) => {
+      let best = null, bestD = Infinity;
+      for (const k of keys) {
+        const n = this.nodes.get(k).layout;
+        const d = Math.abs(n.y - from.y) + Math.abs(n.x - from.x) / 4;
+        if (k !== key && visible(k) && d < bestD) { best = k; bestD = d; }
+      }
+      return best;
+    };
+    if (dir === "down" || dir === "up") {
+      const column = [...this.nodes.values()].filter((n) => n.layout.x === from.x && (dir === "down" ? n.layout.y > from.y : n.layout.y < from.y));
+      return nearest(column.map((n) => n.layout.key));
+    }
+    const linked = nearest(dir === "right" ? this.downs.get(key) : this.ups.get(key));
+    if (linked) return linked;
+    const beyond = [...this.nodes.values()].filter((n) => dir === "right" ? n.layout.x > from.x : n.layout.x < from.x);
+    if (!beyond.length) return null;
+    const x = dir === "right" ? Math.min(...beyond.map((n) => n.layout.x)) : Math.max(...beyond.map((n) => n.layout.x));
+    return nearest(beyond.filter((n) => n.layout.x === x).map((n) => n.layout.key));
+  }
+
   // --- Search, selection, focus -------------------------------------------------------
 
   search(text) {
@@ -278,6 +357,7 @@ class GraphView {
     const n = this.nodes.get(key);
     if (!n) return;
     n.el.classList.add("selected");
+    this.rove(key);
     this.focusButton.disabled = false;
     if (center) this.centerOn(n.layout);
     this.renderPanel();
@@ -355,6 +435,7 @@ class GraphView {
       const { x, y, k } = this.view;
       this.plane.style.willChange = "transform";
       this.plane.style.transform = `translate(${x}px, ${y}px) scale(${k})`;
+      this.surface.classList.toggle("far", k < FAR);
       clearTimeout(this.settle);
       this.settle = setTimeout(() => { this.plane.style.willChange = "auto"; }, 250);
       state.view = { ...this.view };
@@ -405,6 +486,8 @@ class GraphView {
   }
 
   bindPanZoom() {
+    // Focusing a node must not scroll the surface: the view moves only by pan and zoom.
+    this.surface.addEventListener("scroll", () => { this.surface.scrollLeft = 0; this.surface.scrollTop = 0; });
     let drag = null;
     this.surface.addEventListener("pointerdown", (ev) => {
       if (ev.target.closest(".node") || ev.button !== 0) return;

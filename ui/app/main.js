@@ -37,7 +37,7 @@ async function show() {
   } catch (e) {
     if (signal.aborted) return;
     if (e.code === "UNAUTHENTICATED") return askForToken(e.message);
-    main.replaceChildren(h("div", { class: "error", role: "alert" }, h("h1", {}, "Something went wrong"), h("p", {}, e.message)));
+    main.replaceChildren(h("section", { class: "page error", role: "alert" }, h("h1", {}, "Something went wrong"), h("p", {}, e.message)));
   }
 }
 
@@ -54,14 +54,16 @@ function askForToken(message) {
 }
 
 async function start() {
+  // Who the caller is and the view's data are asked for at once (a view whose request is
+  // refused for want of a token asks for one itself).
+  show();
   try {
     const { me } = await gql("{ me { name role phi } }");
     who.replaceChildren(h("span", { id: "me" }, `${me.name} · ${me.role.toLowerCase()}${me.phi ? " · phi" : ""}`));
     if (token()) who.append(h("button", { type: "button", class: "link", onclick: () => { setToken(null); location.reload(); } }, "Sign out"));
-  } catch (e) {
-    if (e.code === "UNAUTHENTICATED") return askForToken(e.message);
+  } catch {
+    // The view shows the refusal (and asks for a token).
   }
-  show();
 }
 
 window.addEventListener("hashchange", show);

@@ -1,7 +1,7 @@
 // Runs (list with status and asset filters, a run's page with its live log and cancel)
 // and backfills (list with progress, a backfill's page with progress and cancel).
 
-import { gql, h, fmtTime, assetHref } from "./api.js";
+import { gql, h, fmtTime, assetHref, Socket, SocketError } from "./api.js";
 import { runsTable } from "./asset.js";
 
 const RUN_FIELDS = "id asset partition rangeFirst rangeLast status attempt createdAt startedAt finishedAt";
@@ -40,19 +40,19 @@ export async function runsView(root, params, signal) {
 }
 
 export async function runView(root, id, signal) {
-  const { me } = await gql("{ me { role } }");
+  const RUN = `${RUN_FIELDS} error redacted backfillId`;
+  const { me, run: first } = await gql(`query($id: String!) { me { role } run(id: $id) { ${RUN} } }`, { id });
+  if (signal.aborted) return;
   const canCancel = ROLE_RANK[me.role] >= ROLE_RANK.OPERATOR;
   const info = h("div", { id: "run-info" });
+  const notes = h("div", { "aria-live": "polite" });
   const log = h("pre", { id: "run-log", class: "log", tabindex: "0", "aria-label": "Run log" });
   const cancel = canCancel ? h("button", { type: "button", id: "run-cancel", onclick: async () => {
-    try { await gql("mutation($id: String!) { cancelRun(id: $id) { id status } }", { id }); } catch (e) { info.append(h("p", { class: "error", role: "alert" }, e.message)); }
+    try { await gql("mutation($id: String!) { cancelRun(id: $id) { id status } }", { id }); } catch (e) { notes.replaceChildren(h("p", { class: "error", role: "alert" }, e.message)); }
   } }, "Cancel run") : null;
-  root.replaceChildren(h("section", { class: "page" }, h("h1", {}, "Run ", h("code", {}, id.slice(0, 8))), info, cancel, h("h2", {}, "Log"), log));
-  let after = 0;
-  while (!signal.aborted) {
-    const r = (await gql(`query($id: String!, $after: Int64!) { run(id: $id) { ${RUN_FIELDS} error redacted backfillId reasons
-      logs(after: $after, first: 500) { nextCursor lines { seq at stream line } } } }`, { id, after })).run;
-    if (signal.aborted) return;
+  root.replaceChildren(h("section", { class: "page" }, h("h1", {}, "Run ", h("code", {}, id.slice(0, 8))), info, h("div", { class: "actions" }, cancel), notes, h("h2", {}, "Log"), log));
+
+  const showRun = (r) => {
     info.replaceChildren(h("dl", {},
       h("dt", {}, "Asset"), h("dd", {}, h("a", { href: assetHref(r.asset) }, r.asset)),
       h("dt", {}, "Partition"), h("dd", {}, r.partition || (r.rangeFirst ? `${r.rangeFirst} … ${r.rangeLast}` : "—")),
@@ -60,18 +60,65 @@ export async function runView(root, id, signal) {
       h("dt", {}, "Created"), h("dd", {}, fmtTime(r.createdAt)),
       h("dt", {}, "Started"), h("dd", {}, fmtTime(r.startedAt)),
       h("dt", {}, "Finished"), h("dd", {}, fmtTime(r.finishedAt)),
-      r.backfillId ? [h("dt", {}, "Backfill"), h("dd", {}, h("a", { href: `#/backfill/${r.backfillId}` }, r.backfillId.slice(0, 8)))] : null,
+      h("dt", {}, "Backfill"), h("dd", {}, r.backfillId ? h("a", { href: `#/backfill/${r.backfillId}` }, r.backfillId.slice(0, 8)) : "—"),
       h("dt", {}, "Error"), h("dd", {}, r.redacted ? h("span", { class: "redacted" }, "redacted: ", r.redacted.replace(/^redacted: /, "")) : r.error || "—")));
     if (cancel) cancel.hidden = ENDED.has(r.status);
-    if (r.logs) {
-      for (const l of r.logs.lines) log.append(`${l.stream === "stderr" ? "! " : ""}${l.line}\n`);
-      after = r.logs.nextCursor;
-    } else if (r.redacted) {
-      log.textContent = "Log redacted: PHI details need the phi scope.";
+  };
+  // Lines are appended once each, by sequence number, whichever way they arrive.
+  let after = 0;
+  const appendLines = (lines) => {
+    let text = "";
+    for (const l of lines) {
+      if (Number(l.seq) <= after) continue;
+      after = Number(l.seq);
+      text += `${l.stream === "stderr" ? "! " : ""}${l.line}\n`;
     }
-    if (ENDED.has(r.status) && (!r.logs || r.logs.lines.length === 0)) return;
+    if (text) log.append(text);
+  };
+  showRun(first);
+  if (first.redacted) log.textContent = "Log redacted: PHI details need the phi scope.";
+
+  // Live over the websocket (status changes and log lines as they are written); polling
+  // only if the socket cannot be used.
+  const socket = new Socket(signal);
+  try {
+    const streams = [socket.subscribe(`subscription($id: String!) { runStatus(id: $id) { ${RUN} } }`, { id }, (d) => showRun(d.runStatus))];
+    if (!first.redacted) {
+      streams.push(socket.subscribe("subscription($id: String!, $after: Int64!) { runLogs(id: $id, after: $after) { seq stream line } }",
+        { id, after }, (d) => appendLines([d.runLogs])));
+    }
+    await socket.ready;
+    log.dataset.transport = "subscription";
+    await Promise.all(streams);
+    log.dataset.complete = "true";
+    return;
+  } catch (e) {
+    if (signal.aborted) return;
+    if (!(e instanceof SocketError)) throw e;
+  } finally {
+    socket.close();
+  }
+  log.dataset.transport = "polling";
+  while (!signal.aborted) {
+    const r = (await gql(`query($id: String!, $after: Int64!) { run(id: $id) { ${RUN}
+      logs(after: $after, first: 500) { nextCursor lines { seq stream line } } } }`, { id, after })).run;
+    if (signal.aborted) return;
+    showRun(r);
+    if (r.logs) appendLines(r.logs.lines);
+    if (ENDED.has(r.status) && logComplete(r) && (!r.logs || r.logs.lines.length === 0)) {
+      log.dataset.complete = "true";
+      return;
+    }
     await sleep(1000);
   }
+}
+
+/** Whether an ended run's log has all its lines: a command canceled or interrupted while
+ * running writes until the launcher kills it, up to 13 s after its status changed (the
+ * server's `runLogs` subscription follows it as long). */
+function logComplete(r) {
+  const stopped = (r.status === "canceled" || r.status === "interrupted") && r.startedAt;
+  return !stopped || !r.finishedAt || Date.now() - Date.parse(r.finishedAt) > 13000;
 }
 
 function progress(b) {

@@ -330,7 +330,7 @@ macro_rules! store_admin {
                 Ok(id)
             }
 
-            async fn audit_in(tx: &mut sqlx::Transaction<'static, $Db>, record: &$crate::NewAudit) -> $crate::Result<i64> {
+            async fn audit_in(tx: &mut $crate::write_tx::WriteTx<$Db>, record: &$crate::NewAudit) -> $crate::Result<i64> {
                 let (id,): (i64,) = sqlx::query_as("INSERT INTO audit_log (at, actor, action, target, details) VALUES ($1, $2, $3, $4, $5) RETURNING id")
                     .bind($crate::types::to_micros(record.at))
                     .bind(&record.actor)

@@ -146,15 +146,15 @@ macro_rules! store_backend {
 
             pub const DIALECT: $crate::backend::Dialect = $dialect;
 
-            async fn begin_write(&self) -> $crate::Result<sqlx::Transaction<'static, $Db>> {
-                Ok(self.pool.begin_with(Self::DIALECT.begin_write()).await?)
+            async fn begin_write(&self) -> $crate::Result<$crate::write_tx::WriteTx<$Db>> {
+                $crate::write_tx::WriteTx::<$Db>::begin(&self.pool, Self::DIALECT.begin_write()).await
             }
 
             /// Interns asset keys inside `tx`; returns ids for all of them. New ids are
             /// cached only after the caller commits (see `remember`).
             async fn intern(
                 &self,
-                tx: &mut sqlx::Transaction<'static, $Db>,
+                tx: &mut $crate::write_tx::WriteTx<$Db>,
                 table: $crate::backend::Interned,
                 keys: impl IntoIterator<Item = &str>,
             ) -> $crate::Result<std::collections::HashMap<String, i64>> {
@@ -235,7 +235,7 @@ macro_rules! store_backend {
 
             async fn append_in(
                 &self,
-                tx: &mut sqlx::Transaction<'static, $Db>,
+                tx: &mut $crate::write_tx::WriteTx<$Db>,
                 events: &[$crate::NewEvent],
             ) -> $crate::Result<(Vec<$crate::EventId>, $crate::backend::NewIds)> {
                 use sqlx::Row as _;
@@ -776,7 +776,7 @@ macro_rules! store_backend {
                 Ok(run)
             }
 
-            async fn run_in(tx: &mut sqlx::Transaction<'static, $Db>, id: &str) -> $crate::Result<$crate::Run> {
+            async fn run_in(tx: &mut $crate::write_tx::WriteTx<$Db>, id: &str) -> $crate::Result<$crate::Run> {
                 let row: Option<$crate::derived::RunRow> = sqlx::query_as(concat!("SELECT ", $crate::derived::run_columns!(), " FROM runs WHERE id = $1"))
                     .bind(id)
                     .fetch_optional(&mut **tx)
@@ -859,7 +859,7 @@ macro_rules! store_backend {
 
             async fn transition_in(
                 &self,
-                tx: &mut sqlx::Transaction<'static, $Db>,
+                tx: &mut $crate::write_tx::WriteTx<$Db>,
                 t: &$crate::RunTransition,
             ) -> $crate::Result<($crate::Run, $crate::backend::NewIds)> {
                 let run = Self::run_in(tx, &t.run_id).await?;

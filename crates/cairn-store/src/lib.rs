@@ -13,11 +13,14 @@ mod admin;
 mod backend;
 mod derived;
 pub mod error;
+pub mod health;
 mod open;
 pub mod types;
+mod write_tx;
 
 pub use backend::Dialect;
-pub use error::{Error, Result};
+pub use error::{Error, Result, WriteFault};
+pub use health::{Degraded, WriteHealth};
 pub use open::{StoreUrl, default_sqlite_path};
 pub use types::*;
 
@@ -33,39 +36,81 @@ pub enum Store {
     Postgres(PgStore),
 }
 
-/// Opens the store at `url` (`sqlite:PATH`, a plain path, or `postgres://...`), refusing
-/// anything that is not a Cairn database or was written by a newer Cairn, then applies
-/// pending migrations.
+/// Opens the store at `url` (`sqlite:PATH`, a plain path, or `postgres://...`) for
+/// writing, refusing anything that is not a Cairn database or was written by a newer
+/// Cairn, applies pending migrations, and checks that the store accepts writes: a
+/// read-only or full store is refused here, naming it, before a server says it is ready.
 pub async fn open(url: &str) -> Result<Store> {
     let url = StoreUrl::parse(url)?;
-    // Processes opening a new SQLite file together must not both create its tables
-    // (PostgreSQL migrations take an advisory lock of their own).
-    // A file that is not SQLite is refused before anything (a lock file) is created beside it.
-    let _migrating = match &url {
-        StoreUrl::Sqlite(path) => {
-            open::check_sqlite_file(path)?;
-            Some(open::migration_lock(path).await?)
+    let store = match &url {
+        StoreUrl::Sqlite(path) => open_sqlite(path, true).await?,
+        StoreUrl::Postgres(_) => {
+            let store = open::connect(&url, true).await?;
+            store.migrate().await?;
+            store
         }
-        StoreUrl::Postgres(_) => None,
     };
-    let store = open::connect(&url, true).await?;
-    store.migrate().await?;
+    store.probe_write().await.map_err(|e| match (&url, e) {
+        (StoreUrl::Sqlite(path), e) => e.naming(path),
+        (StoreUrl::Postgres(_), Error::Database(sqlx::Error::Database(db)))
+            if db.code().as_deref() == Some("25006") =>
+        {
+            Error::Unwritable {
+                path: "the PostgreSQL database".into(),
+                cause: db.message().to_owned(),
+            }
+        }
+        (_, e) => e,
+    })?;
     Ok(store)
+}
+
+/// Opens a SQLite store, creating it when `create` and the file is missing. The lock file
+/// beside it serializes creation and migration between processes; it is taken only for
+/// a path that is (or is becoming) a store, and only when there is something to create or
+/// migrate, so a store that needs nothing is opened without writing beside it.
+async fn open_sqlite(path: &std::path::Path, create: bool) -> Result<Store> {
+    use open::FileState;
+    let url = StoreUrl::Sqlite(path.to_owned());
+    match open::inspect_sqlite_file(path)? {
+        FileState::Missing if !create => Err(Error::NotFound(format!(
+            "no store at {} (`cairn up` or `cairn migrate` creates one; check --store or CAIRN_STORE)",
+            path.display()
+        ))),
+        state @ (FileState::Missing | FileState::Empty) => {
+            // An empty file is refused, unless it is another Cairn creating the store
+            // right now (its lock file is there): that one is waited for.
+            if state == FileState::Empty && !open::lock_path(path).exists() {
+                return Err(open::empty_file(path));
+            }
+            let _creating = open::migration_lock(path).await?;
+            if open::inspect_sqlite_file(path)? == FileState::Empty {
+                return Err(open::empty_file(path));
+            }
+            let store = open::connect(&url, create).await?;
+            store.migrate().await?;
+            Ok(store)
+        }
+        FileState::Sqlite => {
+            let store = open::connect(&url, false).await?;
+            if !store.pending_migrations().await?.is_empty() {
+                let _migrating = open::migration_lock(path).await?;
+                store.migrate().await.map_err(|e| e.naming(path))?;
+            }
+            Ok(store)
+        }
+    }
 }
 
 /// Opens a store that must already exist (for commands that only read, such as
 /// `cairn status`): a missing SQLite file is an error naming it, and nothing (no
-/// directory, no lock file, no empty database) is created for a mistyped path.
+/// directory, no lock file, no empty database) is created for a mistyped path; a store
+/// that needs nothing migrated is not written to.
 pub async fn open_existing(url: &str) -> Result<Store> {
-    if let StoreUrl::Sqlite(path) = StoreUrl::parse(url)?
-        && !path.exists()
-    {
-        return Err(Error::NotFound(format!(
-            "no store at {} (`cairn up` or `cairn migrate` creates one; check --store or CAIRN_STORE)",
-            path.display()
-        )));
+    match StoreUrl::parse(url)? {
+        StoreUrl::Sqlite(path) => open_sqlite(&path, false).await,
+        StoreUrl::Postgres(_) => open(url).await,
     }
-    open(url).await
 }
 
 /// Opens the store without migrating (for `cairn migrate`); the same refusals apply.
@@ -202,6 +247,13 @@ impl Store {
             .map(|m| m.version)
             .filter(|v| !applied.iter().any(|(a,)| a == v))
             .collect())
+    }
+
+    /// Writes one small row and commits it: whether the store accepts writes now (a full
+    /// disk or a read-only file fails it). Used when opening and while degraded.
+    pub async fn probe_write(&self) -> Result<()> {
+        self.set_meta("write_probe", &chrono::Utc::now().to_rfc3339())
+            .await
     }
 
     /// Closes the pool, waiting for connections to finish.

@@ -55,10 +55,11 @@ pub fn default_sqlite_path(assets_dir: &Path) -> PathBuf {
     parent.join(".cairn").join("cairn.db")
 }
 
-/// An exclusive lock on `PATH.lock`, held while a SQLite store is opened and migrated;
-/// released when the file is dropped.
+/// An exclusive lock on `PATH.lock`, held while a SQLite store is created or migrated;
+/// released when the file is dropped. Taken only for a path that is (or is becoming) a
+/// store: the checks of [`inspect_sqlite_file`] come first.
 pub(crate) async fn migration_lock(path: &Path) -> Result<std::fs::File> {
-    let lock_path = path.with_extension("db.lock");
+    let lock_path = lock_path(path);
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -76,7 +77,10 @@ pub(crate) async fn migration_lock(path: &Path) -> Result<std::fs::File> {
             .truncate(false)
             .write(true)
             .open(&lock_path)
-            .map_err(io)?;
+            .map_err(|source| Error::Unwritable {
+                path: lock_path.display().to_string(),
+                cause: source.to_string(),
+            })?;
         file.lock().map_err(io)?;
         Ok(file)
     })
@@ -84,15 +88,25 @@ pub(crate) async fn migration_lock(path: &Path) -> Result<std::fs::File> {
     .map_err(|e| Error::Invalid(format!("the migration lock task failed: {e}")))?
 }
 
+/// The lock file beside a SQLite store.
+pub(crate) fn lock_path(path: &Path) -> PathBuf {
+    path.with_extension("db.lock")
+}
+
 pub(crate) async fn connect(url: &StoreUrl, create: bool) -> Result<Store> {
     match url {
         StoreUrl::Sqlite(path) => {
-            check_sqlite_file(path)?;
+            if inspect_sqlite_file(path)? == FileState::Empty {
+                return Err(empty_file(path));
+            }
             if !create && !path.exists() {
                 return Err(Error::NotFound(format!(
                     "{} does not exist (`cairn migrate` creates it)",
                     path.display()
                 )));
+            }
+            if path.exists() {
+                check_without_touching(path).await?;
             }
             if create && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|source| Error::Io {
@@ -112,8 +126,11 @@ pub(crate) async fn connect(url: &StoreUrl, create: bool) -> Result<Store> {
             let pool = SqlitePoolOptions::new()
                 .max_connections(8)
                 .connect_with(options)
-                .await?;
-            check_schema(&pool, Some(path)).await?;
+                .await
+                .map_err(|e| name_the_file(path, e))?;
+            check_schema(&pool, Some(path))
+                .await
+                .map_err(|e| e.naming(path))?;
             Ok(Store::Sqlite(SqliteStore::from_pool(pool)))
         }
         StoreUrl::Postgres(url) => {
@@ -129,31 +146,130 @@ pub(crate) async fn connect(url: &StoreUrl, create: bool) -> Result<Store> {
     }
 }
 
-/// A file that exists must be a SQLite database; anything else is refused untouched.
-pub(crate) fn check_sqlite_file(path: &Path) -> Result<()> {
+/// What is at a SQLite store's path before Cairn touches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FileState {
+    Missing,
+    /// Zero bytes: SQLite's first moment of a new file, or someone else's empty file.
+    Empty,
+    /// A file with a well-formed SQLite header.
+    Sqlite,
+}
+
+/// A file that exists must start with a well-formed SQLite header; anything else is
+/// refused untouched, before anything (a lock file, a directory) is created for it.
+pub(crate) fn inspect_sqlite_file(path: &Path) -> Result<FileState> {
     use std::io::Read;
-    let mut header = [0u8; 16];
+    let not_sqlite = |reason| Error::NotCairn {
+        path: path.to_owned(),
+        reason,
+    };
+    let mut header = Vec::with_capacity(100);
     match std::fs::File::open(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(Error::Io {
-            path: path.to_owned(),
-            source,
-        }),
-        Ok(mut file) => {
-            let n = file.read(&mut header).map_err(|source| Error::Io {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(FileState::Missing),
+        Err(source) => {
+            return Err(Error::Io {
                 path: path.to_owned(),
                 source,
-            })?;
-            if n == 0 || header == *b"SQLite format 3\0" {
-                Ok(())
-            } else {
-                Err(Error::NotCairn {
-                    path: path.to_owned(),
-                    reason: "not an SQLite file",
-                })
+            });
+        }
+        Ok(file) => {
+            if file.metadata().is_ok_and(|m| m.is_dir()) {
+                return Err(not_sqlite("it is a directory"));
             }
+            file.take(100)
+                .read_to_end(&mut header)
+                .map_err(|source| Error::Io {
+                    path: path.to_owned(),
+                    source,
+                })?;
         }
     }
+    if header.is_empty() {
+        return Ok(FileState::Empty);
+    }
+    if !header.starts_with(b"SQLite format 3\0") {
+        return Err(not_sqlite("not an SQLite file"));
+    }
+    if !well_formed_header(&header) {
+        return Err(not_sqlite(
+            "its SQLite header is damaged or fake, so SQLite cannot read it",
+        ));
+    }
+    Ok(FileState::Sqlite)
+}
+
+/// The fixed fields of SQLite's 100-byte file header (sqlite.org/fileformat.html, 1.3):
+/// a power-of-two page size, file format versions 1 or 2, payload fractions 64/32/32.
+fn well_formed_header(header: &[u8]) -> bool {
+    if header.len() < 100 {
+        return false;
+    }
+    let page_size = u32::from(u16::from_be_bytes([header[16], header[17]]));
+    let page_size = if page_size == 1 { 65536 } else { page_size };
+    (512..=65536).contains(&page_size)
+        && page_size.is_power_of_two()
+        && matches!(header[18], 1 | 2)
+        && matches!(header[19], 1 | 2)
+        && header[21..24] == [64, 32, 32]
+}
+
+/// An empty file is never adopted: Cairn creates its stores itself.
+pub(crate) fn empty_file(path: &Path) -> Error {
+    Error::NotCairn {
+        path: path.to_owned(),
+        reason: "it is empty; a Cairn store never is: delete it if it is a leftover, or choose another path with --store",
+    }
+}
+
+/// Reads an existing file's schema through an immutable read-only connection, which
+/// writes nothing (no `-wal` or `-shm` beside it, no journal mode change): someone else's
+/// database, a damaged one or a newer Cairn's is refused exactly as it was found.
+/// "Immutable" promises SQLite that nobody writes the file meanwhile; when someone did
+/// (another Cairn using the store), a refusal is not trusted and the normal connection,
+/// which reads through the WAL, decides.
+async fn check_without_touching(path: &Path) -> Result<()> {
+    let stamp = || {
+        let main = std::fs::metadata(path)
+            .ok()
+            .map(|m| (m.len(), m.modified().ok()));
+        let wal = std::fs::metadata(wal_path(path))
+            .ok()
+            .map(|m| (m.len(), m.modified().ok()));
+        (main, wal)
+    };
+    let before = stamp();
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true)
+        .immutable(true);
+    let checked = match SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
+    {
+        Ok(pool) => {
+            let checked = check_schema(&pool, Some(path)).await;
+            pool.close().await;
+            checked
+        }
+        Err(e) => Err(e.into()),
+    };
+    match checked {
+        Err(_) if before.1.is_some() || stamp() != before => Ok(()),
+        checked => checked.map_err(|e| e.naming(path)),
+    }
+}
+
+fn wal_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-wal");
+    PathBuf::from(name)
+}
+
+/// SQLite's refusals at connect time, said with the file's name and what to do.
+fn name_the_file(path: &Path, err: sqlx::Error) -> Error {
+    Error::from(err).naming(path)
 }
 
 trait SchemaQueries {

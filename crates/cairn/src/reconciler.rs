@@ -86,7 +86,8 @@ pub async fn run(
                 fingerprint = now_fp;
                 match load_dir(assets_dir) {
                     Ok(new) => {
-                        tracing::info!(assets = new.len(), "definitions changed; reloaded");
+                        // At the default log level: the operator's edit took effect.
+                        eprintln!("cairn: definitions changed; reloaded {} assets", new.len());
                         graph = new;
                         reload = true;
                         links.graph.send_replace(Arc::new(graph.clone()));

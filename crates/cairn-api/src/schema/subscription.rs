@@ -17,6 +17,12 @@ pub struct Subscription;
 /// How often the store is read for changes.
 const POLL: Duration = Duration::from_millis(250);
 
+/// How long a log is followed after its run was canceled or interrupted while running:
+/// the status changes first, and the launcher kills the command at its next heartbeat
+/// (5 s), checks its processes gone (up to 5 s) and reads the pipes 2 s more, so the last
+/// lines (and the launcher's note) arrive after the status did.
+const LOG_SETTLE: chrono::TimeDelta = chrono::TimeDelta::seconds(13);
+
 #[Subscription]
 impl Subscription {
     /// The run, now and at each change of status, until it ends.
@@ -76,8 +82,10 @@ impl Subscription {
         }))
     }
 
-    /// The run's log lines after `after` as they are written, until the run ends. A PHI
-    /// run's log needs the phi scope (FORBIDDEN otherwise); reading it is audited.
+    /// The run's log lines after `after` as they are written, until the run ends (for a
+    /// run canceled or interrupted while running, until its command's last lines are in,
+    /// up to 13 s later). A PHI run's log needs the phi scope (FORBIDDEN otherwise);
+    /// reading it is audited.
     async fn run_logs(
         &self,
         ctx: &Context<'_>,
@@ -118,7 +126,7 @@ impl Subscription {
             loop {
                 // Read the status first: lines written before it ended are then all read.
                 let ended = match store.get_run(&id).await {
-                    Ok(r) => r.status.is_terminal(),
+                    Ok(r) => r.status.is_terminal() && log_complete(&r, chrono::Utc::now()),
                     Err(e) => {
                         let _ = tx.send(Err(error::store(e))).await;
                         return;
@@ -156,6 +164,17 @@ impl Subscription {
             }
         }))
     }
+}
+
+/// Whether an ended run's log has all its lines: a command that ran and was stopped from
+/// outside (canceled, interrupted) writes until it is killed, after its status changed.
+fn log_complete(run: &cairn_store::Run, now: chrono::DateTime<chrono::Utc>) -> bool {
+    let stopped_running = run.started_at.is_some()
+        && matches!(
+            run.status,
+            cairn_store::RunStatus::Canceled | cairn_store::RunStatus::Interrupted
+        );
+    !stopped_running || run.finished_at.is_none_or(|at| now - at > LOG_SETTLE)
 }
 
 /// A PHI run's error message a `runStatus` update shows a phi caller, audited as `run`

@@ -122,9 +122,17 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
 
         let links = Links::new(Arc::new(graph));
         let graph_rx = links.graph.subscribe();
+        // Degraded mode: a store that refuses writes pauses claiming and planning, and
+        // this task probes it until it takes writes again.
+        let write_health = cairn_store::WriteHealth::default();
+        let recovering = {
+            let (health, store) = (write_health.clone(), store.clone());
+            tokio::spawn(async move { health.recover(&store).await })
+        };
         let launcher = Arc::new(
             Launcher::new(store.clone(), config, graph_rx, links.enqueued.clone())
-                .on_run_end(links.run_ended.clone()),
+                .on_run_end(links.run_ended.clone())
+                .with_write_health(write_health.clone()),
         );
         let launcher_task =
             tokio::spawn(launcher.clone().run(shutdown.clone(), args.shutdown_grace));
@@ -151,6 +159,7 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
                 max_body: args.max_body,
                 ws_init_timeout: args.ws_init_timeout,
             },
+            write_health: write_health.clone(),
         }));
         let serve_options = cairn_api::serve::ServeOptions {
             header_timeout: args.header_timeout,
@@ -208,7 +217,21 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
             watch_definitions: true,
             holder: worker.clone(),
         };
-        let result = reconciler::run(&store, dir, &links, &opts, &shutdown).await;
+        let result = loop {
+            let result = reconciler::run(&store, dir, &links, &opts, &shutdown).await;
+            // A store refusing writes is waited out (reads keep being served), then the
+            // reconciler starts over from the log.
+            match &result {
+                Err(e) if store_error(e).is_some_and(|f| write_health.report(f)) => {
+                    tokio::select! {
+                        _ = write_health.writable() => continue,
+                        _ = shutdown.cancelled() => break Ok(reconciler::Outcome::Stopped),
+                    }
+                }
+                _ => break result,
+            }
+        };
+        recovering.abort();
         if let Err(e) = &result {
             eprintln!("error: the reconciler stopped: {e:#}");
             shutdown.cancel();
@@ -220,6 +243,13 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
         eprintln!("cairn up: stopped");
         result.map(|_| ExitCode::SUCCESS)
     })
+}
+
+/// The store error behind a failure of the reconciler, if there is one.
+fn store_error(error: &anyhow::Error) -> Option<&cairn_store::Error> {
+    error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<cairn_store::Error>())
 }
 
 /// SIGINT or SIGTERM cancels `shutdown`.

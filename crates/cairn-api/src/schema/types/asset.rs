@@ -399,8 +399,148 @@ pub struct KeyPage {
     pub next_cursor: Option<String>,
 }
 
+/// The days a time-partitioned asset's partitions cover now, in its definition's zone.
+#[derive(SimpleObject)]
+pub struct PartitionDates {
+    /// The first window's first day (`YYYY-MM-DD`).
+    pub earliest: String,
+    /// The newest window's last day.
+    pub latest: String,
+    pub timezone: String,
+}
+
+/// The partitions whose windows overlap a range of days.
+#[derive(SimpleObject)]
+pub struct DateRangePartitions {
+    pub first_key: Key,
+    pub last_key: Key,
+    pub count: i32,
+}
+
+/// The time dimension of a definition (with how many static keys each window has), if any.
+fn time_dimension(
+    def: &cairn_model::partitions::PartitionsDef,
+) -> Option<(&cairn_model::partitions::TimeWindows, u32)> {
+    use cairn_model::partitions::PartitionsDef;
+    match def {
+        PartitionsDef::Time(t) => Some((t, 1)),
+        PartitionsDef::Multi(m) => Some((&m.time_dim, m.static_dim.len())),
+        _ => None,
+    }
+}
+
+/// The first and last day windows `0..len` cover, in the definition's zone.
+fn covered_days(
+    t: &cairn_model::partitions::TimeWindows,
+    len: u32,
+) -> Option<(chrono::NaiveDate, chrono::NaiveDate)> {
+    let last = i64::from(len.checked_sub(1)?);
+    let first = t.window_start(0).with_timezone(&t.timezone).date_naive();
+    let end = t.window(last).1 - chrono::TimeDelta::seconds(1);
+    Some((first, end.with_timezone(&t.timezone).date_naive()))
+}
+
+fn parse_day(name: &str, value: &str) -> async_graphql::Result<chrono::NaiveDate> {
+    chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d")
+        .map_err(|_| bad(format!("{name}: not a date (YYYY-MM-DD)")))
+}
+
 #[ComplexObject]
 impl Asset {
+    /// The days its partitions cover now (null unless partitioned by time, alone or in a
+    /// multi definition; also null before its first window ends).
+    async fn partition_dates(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<PartitionDates>> {
+        let view = view(ctx).await?;
+        let id = self.current(&view)?;
+        let asset = view.engine.graph.asset(id);
+        let Some(p) = asset.partitions.as_ref() else {
+            return Ok(None);
+        };
+        let Some((t, statics)) = time_dimension(&p.def) else {
+            return Ok(None);
+        };
+        let len = p.def.len(view.engine.env(view.as_of)) / statics.max(1);
+        Ok(covered_days(t, len).map(|(first, last)| PartitionDates {
+            earliest: first.to_string(),
+            latest: last.to_string(),
+            timezone: t.timezone.name().to_owned(),
+        }))
+    }
+
+    /// The partitions whose windows overlap the days `from` to `to` (inclusive,
+    /// `YYYY-MM-DD`, in the definition's zone): a range to backfill. BAD_REQUEST when a
+    /// day is outside the partitions that exist or the range is reversed.
+    async fn partitions_between(
+        &self,
+        ctx: &Context<'_>,
+        from: String,
+        to: String,
+    ) -> async_graphql::Result<DateRangePartitions> {
+        let (from, to) = (parse_day("from", &from)?, parse_day("to", &to)?);
+        if from > to {
+            return Err(bad(format!("the range is reversed: {from} is after {to}")));
+        }
+        let view = view(ctx).await?;
+        let id = self.current(&view)?;
+        let asset = view.engine.graph.asset(id);
+        let env = view.engine.env(view.as_of);
+        let time = asset
+            .partitions
+            .as_ref()
+            .and_then(|p| Some((p, time_dimension(&p.def)?)));
+        let Some((p, (t, statics))) = time else {
+            return Err(bad(format!("{} is not partitioned by time", self.key)));
+        };
+        let windows = p.def.len(env) / statics.max(1);
+        let Some((earliest, latest)) = covered_days(t, windows) else {
+            return Err(bad(format!("{} has no partitions yet", self.key)));
+        };
+        if from < earliest {
+            return Err(bad(format!(
+                "from: {from} is before the first partition ({earliest})"
+            )));
+        }
+        if to > latest {
+            return Err(bad(format!(
+                "to: {to} is after the newest partition ({latest})"
+            )));
+        }
+        let midnight = |d: chrono::NaiveDate| {
+            let local = d.and_hms_opt(0, 0, 0).unwrap_or_default();
+            local
+                .and_local_timezone(t.timezone)
+                .earliest()
+                // A zone that skips midnight (a DST change): the day starts an hour later.
+                .or_else(|| {
+                    (local + chrono::TimeDelta::hours(1))
+                        .and_local_timezone(t.timezone)
+                        .earliest()
+                })
+                .map(|at| at.with_timezone(&Utc))
+        };
+        let (Some(start), Some(end)) = (midnight(from), to.succ_opt().and_then(midnight)) else {
+            return Err(bad(
+                "a day that does not exist in the definition's time zone",
+            ));
+        };
+        let first = t.index_containing(start).max(0);
+        let last = (t.index_containing(end - chrono::TimeDelta::nanoseconds(1)))
+            .min(i64::from(windows) - 1);
+        let (first, last) = (
+            u32::try_from(first).unwrap_or(0) * statics,
+            u32::try_from(last).unwrap_or(0) * statics + statics - 1,
+        );
+        let caller = caller(ctx);
+        Ok(DateRangePartitions {
+            first_key: key_at(caller, &view, id, first, env),
+            last_key: key_at(caller, &view, id, last, env),
+            count: i32::try_from(last - first + 1).unwrap_or(i32::MAX),
+        })
+    }
+
     /// Freshness SLA status, under the SLA in force (null: no SLA).
     async fn freshness(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<FreshnessInfo>> {
         let view = view(ctx).await?;
