@@ -663,7 +663,7 @@ macro_rules! store_backend {
             /// returns the event a terminal status logs. An ended backfill keeps its status:
             /// progress read before a cancel committed must not reopen it.
             async fn write_backfill_progress(
-                tx: &mut sqlx::Transaction<'static, $Db>,
+                tx: &mut $crate::write_tx::WriteTx<$Db>,
                 update: &$crate::BackfillUpdate,
                 current: &str,
                 at: chrono::DateTime<chrono::Utc>,

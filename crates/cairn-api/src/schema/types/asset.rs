@@ -455,7 +455,7 @@ impl Asset {
     ) -> async_graphql::Result<Option<PartitionDates>> {
         let view = view(ctx).await?;
         let id = self.current(&view)?;
-        let asset = view.engine.graph.asset(id);
+        let asset = view.engine.graph().asset(id);
         let Some(p) = asset.partitions.as_ref() else {
             return Ok(None);
         };
@@ -485,7 +485,7 @@ impl Asset {
         }
         let view = view(ctx).await?;
         let id = self.current(&view)?;
-        let asset = view.engine.graph.asset(id);
+        let asset = view.engine.graph().asset(id);
         let env = view.engine.env(view.as_of);
         let time = asset
             .partitions
