@@ -131,6 +131,8 @@ pub(crate) fn crawl_args(per_partition: bool) -> impl Fn(&str, &str) -> Option<S
     move |ty, field| match (ty, field) {
         ("Asset", "staleness") if per_partition => Some("(partition: $p)".into()),
         ("Asset", "staleness") => Some("-".into()),
+        // A range of days, refused for assets without time partitions: read on its own below.
+        ("Asset", "partitionsBetween") => Some("-".into()),
         ("Asset", "latestMaterialization") if per_partition => Some("(partition: $p)".into()),
         ("Asset", "history" | "partitionKeys" | "runs") => Some("(first: 500)".into()),
         ("Backfill", "runs") => Some("(first: 500)".into()),
@@ -229,7 +231,28 @@ pub(crate) fn crawl(w: &World, token: &str) -> Crawl {
         for p in partitions {
             get(&per_asset, json!({ "key": key, "p": p }));
         }
+        // The days its time partitions cover, as a range of keys.
+        let days = get(
+            "query($key: String!) { asset(key: $key) { partitionDates { earliest latest } } }",
+            json!({ "key": key }),
+        );
+        let days = &days["asset"]["partitionDates"];
+        if !days.is_null() {
+            get(
+                "query($key: String!, $from: String!, $to: String!) { asset(key: $key) { partitionsBetween(from: $from, to: $to) { firstKey lastKey count } } }",
+                json!({ "key": key, "from": days["earliest"], "to": days["latest"] }),
+            );
+        }
     }
+    covered.extend(
+        [
+            "Asset.partitionsBetween",
+            "DateRangePartitions.firstKey",
+            "DateRangePartitions.lastKey",
+            "DateRangePartitions.count",
+        ]
+        .map(String::from),
+    );
 
     // Each run and each backfill on its own.
     let per_run = format!(
