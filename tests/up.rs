@@ -582,7 +582,7 @@ fn first_attempt_running() -> (tempfile::TempDir, Up, Vec<Proc>) {
 key = "ops/long"
 automation = "eager"
 classification = "public"
-compute = {{ shell = "echo $CAIRN_ATTEMPT >> ../attempts; {THREE_PROCESSES}; if [ -e ../rerun ]; then exit 0; fi; touch ../rerun; wait" }}
+compute = {{ shell = "echo $CAIRN_ATTEMPT >> ../attempts; echo $CAIRN_OUTPUT >> ../outputs; {THREE_PROCESSES}; if [ -e ../rerun ]; then exit 0; fi; touch ../rerun; wait" }}
 "#
     ));
     let dir = tmp.path();
@@ -629,6 +629,14 @@ fn kill_minus_nine_reruns_the_interrupted_partition_at_once_and_leaves_no_proces
         std::fs::read_to_string(dir.join("attempts")).unwrap(),
         "1\n2\n",
         "the re-run after the interruption is the command's second attempt"
+    );
+    // What the killed attempt reported (it may be PHI) is not left behind in the
+    // temporary directory.
+    let outputs = std::fs::read_to_string(dir.join("outputs")).unwrap();
+    let first_output = outputs.lines().next().unwrap();
+    assert!(
+        !Path::new(first_output).exists(),
+        "the killed attempt's output file {first_output} is left behind"
     );
     let error = old_run["error"].as_str().unwrap();
     assert!(error.starts_with("recovered: its worker"), "{error}");

@@ -242,11 +242,7 @@ impl Launcher {
                 return;
             }
         };
-        let output = match tempfile::Builder::new()
-            .prefix("cairn-output-")
-            .suffix(".jsonl")
-            .tempfile()
-        {
+        let output = match crate::scratch::output_file(&run.id) {
             Ok(f) => f,
             Err(e) => {
                 exec.fail(format!("creating the output file: {e}"), vec![])

@@ -9,6 +9,7 @@ pub mod launcher;
 pub mod output;
 pub mod process;
 pub mod recovery;
+pub mod scratch;
 
 use std::path::PathBuf;
 

@@ -159,6 +159,13 @@ pub async fn recover(
         }
         match interrupt(store, &run, &reason, now).await {
             Ok(ended) => {
+                if worker.split(':').next() == Some(host.as_str()) {
+                    // What the killed attempt reported may be PHI: not left in the
+                    // temporary directory.
+                    if let Err(e) = crate::scratch::remove_leftovers(&run.id) {
+                        tracing::warn!(run = %run.id, error = %e, "could not delete the output file of an interrupted attempt");
+                    }
+                }
                 store
                     .append_run_log(&run.id, &[(now, "cairn", reason.as_str())])
                     .await?;
