@@ -17,7 +17,8 @@ code_version = "CODE"
 compute = { command = ["true"] }
 "#;
 
-const CURSOR: &str = "cron_handled:ops/nightly";
+/// The asset whose cron cursor the test follows.
+const CURSOR: &str = "ops/nightly";
 
 /// `cairn up` at a chosen instant; SIGKILLed when dropped (the test stops it with SIGTERM).
 struct Up {
@@ -109,9 +110,12 @@ impl Store {
     fn cursor(&self) -> Option<String> {
         self.rt.block_on(async {
             let store = cairn_store::open(&self.url).await.unwrap();
-            let meta = store.get_meta(CURSOR).await.unwrap();
+            let cursors = store.cron_cursors().await.unwrap();
             store.close().await;
-            meta
+            cursors
+                .into_iter()
+                .find(|(asset, _)| asset == CURSOR)
+                .map(|(_, at)| at.to_rfc3339())
         })
     }
 

@@ -255,6 +255,11 @@ fn up_keeps_the_example_warehouse_fresh_and_rebuilds_only_what_changed() {
         Duration::from_secs(120),
         || rebuilt_after(dir, &before).contains(&"staging/supply".to_owned()),
     );
+    let log = up.log();
+    assert!(
+        log.contains("definitions changed; reloaded"),
+        "a live reload is said at the default log level: {log}"
+    );
     settle(dir, "the warehouse to settle after a comment-only change");
     assert_eq!(
         rebuilt_after(dir, &before),
@@ -577,7 +582,7 @@ fn first_attempt_running() -> (tempfile::TempDir, Up, Vec<Proc>) {
 key = "ops/long"
 automation = "eager"
 classification = "public"
-compute = {{ shell = "{THREE_PROCESSES}; if [ -e ../rerun ]; then exit 0; fi; touch ../rerun; wait" }}
+compute = {{ shell = "echo $CAIRN_ATTEMPT >> ../attempts; {THREE_PROCESSES}; if [ -e ../rerun ]; then exit 0; fi; touch ../rerun; wait" }}
 "#
     ));
     let dir = tmp.path();
@@ -620,6 +625,11 @@ fn kill_minus_nine_reruns_the_interrupted_partition_at_once_and_leaves_no_proces
     let old_run = all.iter().find(|r| r["status"] != "succeeded").unwrap();
     assert_eq!(old_run["status"], "interrupted", "{old_run}");
     assert_eq!(old_run["attempt"], 1);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("attempts")).unwrap(),
+        "1\n2\n",
+        "the re-run after the interruption is the command's second attempt"
+    );
     let error = old_run["error"].as_str().unwrap();
     assert!(error.starts_with("recovered: its worker"), "{error}");
     assert!(
@@ -765,8 +775,8 @@ fn a_standby_takes_over_at_once_when_the_lease_holder_is_killed() {
     assert!(standby.stop().success());
 }
 
-/// The reconciler's completed ticks, from `/metrics` of the `cairn up` that wrote `log`.
-fn ticks(log: &str) -> u64 {
+/// The status and body of `GET path` on the `cairn up` that wrote `log`.
+fn http_get(log: &str, path: &str) -> (u16, String) {
     use std::io::{Read as _, Write as _};
     let addr: String = log
         .split("on http://")
@@ -778,11 +788,23 @@ fn ticks(log: &str) -> u64 {
     let mut stream = std::net::TcpStream::connect(&addr).unwrap();
     write!(
         stream,
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut text = String::new();
     stream.read_to_string(&mut text).unwrap();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {text}"));
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, body.to_owned())
+}
+
+/// The reconciler's completed ticks, from `/metrics` of the `cairn up` that wrote `log`.
+fn ticks(log: &str) -> u64 {
+    let (_, text) = http_get(log, "/metrics");
     text.lines()
         .find_map(|l| l.strip_prefix("cairn_reconciler_ticks_total "))
         .and_then(|n| n.trim().parse().ok())
@@ -828,4 +850,139 @@ compute = { command = ["true"] }
     assert_eq!(patients[0]["status"], "queued", "{patients:#?}");
     assert!(patients[0]["claimed_by"].is_null(), "{patients:#?}");
     up.stop();
+}
+
+#[path = "../crates/cairn-store/tests/common/small_disk.rs"]
+mod small_disk;
+
+/// The store's disk fills up under a running `cairn up` (issue 17 item 7): the server
+/// stays up, serves reads, `/readyz` says not ready and why while `/healthz` stays 200,
+/// and once there is room again it resumes by itself and finishes the work.
+#[test]
+fn a_full_disk_degrades_the_server_until_there_is_room_again() {
+    let Some(disk) = small_disk::SmallDisk::mount("8m") else {
+        return;
+    };
+    let keys: Vec<String> = (0..30).map(|i| format!("\"k{i:02}\"")).collect();
+    let tmp = warehouse(&format!(
+        r#"
+[partitions.keys]
+type = "static"
+keys = [{}]
+
+[[asset]]
+key = "slow/parts"
+partitions = "keys"
+automation = "eager"
+compute = {{ shell = "sleep 0.3" }}
+"#,
+        keys.join(", ")
+    ));
+    let store = format!("sqlite:{}", disk.path().join("cairn.db").display());
+    let up = Up::start(
+        tmp.path(),
+        &["--max-concurrent", "1"],
+        &[("CAIRN_STORE", &store)],
+    );
+    let in_store = |args: &[&str]| -> Vec<serde_json::Value> {
+        let mut all = vec!["--store", store.as_str()];
+        all.extend_from_slice(args);
+        json(tmp.path(), &all).as_array().unwrap().clone()
+    };
+    let succeeded = || {
+        in_store(&["runs", "--json", "--limit", "1000"])
+            .iter()
+            .filter(|r| r["status"] == "succeeded")
+            .count()
+    };
+    wait_for("a first run to succeed", Duration::from_secs(60), || {
+        succeeded() > 0
+    });
+    assert_eq!(http_get(&up.log(), "/readyz").0, 200);
+
+    disk.fill();
+    wait_for("/readyz to say not ready", Duration::from_secs(30), || {
+        http_get(&up.log(), "/readyz").0 == 503
+    });
+    let (_, why) = http_get(&up.log(), "/readyz");
+    assert!(why.contains("full"), "/readyz says why: {why}");
+    // Degraded, not dead: alive, live, and reads are served (the API and the CLI).
+    let before = succeeded();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(http_get(&up.log(), "/healthz").0, 200);
+    assert_eq!(http_get(&up.log(), "/").0, 200, "the UI is served");
+    assert!(!in_store(&["status", "--json"]).is_empty());
+    assert_eq!(succeeded(), before, "no run ended while writes fail");
+    let (_, still) = http_get(&up.log(), "/readyz");
+    assert!(still.contains("\"ready\":false"), "{still}");
+
+    disk.free();
+    wait_for(
+        "/readyz to say ready again",
+        Duration::from_secs(30),
+        || http_get(&up.log(), "/readyz").0 == 200,
+    );
+    wait_for(
+        "every partition to be built",
+        Duration::from_secs(120),
+        || succeeded() >= 30,
+    );
+    let log = up.log();
+    assert!(!log.contains("transaction depth"), "{log}");
+    assert!(log.contains("accepts writes again"), "{log}");
+    assert!(up.stop().success(), "{log}");
+}
+
+/// `cairn up` prunes on its own, not only at start (issue 19 item 6): an event older than
+/// the retention period, written while it runs, is gone at a later pass.
+#[test]
+fn up_prunes_the_store_periodically_on_its_own() {
+    let tmp = warehouse(
+        r#"
+[[asset]]
+key = "a/one"
+compute = { shell = "true" }
+"#,
+    );
+    let up = Up::start(
+        tmp.path(),
+        &[],
+        &[
+            ("CAIRN_PRUNE_EVERY", "500ms"),
+            ("CAIRN_LOG", "warn,cairn::commands::up=info"),
+        ],
+    );
+    // The pass at start is over before the old event is written: a later one must prune it.
+    wait_for(
+        "the retention pass at start",
+        Duration::from_secs(30),
+        || up.log().contains("retention pass"),
+    );
+    let url = format!("sqlite:{}", tmp.path().join(".cairn/cairn.db").display());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (store, old) = rt.block_on(async {
+        let store = cairn_store::open(&url).await.unwrap();
+        let at = chrono::Utc::now() - chrono::Duration::days(400);
+        let ids = store
+            .append(&[cairn_store::NewEvent::new(
+                at,
+                cairn_store::EventKind::RunFailed,
+            )])
+            .await
+            .unwrap();
+        (store, ids[0])
+    });
+    let present = || {
+        rt.block_on(store.events_after(old - 1, 1))
+            .unwrap()
+            .first()
+            .is_some_and(|e| e.id == old)
+    };
+    assert!(present(), "the old event was written");
+    wait_for(
+        "a retention pass to prune the old event",
+        Duration::from_secs(30),
+        || !present(),
+    );
+    assert!(up.stop().success());
 }

@@ -1,6 +1,7 @@
 //! The HTTP server `cairn up` runs: `/graphql` (the API; `/graphql/ws` for
 //! subscriptions), `/graphiql` (an explorer page, embedded in the binary), `/healthz`
-//! (is the store reachable, what is this process) and `/metrics` (Prometheus text).
+//! (liveness: is the store reachable, what is this process), `/readyz` (readiness: does the
+//! store take writes, so that runs are claimed and planned) and `/metrics` (Prometheus text).
 //!
 //! Every request first passes [`guard`] (in local mode: the Host, the Origin, the
 //! session cookie) and leaves with the security headers of [`respond_securely`];
@@ -42,6 +43,8 @@ pub struct AppState {
     /// Local mode or tokens, and the checks that go with them.
     pub guard: Guard,
     pub limits: Limits,
+    /// The process's degraded mode (the store refusing writes), for `/readyz`.
+    pub write_health: cairn_store::WriteHealth,
 }
 
 /// Bounds on what one request may cost the server.
@@ -83,6 +86,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/", get(ui::home))
         .route("/static/{*path}", get(ui::file))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
@@ -173,6 +177,25 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Response {
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
             axum::Json(serde_json::json!({ "status": "unavailable", "error": e.to_string() })),
+        )
+            .into_response(),
+    }
+}
+
+/// 200 while the store takes writes; 503 with the reason while it does not (the server
+/// then serves reads but claims and plans nothing). `/healthz` stays 200 meanwhile: the
+/// process is alive and will resume by itself.
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    match state.write_health.degraded() {
+        None => axum::Json(serde_json::json!({ "ready": true })).into_response(),
+        Some(degraded) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({
+                "ready": false,
+                "fault": format!("{:?}", degraded.fault).to_lowercase(),
+                "reason": degraded.reason(),
+                "since": degraded.since.to_rfc3339(),
+            })),
         )
             .into_response(),
     }
@@ -269,6 +292,7 @@ mod tests {
                 request_timeout,
                 ..Limits::default()
             },
+            write_health: Default::default(),
         })
     }
 

@@ -9,19 +9,26 @@ use cairn_model::{AssetGraph, AssetId};
 use cairn_reconcile::freshness::{self, Freshness};
 use cairn_reconcile::plan::{BackfillTarget, PlanInput, plan};
 use cairn_reconcile::staleness::{Inputs, Staleness, reason_names};
-use cairn_reconcile::{Failure, Materialized, Plan, State};
-use cairn_store::{LatestRow, NewRun, Result, SnapshotSink, Store};
+use cairn_reconcile::{Failure, Materialized, Observed, Plan, State};
+use cairn_store::{
+    ActiveRun, Backfill, BackfillUpdate, Changes, EventId, EventKind, LatestMaterialization,
+    LatestRow, NewRun, ObservationRow, Result, SnapshotSink, Store, TickWrites,
+};
 use chrono::{DateTime, Utc};
 
 /// The core's state plus what it needs from the store.
+/// Its fields are the engine's: readers use the accessors, and changes go through methods.
 pub struct Engine {
-    pub graph: AssetGraph,
-    pub state: State,
-    pub dynamic: DynamicKeys,
+    pub(crate) graph: AssetGraph,
+    pub(crate) state: State,
+    dynamic: DynamicKeys,
     /// Rows of the log that no current definition has (removed assets or partitions).
-    pub orphaned_rows: u64,
+    orphaned_rows: u64,
     /// Freshness SLAs set through the API, in place of the declared ones.
-    pub freshness_overrides: HashMap<AssetId, FreshnessOverride>,
+    freshness_overrides: HashMap<AssetId, FreshnessOverride>,
+    /// The newest event the state had before the latest [`Engine::tail`]: what
+    /// [`Engine::tick`] reports as newly observed comes after it.
+    tailed_from: EventId,
 }
 
 /// A freshness SLA set at run time (persisted in the store, audited by the caller).
@@ -184,13 +191,57 @@ impl Engine {
                 }
             }
         }
+        let tailed_from = state.max_event_id;
         Ok(Self {
             graph,
             state,
             dynamic,
             orphaned_rows: orphaned,
             freshness_overrides,
+            tailed_from,
         })
+    }
+
+    /// The newest event of the log the state has applied.
+    pub fn max_event_id(&self) -> EventId {
+        self.state.max_event_id
+    }
+
+    /// The definitions the state is of.
+    pub fn graph(&self) -> &AssetGraph {
+        &self.graph
+    }
+
+    /// The latest materializations and failures, by asset partition.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// Rows of the log that no current definition has (removed assets or partitions).
+    pub fn orphaned_rows(&self) -> u64 {
+        self.orphaned_rows
+    }
+
+    /// The SLA set through the API for an asset, if any.
+    pub fn freshness_override(&self, id: AssetId) -> Option<&FreshnessOverride> {
+        self.freshness_overrides.get(&id)
+    }
+
+    /// Puts an SLA set through the API (already stored) in force; false if the definitions
+    /// lack its asset.
+    pub fn set_freshness_override(&mut self, o: FreshnessOverride) -> bool {
+        let Some(id) = self.graph.id_of(&o.record.asset) else {
+            return false;
+        };
+        self.freshness_overrides.insert(id, o);
+        true
+    }
+
+    /// Drops an asset's SLA override (already cleared in the store).
+    pub fn clear_freshness_override(&mut self, asset: &str) {
+        if let Some(id) = self.graph.id_of(asset) {
+            self.freshness_overrides.remove(&id);
+        }
     }
 
     /// The freshness SLA in force: the override, else the declared one.
@@ -230,43 +281,49 @@ impl Engine {
     }
 
     /// Queued, claimed and running partitions by asset, and the claimed or running subset
-    /// (runs of unknown assets are ignored).
-    pub async fn in_flight(
-        &self,
-        store: &Store,
-        now: DateTime<Utc>,
-    ) -> Result<(Vec<PartitionSet>, Vec<PartitionSet>)> {
+    /// (runs of unknown assets are ignored): [`Store::active_runs`] then
+    /// [`Engine::in_flight_of`].
+    pub async fn in_flight(&self, store: &Store, now: DateTime<Utc>) -> Result<InFlight> {
+        Ok(self.in_flight_of(&store.active_runs().await?, now))
+    }
+
+    /// Runs in flight as partition sets by asset (no IO).
+    pub fn in_flight_of(&self, runs: &[ActiveRun], now: DateTime<Utc>) -> InFlight {
         let env = self.env(now);
         let mut sets = vec![PartitionSet::new(); self.graph.len()];
         let mut running = vec![PartitionSet::new(); self.graph.len()];
-        for (asset, partition, start, end, status) in store.active_runs().await? {
-            let Some(id) = self.graph.id_of(&asset) else {
+        for run in runs {
+            let Some(id) = self.graph.id_of(&run.asset) else {
                 continue;
             };
-            let first = start.as_deref().or(partition.as_deref()).unwrap_or("");
-            let last = end.as_deref().unwrap_or(first);
+            let first = run
+                .range_start
+                .as_deref()
+                .or(run.partition.as_deref())
+                .unwrap_or("");
+            let last = run.range_end.as_deref().unwrap_or(first);
             if let (Some(a), Some(b)) = (
                 partition_index(&self.graph, id, first, env),
                 partition_index(&self.graph, id, last, env),
             ) {
                 sets[id.index()].insert_range(a.min(b)..a.max(b) + 1);
-                if status != "queued" {
+                if run.status != "queued" {
                     running[id.index()].insert_range(a.min(b)..a.max(b) + 1);
                 }
             }
         }
-        Ok((sets, running))
+        (sets, running)
     }
 
-    /// Backfills in progress, as planning targets.
-    pub async fn backfills(
+    /// Backfills in progress, as planning targets (no IO).
+    pub fn backfill_targets(
         &self,
-        store: &Store,
+        backfills: &[Backfill],
         now: DateTime<Utc>,
-    ) -> Result<Vec<BackfillTarget>> {
+    ) -> Vec<BackfillTarget> {
         let env = self.env(now);
         let mut out = Vec::new();
-        for b in store.backfills(10_000).await? {
+        for b in backfills {
             if !matches!(b.status.as_str(), "requested" | "running") {
                 continue;
             }
@@ -309,44 +366,65 @@ impl Engine {
                 targets.push((id, set));
             }
             out.push(BackfillTarget {
-                id: b.id,
+                id: b.id.clone(),
                 targets,
                 since_event,
             });
         }
-        Ok(out)
+        out
     }
 
-    /// Cron ticks already handled, from the store.
-    pub async fn cron_handled(&self, store: &Store) -> Result<HashMap<AssetId, DateTime<Utc>>> {
-        let mut out = HashMap::new();
-        for (id, asset) in self.graph.assets() {
-            if let Some(v) = store
-                .get_meta(&format!("cron_handled:{}", asset.key))
-                .await?
-                && let Ok(t) = v.parse::<DateTime<Utc>>()
-            {
-                out.insert(id, t);
+    /// Reads the log after `after` in batches of [`TAIL_BATCH`] events, one store call
+    /// per batch (the events and the derived rows they touched, in one read).
+    pub async fn read_changes(store: &Store, after: EventId) -> Result<Vec<Changes>> {
+        let mut out = Vec::new();
+        let mut after = after;
+        loop {
+            let changes = store.changes_after(after, TAIL_BATCH).await?;
+            let Some(last) = changes.last_event_id() else {
+                break;
+            };
+            let full = changes.events.len() >= TAIL_BATCH as usize;
+            after = last;
+            out.push(changes);
+            if !full {
+                break;
             }
         }
         Ok(out)
     }
 
-    /// Applies the events appended since the state was loaded (the reconciler tails the
-    /// log instead of reloading it), and returns the partitions they touched.
-    pub async fn tail(
+    /// Applies changes read from the log (no IO) and returns the partitions they touched.
+    /// Events the state already has (a reload read past them) are skipped.
+    pub fn apply_changes(
         &mut self,
-        store: &Store,
+        batches: &[Changes],
         now: DateTime<Utc>,
-    ) -> Result<Vec<(AssetId, PartitionSet)>> {
+    ) -> Vec<(AssetId, PartitionSet)> {
         let mut touched: HashMap<AssetId, PartitionSet> = HashMap::new();
-        loop {
-            let events = store.events_after(self.state.max_event_id, 5_000).await?;
-            let Some(last) = events.last().map(|e| e.id) else {
-                break;
+        for changes in batches {
+            let Some(last) = changes.last_event_id() else {
+                continue;
             };
-            for e in &events {
-                let Some(id) = e.asset.as_deref().and_then(|a| self.graph.id_of(a)) else {
+            let seen = self.state.max_event_id;
+            if last <= seen {
+                continue;
+            }
+            let materialized: HashMap<(&str, &str), &LatestMaterialization> = changes
+                .materializations
+                .iter()
+                .map(|m| ((m.asset.as_str(), m.partition.as_str()), m))
+                .collect();
+            let observed: HashMap<(&str, &str), &ObservationRow> = changes
+                .observations
+                .iter()
+                .map(|o| ((o.asset.as_str(), o.partition.as_str()), o))
+                .collect();
+            for e in changes.events.iter().filter(|e| e.id > seen) {
+                let Some(asset) = e.asset.as_deref() else {
+                    continue;
+                };
+                let Some(id) = self.graph.id_of(asset) else {
                     continue;
                 };
                 let env = PartitionEnv {
@@ -356,13 +434,11 @@ impl Engine {
                 let Some(index) = partition_index(&self.graph, id, &e.partition, env) else {
                     continue;
                 };
+                let key = (asset, e.partition.as_str());
                 match e.kind {
-                    cairn_store::EventKind::Materialization => {
-                        // The change point is the store's to compute (it compares versions).
-                        if let Some(latest) = store
-                            .latest(self.graph.asset(id).key.as_str(), &e.partition)
-                            .await?
-                        {
+                    // The change points are the store's (it compares versions on append).
+                    EventKind::Materialization => {
+                        if let Some(latest) = materialized.get(&key) {
                             let m = Materialized {
                                 event_id: latest.event_id,
                                 at_micros: latest.at.timestamp_micros(),
@@ -373,43 +449,19 @@ impl Engine {
                             self.state.record(id, index, m);
                         }
                     }
-                    cairn_store::EventKind::Observation => {
-                        let m = Materialized {
-                            event_id: e.id,
-                            at_micros: e.at.timestamp_micros(),
-                            code_version: "",
-                            data_changed_event_id: e.id,
-                            inputs_as_of: e.id,
-                        };
-                        let changed = self.state.asset(id).data_changed(index);
-                        let same = e.payload.get("data_version").is_some() && changed > 0 && {
-                            // An observation repeating the version keeps the change point.
-                            store
-                                .events(&cairn_store::EventFilter {
-                                    asset: e.asset.clone(),
-                                    partition: Some(e.partition.clone()),
-                                    kinds: vec![cairn_store::EventKind::Observation],
-                                    after_id: Some(changed - 1),
-                                    limit: 1,
-                                    ..Default::default()
-                                })
-                                .await?
-                                .first()
-                                .is_some_and(|prev| {
-                                    prev.payload.get("data_version")
-                                        == e.payload.get("data_version")
-                                })
-                        };
-                        self.state.record(
-                            id,
-                            index,
-                            Materialized {
-                                data_changed_event_id: if same { changed } else { e.id },
-                                ..m
-                            },
-                        );
+                    EventKind::Observation => {
+                        if let Some(o) = observed.get(&key) {
+                            let m = Materialized {
+                                event_id: o.event_id,
+                                at_micros: o.at.timestamp_micros(),
+                                code_version: "",
+                                data_changed_event_id: o.data_changed_event_id,
+                                inputs_as_of: o.event_id,
+                            };
+                            self.state.record(id, index, m);
+                        }
                     }
-                    cairn_store::EventKind::RunFailed => {
+                    EventKind::RunFailed => {
                         self.state
                             .add_failure(id, index, e.id, e.at.timestamp_micros())
                     }
@@ -419,66 +471,113 @@ impl Engine {
             }
             self.state.max_event_id = self.state.max_event_id.max(last);
         }
-        Ok(touched.into_iter().collect())
+        touched.into_iter().collect()
     }
 
-    /// One tick: plan from the store's view and enqueue the runs, with their reasons.
-    /// `flying` is [`Engine::in_flight`] read *before* the state was last tailed: a run
-    /// ending in between is then either still in flight or already in the state, never
-    /// neither (which would plan it twice).
+    /// Applies the events appended since the state was loaded (the reconciler tails the
+    /// log instead of reloading it), and returns the partitions they touched:
+    /// [`Engine::read_changes`] then [`Engine::apply_changes`].
+    pub async fn tail(
+        &mut self,
+        store: &Store,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(AssetId, PartitionSet)>> {
+        self.tailed_from = self.state.max_event_id;
+        let changes = Self::read_changes(store, self.tailed_from).await?;
+        Ok(self.apply_changes(&changes, now))
+    }
+
+    /// One tick: reads what planning needs besides the state, plans, and commits the plan
+    /// in one transaction ([`TickInputs::read`], [`Engine::plan_tick`],
+    /// [`Store::apply_plan`]). `flying` is [`Engine::in_flight`] read *before* the state
+    /// was last tailed: a run ending in between is then either still in flight or already
+    /// in the state, never neither (which would plan it twice).
     pub async fn tick(
         &self,
         store: &Store,
         staleness: &Staleness,
         now: DateTime<Utc>,
-        flying: (Vec<PartitionSet>, Vec<PartitionSet>),
+        flying: InFlight,
         max_runs: usize,
         automation: bool,
     ) -> Result<TickReport> {
-        let inputs = self.inputs(now);
-        let (in_flight, running) = flying;
-        let backfills = self.backfills(store, now).await?;
-        let cron = self.cron_handled(store).await?;
-        let plan = plan(&PlanInput {
-            inputs,
+        let stored = TickInputs::read(store).await?;
+        let tick = self.plan_tick(&TickContext {
             staleness,
-            in_flight: &in_flight,
-            running: &running,
-            backfills: &backfills,
-            cron_handled: &cron,
+            now,
+            flying: &flying,
+            stored: &stored,
+            seen_before: self.tailed_from,
             max_runs,
             automation,
         });
-        let runs = self.new_runs(&plan, now);
-        store.enqueue(&runs, now).await?;
-        for (id, tick) in &plan.cron_handled {
-            store
-                .set_meta(
-                    &format!("cron_handled:{}", self.graph.asset(*id).key),
-                    &tick.to_rfc3339(),
-                )
-                .await?;
-        }
-        for b in &plan.backfills {
-            let progress: serde_json::Map<String, serde_json::Value> = b
-                .per_asset
-                .iter()
-                .map(|(id, p)| {
-                    (
-                        self.graph.asset(*id).key.to_string(),
-                        serde_json::to_value(p).unwrap_or_default(),
-                    )
-                })
-                .collect();
-            let status = if b.finished { "completed" } else { "running" };
-            store
-                .update_backfill(&b.id, status, &serde_json::Value::Object(progress), now)
-                .await?;
-        }
-        Ok(TickReport {
-            enqueued: runs.len(),
+        store.apply_plan(&tick.writes).await?;
+        Ok(tick.report)
+    }
+
+    /// Plans a tick (no IO): everything it must write, and what it observed.
+    pub fn plan_tick(&self, cx: &TickContext<'_>) -> TickPlan {
+        let now = cx.now;
+        let (in_flight, running) = cx.flying;
+        let backfills = self.backfill_targets(&cx.stored.backfills, now);
+        let cron: HashMap<AssetId, DateTime<Utc>> = cx
+            .stored
+            .cron_cursors
+            .iter()
+            .filter_map(|(asset, at)| Some((self.graph.id_of(asset)?, *at)))
+            .collect();
+        let plan = plan(&PlanInput {
+            inputs: self.inputs(now),
+            staleness: cx.staleness,
+            in_flight,
+            running,
+            backfills: &backfills,
+            cron_handled: &cron,
+            max_runs: cx.max_runs,
+            automation: cx.automation,
+        });
+        let mut writes = TickWrites::new(now);
+        writes.runs = self.new_runs(&plan, now);
+        writes.cron_cursors = plan
+            .cron_handled
+            .iter()
+            .map(|(id, tick)| (self.graph.asset(*id).key.to_string(), *tick))
+            .collect();
+        writes.backfills = plan
+            .backfills
+            .iter()
+            .map(|b| {
+                let progress: serde_json::Map<String, serde_json::Value> = b
+                    .per_asset
+                    .iter()
+                    .map(|(id, p)| {
+                        (
+                            self.graph.asset(*id).key.to_string(),
+                            serde_json::to_value(p).unwrap_or_default(),
+                        )
+                    })
+                    .collect();
+                let status = if b.finished { "completed" } else { "running" };
+                BackfillUpdate {
+                    id: b.id.clone(),
+                    status: status.to_owned(),
+                    progress: serde_json::Value::Object(progress),
+                }
+            })
+            .collect();
+        // A fact with an event of its own is new when the state had not seen that event
+        // at the previous tick.
+        let observed: Vec<Observed> = plan
+            .observed
+            .into_iter()
+            .filter(|o| o.event_id().is_none_or(|e| e > cx.seen_before))
+            .collect();
+        let report = TickReport {
+            enqueued: writes.runs.len(),
             backfills_finished: plan.backfills.iter().filter(|b| b.finished).count(),
-        })
+            observed,
+        };
+        TickPlan { writes, report }
     }
 
     /// The store's runs for a plan.
@@ -514,7 +613,53 @@ impl Engine {
     }
 }
 
+/// Queued-claimed-or-running partitions by asset, and the claimed-or-running subset.
+pub type InFlight = (Vec<PartitionSet>, Vec<PartitionSet>);
+
+/// Events read per [`Store::changes_after`] call.
+pub const TAIL_BATCH: u32 = 5_000;
+
+/// What a tick reads from the store besides the log (one query each), before the live
+/// view is locked.
+#[derive(Debug, Clone, Default)]
+pub struct TickInputs {
+    pub backfills: Vec<Backfill>,
+    pub cron_cursors: Vec<(String, DateTime<Utc>)>,
+}
+
+impl TickInputs {
+    pub async fn read(store: &Store) -> Result<Self> {
+        Ok(Self {
+            backfills: store.backfills(10_000).await?,
+            cron_cursors: store.cron_cursors().await?,
+        })
+    }
+}
+
+/// What [`Engine::plan_tick`] plans from, besides the engine.
+pub struct TickContext<'a> {
+    pub staleness: &'a Staleness,
+    pub now: DateTime<Utc>,
+    /// Read before the log was last tailed (see [`Engine::tick`]).
+    pub flying: &'a InFlight,
+    pub stored: &'a TickInputs,
+    /// The newest event the state had at the previous tick: facts observed at older events
+    /// were reported then.
+    pub seen_before: EventId,
+    pub max_runs: usize,
+    pub automation: bool,
+}
+
+/// A planned tick: its writes (for [`Store::apply_plan`]) and its report.
+pub struct TickPlan {
+    pub writes: TickWrites,
+    pub report: TickReport,
+}
+
+#[derive(Debug, Clone, Default)]
 pub struct TickReport {
     pub enqueued: usize,
     pub backfills_finished: usize,
+    /// State changes first observed by this tick.
+    pub observed: Vec<Observed>,
 }

@@ -8,6 +8,7 @@ pub mod live;
 pub mod report;
 
 pub use engine::{
-    Engine, FreshnessOverride, TickReport, parse_freshness, partition_index, partition_key,
+    Engine, FreshnessOverride, InFlight, TickContext, TickInputs, TickPlan, TickReport,
+    parse_freshness, partition_index, partition_key,
 };
 pub use live::{LiveView, View};

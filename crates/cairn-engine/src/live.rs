@@ -1,6 +1,9 @@
-//! The reconciler's state, shared with readers. The reconciler is the only writer: it
-//! takes the lock to apply new events and recompute what they touch, which is a few
-//! milliseconds; readers (API requests) take it shared. Nothing is copied per request.
+//! The reconciler's state, shared with readers. The reconciler takes the lock to apply
+//! new events and recompute what they touch, which is a few milliseconds (everything it
+//! reads from the store is read before); readers (API requests) take it shared. The only
+//! other writer is an SLA change, which writes the store first and then the view's copy.
+//! Nobody awaits the store while holding the write lock (tests/architecture.rs checks).
+//! Nothing is copied per request.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +28,9 @@ pub struct LiveView {
     view: Arc<RwLock<Option<View>>>,
     /// Ticks completed: planned with the lease, and what was planned enqueued.
     ticks: Arc<AtomicU64>,
+    /// Serializes changes of settings the view copies from the store (SLA overrides), so
+    /// the copy follows the store's order without the view being locked during the write.
+    settings: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl LiveView {
@@ -34,6 +40,11 @@ impl LiveView {
 
     pub async fn read(&self) -> tokio::sync::RwLockReadGuard<'_, Option<View>> {
         self.view.read().await
+    }
+
+    /// Held while a setting is written to the store and then to the view.
+    pub async fn lock_settings(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.settings.lock().await
     }
 
     pub async fn write(&self) -> tokio::sync::RwLockWriteGuard<'_, Option<View>> {

@@ -101,8 +101,8 @@ async fn a_repeated_observation_rebuilds_nothing_and_a_new_version_rebuilds_down
     // The reconciler's engine: loaded once, then only tailed.
     let mut engine = Engine::load(graph, &store, now()).await.unwrap();
     let mut staleness = Staleness::compute(engine.inputs(now()));
-    let clean = engine.graph.id_of("mart/clean").unwrap();
-    let summary = engine.graph.id_of("mart/summary").unwrap();
+    let clean = engine.graph().id_of("mart/clean").unwrap();
+    let summary = engine.graph().id_of("mart/summary").unwrap();
     assert!(staleness.asset(clean).not_fresh().is_empty());
     assert!(staleness.asset(summary).not_fresh().is_empty());
     assert_eq!(

@@ -74,16 +74,16 @@ impl Fixture {
     /// The event the engine loads for a partition (built or observed), if any.
     async fn recorded(&self, asset: &str, partition: &str) -> Option<i64> {
         let engine = self.engine().await;
-        let id = engine.graph.id_of(asset).unwrap();
-        let index = partition_index(&engine.graph, id, partition, engine.env(now())).unwrap();
-        engine.state.asset(id).event_id(index)
+        let id = engine.graph().id_of(asset).unwrap();
+        let index = partition_index(engine.graph(), id, partition, engine.env(now())).unwrap();
+        engine.state().asset(id).event_id(index)
     }
 
     /// The staleness flags of one partition, as the engine computes them from the store.
     async fn flags(&self, asset: &str, partition: &str) -> u8 {
         let engine = self.engine().await;
-        let id = engine.graph.id_of(asset).unwrap();
-        let index = partition_index(&engine.graph, id, partition, engine.env(now())).unwrap();
+        let id = engine.graph().id_of(asset).unwrap();
+        let index = partition_index(engine.graph(), id, partition, engine.env(now())).unwrap();
         Staleness::compute(engine.inputs(now()))
             .asset(id)
             .flags(index)

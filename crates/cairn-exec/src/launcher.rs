@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use cairn_model::partitions::{DynamicKeys, PartitionEnv, PartitionsDef};
 use cairn_model::{AssetGraph, AssetId};
-use cairn_store::{Materialization, NewEvent, Run, RunStatus, RunTransition, Store};
+use cairn_store::{Materialization, NewEvent, Run, RunStatus, RunTransition, Store, WriteHealth};
 use chrono::Utc;
 use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
@@ -68,6 +68,8 @@ pub struct Launcher {
     pools: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// Runs this launcher is executing (claimed, until their end is recorded or given up).
     executing: Arc<Mutex<std::collections::HashSet<String>>>,
+    /// Whether the store takes writes: no run is claimed while it does not.
+    write_health: WriteHealth,
 }
 
 impl Launcher {
@@ -85,7 +87,15 @@ impl Launcher {
             run_ended: Arc::default(),
             pools: Mutex::new(HashMap::new()),
             executing: Arc::default(),
+            write_health: WriteHealth::default(),
         }
+    }
+
+    /// Shares the process's degraded mode: claim failures that are write faults are
+    /// reported to it, and claiming pauses while it says the store refuses writes.
+    pub fn with_write_health(mut self, health: WriteHealth) -> Self {
+        self.write_health = health;
+        self
     }
 
     pub fn on_run_end(mut self, notify: Arc<Notify>) -> Self {
@@ -117,6 +127,13 @@ impl Launcher {
                 p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
                 _ = shutdown.cancelled() => break,
             };
+            if self.write_health.degraded().is_some() {
+                drop(permit);
+                tokio::select! {
+                    _ = self.write_health.writable() => continue,
+                    _ = shutdown.cancelled() => break,
+                }
+            }
             match self
                 .store
                 .claim_run(&self.config.worker_id, Utc::now(), self.config.phi_capable)
@@ -150,7 +167,9 @@ impl Launcher {
                 }
                 Err(e) => {
                     drop(permit);
-                    tracing::warn!(error = %e, "claiming a run failed; retrying");
+                    if !self.write_health.report(&e) {
+                        tracing::warn!(error = %e, "claiming a run failed; retrying");
+                    }
                     tokio::select! {
                         _ = tokio::time::sleep(self.config.poll * 4) => {}
                         _ = shutdown.cancelled() => break,
@@ -235,13 +254,21 @@ impl Launcher {
                 return;
             }
         };
+        // CAIRN_ATTEMPT counts every start of the command: retries after failures (the
+        // run's `attempt`) and re-runs after interruptions, which use no retry budget but
+        // are attempts all the same (a command that resumes or cleans up tells them apart).
+        let interrupted = self
+            .store
+            .interruptions_in_a_row(&run.asset, run.partition.as_deref())
+            .await
+            .unwrap_or(0);
         let run_env = match environment::build(&EnvRequest {
             graph: &graph,
             target: &target,
             env,
             assets_dir: &self.config.assets_dir,
             run_id: &run.id,
-            attempt: run.attempt,
+            attempt: run.attempt + interrupted,
             output_path: output.path(),
             secrets: &self.config.secrets,
         }) {

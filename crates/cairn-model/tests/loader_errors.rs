@@ -311,3 +311,67 @@ fn every_problem_is_reported_at_once() {
         "{diagnostics:#?}"
     );
 }
+
+/// An unknown field suggests the expected field it is closest to (issue 17 item 9).
+#[test]
+fn an_unknown_field_gets_a_did_you_mean() {
+    let errors = load(&[(
+        "assets/a.toml",
+        r#"
+[[asset]]
+key = "ingest/labs"
+partitons = "daily"
+"#,
+    )])
+    .unwrap_err();
+    let d = errors
+        .iter()
+        .find(|d| d.field.ends_with("partitons"))
+        .unwrap_or_else(|| panic!("{errors:?}"));
+    assert!(
+        d.message.contains("did you mean `partitions`?"),
+        "{}",
+        d.message
+    );
+}
+
+/// A file with a syntax error defines nothing: its error comes first, and the "unknown
+/// dependency" errors it causes in other files say so (issue 17 item 9).
+#[test]
+fn a_syntax_error_comes_before_the_unknown_names_it_causes() {
+    let errors = load(&[
+        (
+            "assets/a_marts.toml",
+            r#"
+[[asset]]
+key = "marts/x"
+deps = ["staging/y"]
+"#,
+        ),
+        (
+            "assets/z_staging.toml",
+            r#"
+[[asset]]
+key = "staging/y"
+deps = ["ingest/adt"
+"#,
+        ),
+    ])
+    .unwrap_err();
+    assert_eq!(
+        errors[0].file,
+        PathBuf::from("assets/z_staging.toml"),
+        "{errors:#?}"
+    );
+    let follow_on = errors
+        .iter()
+        .find(|d| d.message.starts_with("unknown dependency"))
+        .unwrap_or_else(|| panic!("{errors:#?}"));
+    assert!(
+        follow_on
+            .message
+            .contains("consequence of the syntax error in assets/z_staging.toml"),
+        "{}",
+        follow_on.message
+    );
+}

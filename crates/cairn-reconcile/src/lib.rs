@@ -10,7 +10,7 @@ pub mod staleness;
 pub mod state;
 
 pub use freshness::{Freshness, FreshnessStatus};
-pub use plan::{BackfillTarget, Plan, PlanInput, PlannedRun, Trigger};
+pub use plan::{BackfillTarget, Observed, Plan, PlanInput, PlannedRun, Trigger};
 pub use staleness::{Inputs, Reason, Staleness};
 pub use state::{Failure, Materialized, State};
 

@@ -81,6 +81,37 @@ pub struct Plan {
     /// Cron ticks now handled (persist them: a tick is handled once).
     pub cron_handled: Vec<(AssetId, DateTime<Utc>)>,
     pub backfills: Vec<BackfillProgress>,
+    /// State changes seen while planning, as data for whoever reports them (the log today,
+    /// alerts later). A fact is reported by every plan while it holds; its event id tells
+    /// a reader that keeps a cursor which ones are new.
+    pub observed: Vec<Observed>,
+}
+
+/// A state change the plan observed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Observed {
+    /// A partition failed with no retries left (until it is materialized again).
+    RetriesExhausted {
+        asset: AssetId,
+        partition: u32,
+        /// Its latest failure.
+        failure_event_id: i64,
+        failures: u32,
+    },
+    /// A backfill has nothing left to do: every partition is done or failed for good.
+    BackfillFinished { id: String },
+}
+
+impl Observed {
+    /// The event the change was observed at (None: it has none of its own).
+    pub fn event_id(&self) -> Option<i64> {
+        match self {
+            Observed::RetriesExhausted {
+                failure_event_id, ..
+            } => Some(*failure_event_id),
+            Observed::BackfillFinished { .. } => None,
+        }
+    }
 }
 
 pub struct PlanInput<'a> {
@@ -126,10 +157,17 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     // Partitions that failed for good (no retries left) or whose retry is not due yet.
     let mut exhausted = vec![PartitionSet::new(); n];
     let mut backing_off = vec![PartitionSet::new(); n];
+    let mut observed = Vec::new();
     for (id, asset) in graph.assets() {
         for (p, f) in inputs.state.asset(id).failures() {
             if f.count > asset.retries.max {
                 exhausted[id.index()].insert(p);
+                observed.push(Observed::RetriesExhausted {
+                    asset: id,
+                    partition: p,
+                    failure_event_id: f.event_id,
+                    failures: f.count,
+                });
             } else {
                 let due = DateTime::from_timestamp_micros(f.at_micros).unwrap_or_default()
                     + Duration::from_std(asset.retries.delay_before(f.count))
@@ -314,7 +352,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     }
     cron_handled.sort();
 
-    let backfills = input
+    let backfills: Vec<BackfillProgress> = input
         .backfills
         .iter()
         .enumerate()
@@ -362,10 +400,17 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
             }
         })
         .collect();
+    observed.extend(
+        backfills
+            .iter()
+            .filter(|b| b.finished)
+            .map(|b| Observed::BackfillFinished { id: b.id.clone() }),
+    );
     Plan {
         runs,
         cron_handled,
         backfills,
+        observed,
     }
 }
 

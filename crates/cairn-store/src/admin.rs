@@ -65,26 +65,9 @@ macro_rules! store_admin {
                 let sql = format!("SELECT status FROM backfills WHERE id = $1{}", Self::DIALECT.lock_rows(true));
                 let current: Option<(String,)> = sqlx::query_as(&sql).bind(id).fetch_optional(&mut *tx).await?;
                 let (current,) = current.ok_or_else(|| $crate::Error::NotFound(format!("backfill {id}")))?;
-                // An ended backfill keeps its end: progress read before a cancel committed
-                // must not reopen it (resuming is `resume_backfill`).
-                let ended = matches!(current.as_str(), "completed" | "canceled");
-                let status = if ended { current.as_str() } else { status };
-                sqlx::query("UPDATE backfills SET status = $1, progress = $2, updated_at = $3 WHERE id = $4")
-                    .bind(status)
-                    .bind(progress.to_string())
-                    .bind($crate::types::to_micros(at))
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                let kind = match status {
-                    _ if ended => None,
-                    "completed" => Some($crate::EventKind::BackfillCompleted),
-                    "canceled" => Some($crate::EventKind::BackfillCanceled),
-                    _ => None,
-                };
+                let update = $crate::BackfillUpdate { id: id.to_owned(), status: status.to_owned(), progress: progress.clone() };
                 let mut interned = Default::default();
-                if let Some(kind) = kind {
-                    let event = $crate::NewEvent::new(at, kind).payload(serde_json::json!({ "backfill_id": id, "progress": progress }));
+                if let Some(event) = Self::write_backfill_progress(&mut tx, &update, &current, at).await? {
                     interned = self.append_in(&mut tx, std::slice::from_ref(&event)).await?.1;
                 }
                 tx.commit().await?;

@@ -134,12 +134,14 @@ macro_rules! store_backend {
             /// Interned asset ids; only ids from committed transactions enter it.
             pub(crate) asset_ids: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, i64>>>,
             pub(crate) code_version_ids: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, i64>>>,
+            /// Calls through [`crate::Store`], shared by clones (see [`crate::Store::calls`]).
+            pub(crate) calls: std::sync::Arc<std::sync::atomic::AtomicU64>,
         }
 
         #[allow(clippy::needless_question_mark)]
         impl $Store {
             pub(crate) fn from_pool(pool: sqlx::Pool<$Db>) -> Self {
-                Self { pool, asset_ids: Default::default(), code_version_ids: Default::default() }
+                Self { pool, asset_ids: Default::default(), code_version_ids: Default::default(), calls: Default::default() }
             }
 
             pub const DIALECT: $crate::backend::Dialect = $dialect;
@@ -480,10 +482,208 @@ macro_rules! store_backend {
                 Ok(n)
             }
 
-            pub async fn active_runs(&self) -> $crate::Result<Vec<(String, Option<String>, Option<String>, Option<String>, String)>> {
+            pub async fn active_runs(&self) -> $crate::Result<Vec<$crate::ActiveRun>> {
                 Ok(sqlx::query_as("SELECT asset, partition, range_start, range_end, status FROM runs WHERE status IN ('queued', 'claimed', 'running')")
                     .fetch_all(&self.pool)
                     .await?)
+            }
+
+            /// The events after `after` (at most `limit`, oldest first) and the current derived
+            /// rows of the partitions they materialized or observed, from one consistent read.
+            pub async fn changes_after(&self, after: $crate::EventId, limit: u32) -> $crate::Result<$crate::Changes> {
+                let mut tx = self.pool.begin().await?;
+                if Self::DIALECT == $crate::backend::Dialect::Postgres {
+                    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await?;
+                }
+                let rows: Vec<(i64, i64, String, Option<String>, String)> = sqlx::query_as(
+                    "SELECT e.id, e.at, e.kind, a.key, e.partition FROM events e LEFT JOIN assets a ON a.id = e.asset_id \
+                     WHERE e.id > $1 ORDER BY e.id LIMIT $2",
+                )
+                .bind(after)
+                .bind(i64::from(limit.max(1)))
+                .fetch_all(&mut *tx)
+                .await?;
+                let events = rows
+                    .into_iter()
+                    .map(|(id, at, kind, asset, partition)| {
+                        Ok($crate::ChangedEvent { id, at: $crate::types::from_micros(at), kind: $crate::EventKind::parse(&kind)?, asset, partition })
+                    })
+                    .collect::<$crate::Result<Vec<_>>>()?;
+                let Some(last) = events.last().map(|e| e.id) else {
+                    tx.commit().await?;
+                    return Ok($crate::Changes::default());
+                };
+                let has = |kind: $crate::EventKind| events.iter().any(|e| e.kind == kind && e.asset.is_some());
+                let mut materializations = Vec::new();
+                if has($crate::EventKind::Materialization) {
+                    let rows: Vec<(String, String, i64, i64, String, String, i64, i64)> = sqlx::query_as(
+                        "SELECT a.key, l.partition, l.event_id, l.at, l.data_version, c.version, l.data_changed_event_id, l.inputs_as_of \
+                         FROM (SELECT DISTINCT asset_id, partition FROM events WHERE id > $1 AND id <= $2 AND kind = 'materialization') e \
+                         JOIN latest_materializations l ON l.asset_id = e.asset_id AND l.partition = e.partition \
+                         JOIN assets a ON a.id = l.asset_id JOIN code_versions c ON c.id = l.code_version_id",
+                    )
+                    .bind(after)
+                    .bind(last)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    materializations = rows
+                        .into_iter()
+                        .map(|(asset, partition, event_id, at, data_version, code_version, data_changed_event_id, inputs_as_of)| $crate::LatestMaterialization {
+                            asset,
+                            partition,
+                            event_id,
+                            at: $crate::types::from_micros(at),
+                            data_version,
+                            code_version,
+                            data_changed_event_id,
+                            inputs_as_of,
+                        })
+                        .collect();
+                }
+                let mut observations = Vec::new();
+                if has($crate::EventKind::Observation) {
+                    let rows: Vec<(String, String, i64, i64, String, i64)> = sqlx::query_as(
+                        "SELECT a.key, o.partition, o.event_id, o.at, o.data_version, o.data_changed_event_id \
+                         FROM (SELECT DISTINCT asset_id, partition FROM events WHERE id > $1 AND id <= $2 AND kind = 'observation') e \
+                         JOIN latest_observations o ON o.asset_id = e.asset_id AND o.partition = e.partition \
+                         JOIN assets a ON a.id = o.asset_id",
+                    )
+                    .bind(after)
+                    .bind(last)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    observations = rows
+                        .into_iter()
+                        .map(|(asset, partition, event_id, at, data_version, data_changed_event_id)| $crate::ObservationRow {
+                            asset,
+                            partition,
+                            event_id,
+                            at: $crate::types::from_micros(at),
+                            data_version,
+                            data_changed_event_id,
+                        })
+                        .collect();
+                }
+                tx.commit().await?;
+                Ok($crate::Changes { events, materializations, observations })
+            }
+
+            /// The newest cron tick handled, per asset key.
+            pub async fn cron_cursors(&self) -> $crate::Result<Vec<(String, chrono::DateTime<chrono::Utc>)>> {
+                let rows: Vec<(String, i64)> = sqlx::query_as("SELECT asset, handled_at FROM cron_cursors ORDER BY asset").fetch_all(&self.pool).await?;
+                Ok(rows.into_iter().map(|(asset, at)| (asset, $crate::types::from_micros(at))).collect())
+            }
+
+            /// Commits everything a reconciler tick writes in one transaction: its runs (each
+            /// with its `run_queued` event), cron cursors and backfill progress (a backfill
+            /// completing logs its event). Runs of a backfill that has ended since the plan
+            /// read it are dropped (a cancel never leaves queued runs behind), and an ended
+            /// backfill keeps its end (resuming is `resume_backfill`).
+            pub async fn apply_plan(&self, writes: &$crate::TickWrites) -> $crate::Result<()> {
+                if writes.is_empty() {
+                    return Ok(());
+                }
+                let at = writes.at;
+                let mut tx = self.begin_write().await?;
+                // Lock order (see `Dialect::lock_rows`): backfill rows, then runs, then the
+                // event-id lock. The rows stay locked until commit, so a cancel waits for
+                // this write and then sees its runs.
+                let mut backfill_ids: Vec<&str> = writes
+                    .runs
+                    .iter()
+                    .filter_map(|r| r.backfill_id.as_deref())
+                    .chain(writes.backfills.iter().map(|b| b.id.as_str()))
+                    .collect();
+                backfill_ids.sort_unstable();
+                backfill_ids.dedup();
+                let mut status_of = std::collections::HashMap::new();
+                for id in backfill_ids {
+                    let updated = writes.backfills.iter().any(|b| b.id == id);
+                    let sql = format!("SELECT status FROM backfills WHERE id = $1{}", Self::DIALECT.lock_rows(updated));
+                    let status: Option<(String,)> = sqlx::query_as(&sql).bind(id).fetch_optional(&mut *tx).await?;
+                    match status {
+                        Some((status,)) => {
+                            status_of.insert(id, status);
+                        }
+                        None if updated => return Err($crate::Error::NotFound(format!("backfill {id}"))),
+                        None => {}
+                    }
+                }
+                let ended = |id: &str| status_of.get(id).is_some_and(|s| s == "canceled" || s == "completed");
+                let runs: Vec<&$crate::NewRun> = writes.runs.iter().filter(|r| r.backfill_id.as_deref().is_none_or(|b| !ended(b))).collect();
+                for chunk in runs.chunks(500) {
+                    let mut q = sqlx::QueryBuilder::<$Db>::new(
+                        "INSERT INTO runs (id, asset, partition, range_start, range_end, status, attempt, pool, backfill_id, reasons, created_at, not_before, phi) ",
+                    );
+                    q.push_values(chunk, |mut b, r| {
+                        b.push_bind(r.id.as_str())
+                            .push_bind(r.asset.as_str())
+                            .push_bind(r.partition.as_deref())
+                            .push_bind(r.range.as_ref().map(|r| r.0.as_str()))
+                            .push_bind(r.range.as_ref().map(|r| r.1.as_str()))
+                            .push_bind("queued")
+                            .push_bind(i64::from(r.attempt))
+                            .push_bind(r.pool.as_deref())
+                            .push_bind(r.backfill_id.as_deref())
+                            .push_bind(r.reasons.to_string())
+                            .push_bind($crate::types::to_micros(at))
+                            .push_bind($crate::types::to_micros(r.not_before))
+                            .push_bind(r.phi);
+                    });
+                    q.build().execute(&mut *tx).await?;
+                }
+                let mut events: Vec<$crate::NewEvent> = runs
+                    .iter()
+                    .map(|r| {
+                        $crate::NewEvent::new(at, $crate::EventKind::RunQueued)
+                            .asset(&r.asset, r.partition.as_deref().unwrap_or(""))
+                            .run(&r.id)
+                            .payload(serde_json::json!({ "attempt": r.attempt, "reasons": r.reasons, "backfill_id": r.backfill_id }))
+                    })
+                    .collect();
+                for u in &writes.backfills {
+                    let current = status_of.get(u.id.as_str()).map_or("", String::as_str);
+                    events.extend(Self::write_backfill_progress(&mut tx, u, current, at).await?);
+                }
+                for chunk in writes.cron_cursors.chunks(500) {
+                    let mut q = sqlx::QueryBuilder::<$Db>::new("INSERT INTO cron_cursors (asset, handled_at) ");
+                    q.push_values(chunk, |mut b, (asset, tick)| {
+                        b.push_bind(asset.as_str()).push_bind($crate::types::to_micros(*tick));
+                    });
+                    q.push(" ON CONFLICT (asset) DO UPDATE SET handled_at = excluded.handled_at");
+                    q.build().execute(&mut *tx).await?;
+                }
+                let interned = if events.is_empty() { Default::default() } else { self.append_in(&mut tx, &events).await?.1 };
+                tx.commit().await?;
+                self.remember(interned);
+                Ok(())
+            }
+
+            /// Writes a backfill's status and progress (its row locked, `current` its status);
+            /// returns the event a terminal status logs. An ended backfill keeps its status:
+            /// progress read before a cancel committed must not reopen it.
+            async fn write_backfill_progress(
+                tx: &mut $crate::write_tx::WriteTx<$Db>,
+                update: &$crate::BackfillUpdate,
+                current: &str,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::Result<Option<$crate::NewEvent>> {
+                let ended = matches!(current, "completed" | "canceled");
+                let status = if ended { current } else { update.status.as_str() };
+                sqlx::query("UPDATE backfills SET status = $1, progress = $2, updated_at = $3 WHERE id = $4")
+                    .bind(status)
+                    .bind(update.progress.to_string())
+                    .bind($crate::types::to_micros(at))
+                    .bind(&update.id)
+                    .execute(&mut **tx)
+                    .await?;
+                let kind = match status {
+                    _ if ended => None,
+                    "completed" => Some($crate::EventKind::BackfillCompleted),
+                    "canceled" => Some($crate::EventKind::BackfillCanceled),
+                    _ => None,
+                };
+                Ok(kind.map(|kind| $crate::NewEvent::new(at, kind).payload(serde_json::json!({ "backfill_id": update.id, "progress": update.progress }))))
             }
 
             pub async fn get_meta(&self, key: &str) -> $crate::Result<Option<String>> {
@@ -551,65 +751,10 @@ macro_rules! store_backend {
                 rows.into_iter().map($crate::derived::event_from_row).collect()
             }
 
-            /// Enqueues runs, each with its `run_queued` event, in one transaction.
+            /// Enqueues runs, each with its `run_queued` event, in one transaction (runs of an
+            /// ended backfill are dropped; see `apply_plan`).
             pub async fn enqueue(&self, runs: &[$crate::NewRun], at: chrono::DateTime<chrono::Utc>) -> $crate::Result<()> {
-                if runs.is_empty() {
-                    return Ok(());
-                }
-                let mut tx = self.begin_write().await?;
-                // Runs of a backfill that has ended (canceled since the caller read it) are
-                // dropped: a cancel never leaves queued runs behind. Its row stays locked
-                // until commit, so a cancel waits for this enqueue and then sees its runs.
-                let mut ended = std::collections::HashSet::new();
-                let mut backfills: Vec<&str> = runs.iter().filter_map(|r| r.backfill_id.as_deref()).collect();
-                backfills.sort_unstable();
-                backfills.dedup();
-                for id in backfills {
-                    let sql = format!("SELECT status FROM backfills WHERE id = $1{}", Self::DIALECT.lock_rows(false));
-                    let status: Option<(String,)> = sqlx::query_as(&sql).bind(id).fetch_optional(&mut *tx).await?;
-                    if status.is_some_and(|(s,)| s == "canceled" || s == "completed") {
-                        ended.insert(id.to_owned());
-                    }
-                }
-                let runs: Vec<&$crate::NewRun> =
-                    runs.iter().filter(|r| r.backfill_id.as_ref().is_none_or(|b| !ended.contains(b))).collect();
-                if runs.is_empty() {
-                    return Ok(());
-                }
-                for chunk in runs.chunks(500) {
-                    let mut q = sqlx::QueryBuilder::<$Db>::new(
-                        "INSERT INTO runs (id, asset, partition, range_start, range_end, status, attempt, pool, backfill_id, reasons, created_at, not_before, phi) ",
-                    );
-                    q.push_values(chunk, |mut b, r| {
-                        b.push_bind(r.id.as_str())
-                            .push_bind(r.asset.as_str())
-                            .push_bind(r.partition.as_deref())
-                            .push_bind(r.range.as_ref().map(|r| r.0.as_str()))
-                            .push_bind(r.range.as_ref().map(|r| r.1.as_str()))
-                            .push_bind("queued")
-                            .push_bind(i64::from(r.attempt))
-                            .push_bind(r.pool.as_deref())
-                            .push_bind(r.backfill_id.as_deref())
-                            .push_bind(r.reasons.to_string())
-                            .push_bind($crate::types::to_micros(at))
-                            .push_bind($crate::types::to_micros(r.not_before))
-                            .push_bind(r.phi);
-                    });
-                    q.build().execute(&mut *tx).await?;
-                }
-                let events: Vec<$crate::NewEvent> = runs
-                    .iter()
-                    .map(|r| {
-                        $crate::NewEvent::new(at, $crate::EventKind::RunQueued)
-                            .asset(&r.asset, r.partition.as_deref().unwrap_or(""))
-                            .run(&r.id)
-                            .payload(serde_json::json!({ "attempt": r.attempt, "reasons": r.reasons, "backfill_id": r.backfill_id }))
-                    })
-                    .collect();
-                let (_, interned) = self.append_in(&mut tx, &events).await?;
-                tx.commit().await?;
-                self.remember(interned);
-                Ok(())
+                self.apply_plan(&$crate::TickWrites { runs: runs.to_vec(), ..$crate::TickWrites::new(at) }).await
             }
 
             /// Claims the oldest queued run whose `not_before` has passed, for `worker`.

@@ -13,12 +13,14 @@ mod admin;
 mod backend;
 mod derived;
 pub mod error;
+pub mod health;
 mod open;
 pub mod types;
 mod write_tx;
 
 pub use backend::Dialect;
-pub use error::{Error, Result};
+pub use error::{Error, Result, WriteFault};
+pub use health::{Degraded, WriteHealth};
 pub use open::{StoreUrl, default_sqlite_path};
 pub use types::*;
 
@@ -122,6 +124,7 @@ macro_rules! delegate {
         impl Store {
             $(
                 pub async fn $name(&self $(, $arg: $ty)*) -> $ret {
+                    self.count_call();
                     match self {
                         Store::Sqlite(s) => s.$name($($arg),*).await,
                         Store::Postgres(s) => s.$name($($arg),*).await,
@@ -169,7 +172,10 @@ delegate! {
     fn audit(&self, record: &NewAudit) -> Result<i64>;
     fn audit_log(&self, after_id: i64, limit: u32) -> Result<Vec<AuditRecord>>;
     fn prune(&self, now: chrono::DateTime<chrono::Utc>, policy: &RetentionPolicy) -> Result<PruneReport>;
-    fn active_runs(&self) -> Result<Vec<(String, Option<String>, Option<String>, Option<String>, String)>>;
+    fn active_runs(&self) -> Result<Vec<ActiveRun>>;
+    fn changes_after(&self, after: EventId, limit: u32) -> Result<Changes>;
+    fn cron_cursors(&self) -> Result<Vec<(String, chrono::DateTime<chrono::Utc>)>>;
+    fn apply_plan(&self, writes: &TickWrites) -> Result<()>;
     fn get_meta(&self, key: &str) -> Result<Option<String>>;
     fn set_meta(&self, key: &str, value: &str) -> Result<()>;
     fn try_lease(&self, name: &str, holder: &str, now: chrono::DateTime<chrono::Utc>, ttl: std::time::Duration) -> Result<bool>;
@@ -183,9 +189,30 @@ impl Store {
     /// Streams the latest materialization of every asset partition (see
     /// [`SqliteStore::scan_latest`]).
     pub async fn scan_latest(&self, sink: &mut impl SnapshotSink) -> Result<Snapshot> {
+        self.count_call();
         match self {
             Store::Sqlite(s) => s.scan_latest(sink).await,
             Store::Postgres(s) => s.scan_latest(sink).await,
+        }
+    }
+
+    /// How many store methods were called through this store and its clones (each is one
+    /// query or one transaction). Cheap (one relaxed atomic add per call); tests bound the
+    /// round trips of a reconciler tick with it.
+    pub fn calls(&self) -> u64 {
+        self.call_counter()
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn count_call(&self) {
+        self.call_counter()
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn call_counter(&self) -> &std::sync::atomic::AtomicU64 {
+        match self {
+            Store::Sqlite(s) => &s.calls,
+            Store::Postgres(s) => &s.calls,
         }
     }
 

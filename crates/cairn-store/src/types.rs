@@ -313,6 +313,94 @@ pub struct Snapshot {
     pub rows: u64,
 }
 
+/// An event of the log as the reconciler tails it: where and what, not its payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangedEvent {
+    pub id: EventId,
+    pub at: DateTime<Utc>,
+    pub kind: EventKind,
+    pub asset: Option<String>,
+    pub partition: String,
+}
+
+/// The latest observation of a source asset partition, by asset key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservationRow {
+    pub asset: String,
+    pub partition: String,
+    pub event_id: EventId,
+    pub at: DateTime<Utc>,
+    pub data_version: String,
+    /// Where the data version last changed (the store computes it on append).
+    pub data_changed_event_id: EventId,
+}
+
+/// The log after an event id, in one consistent read ([`crate::Store::changes_after`]):
+/// the events, and the derived rows of the partitions they materialized or observed, with
+/// the change points the store computed when it appended them (so the reader needs no
+/// further query per event).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Changes {
+    /// Oldest first, at most the requested limit.
+    pub events: Vec<ChangedEvent>,
+    /// The current row of every asset partition materialized in `events`.
+    pub materializations: Vec<LatestMaterialization>,
+    /// The current row of every asset partition observed in `events`.
+    pub observations: Vec<ObservationRow>,
+}
+
+impl Changes {
+    /// The newest event id read (None: nothing new).
+    pub fn last_event_id(&self) -> Option<EventId> {
+        self.events.last().map(|e| e.id)
+    }
+}
+
+/// A backfill's progress as a tick writes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackfillUpdate {
+    pub id: String,
+    /// `running`, or `completed` when nothing is left (an ended backfill keeps its status).
+    pub status: String,
+    pub progress: serde_json::Value,
+}
+
+/// Everything one reconciler tick writes, committed together by
+/// [`crate::Store::apply_plan`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct TickWrites {
+    pub at: DateTime<Utc>,
+    pub runs: Vec<NewRun>,
+    /// (asset key, the newest cron tick handled).
+    pub cron_cursors: Vec<(String, DateTime<Utc>)>,
+    pub backfills: Vec<BackfillUpdate>,
+}
+
+impl TickWrites {
+    pub fn new(at: DateTime<Utc>) -> Self {
+        Self {
+            at,
+            runs: Vec::new(),
+            cron_cursors: Vec::new(),
+            backfills: Vec::new(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.runs.is_empty() && self.cron_cursors.is_empty() && self.backfills.is_empty()
+    }
+}
+
+/// A queued, claimed or running run, as the reconciler counts runs in flight.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ActiveRun {
+    pub asset: String,
+    pub partition: Option<String>,
+    pub range_start: Option<String>,
+    pub range_end: Option<String>,
+    pub status: String,
+}
+
 /// A run to enqueue.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewRun {

@@ -15,7 +15,7 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use cairn_engine::live::Poke;
-use cairn_engine::{Engine, LiveView, TickReport, View};
+use cairn_engine::{Engine, LiveView, TickContext, TickInputs, TickReport, View};
 
 pub struct Options {
     pub interval: Duration,
@@ -75,6 +75,9 @@ pub async fn run(
     let mut graph = (**links.graph.borrow()).clone();
     let mut fingerprint = definitions_fingerprint(assets_dir);
     let mut reload = true;
+    // The newest event whose observed facts a tick has reported (None: none yet; the first
+    // tick reports only what happens after the store was loaded).
+    let mut observed_through = None;
     let lease = (opts.interval * 3).max(Duration::from_secs(30));
     let outcome = loop {
         if opts.watch_definitions {
@@ -83,7 +86,8 @@ pub async fn run(
                 fingerprint = now_fp;
                 match load_dir(assets_dir) {
                     Ok(new) => {
-                        tracing::info!(assets = new.len(), "definitions changed; reloaded");
+                        // At the default log level: the operator's edit took effect.
+                        eprintln!("cairn: definitions changed; reloaded {} assets", new.len());
                         graph = new;
                         reload = true;
                         links.graph.send_replace(Arc::new(graph.clone()));
@@ -116,20 +120,22 @@ pub async fn run(
         } else {
             None
         };
-        let mut guard = links.view.write().await;
-        if loaded.is_some() {
-            *guard = loaded;
-        }
-        let view = guard.as_mut().expect("loaded on the first pass");
-        // Runs in flight first, then the log: see `Engine::tick`.
-        let flying = view.engine.in_flight(store, now).await?;
-        let touched = view.engine.tail(store, now).await?;
-        // New events and new time windows: only what they affect is recomputed.
-        view.staleness.update(view.engine.inputs(now), &touched);
-        view.as_of = now;
-        // Readers may come in while the tick plans and enqueues.
-        let guard = guard.downgrade();
-        let view = guard.as_ref().expect("loaded above");
+        // Everything the tick reads comes before the view is locked, so readers never wait
+        // on the store: runs in flight first, then the log (see `Engine::tick`). Only this
+        // loop moves the view's log position, so reading after it unlocked is safe.
+        let active = store.active_runs().await?;
+        let after = match &loaded {
+            Some(view) => view.engine.max_event_id(),
+            None => links
+                .view
+                .read()
+                .await
+                .as_ref()
+                .expect("loaded on the first pass")
+                .engine
+                .max_event_id(),
+        };
+        let changes = Engine::read_changes(store, after).await?;
         let mut leased = store
             .try_lease("reconciler", &opts.holder, now, lease)
             .await?;
@@ -142,20 +148,48 @@ pub async fn run(
                 .try_lease("reconciler", &opts.holder, now, lease)
                 .await?;
         }
-        if leased {
-            let report = view
-                .engine
-                .tick(
-                    store,
-                    &view.staleness,
-                    now,
-                    flying,
-                    opts.max_runs,
-                    opts.automation,
-                )
-                .await?;
-            drop(guard);
+        let stored = if leased {
+            Some(TickInputs::read(store).await?)
+        } else {
+            None
+        };
+        // Apply and plan under the lock, with no IO.
+        let mut guard = links.view.write().await;
+        if loaded.is_some() {
+            *guard = loaded;
+        }
+        let view = guard.as_mut().expect("loaded on the first pass");
+        let seen_before = *observed_through.get_or_insert(view.engine.max_event_id());
+        let flying = view.engine.in_flight_of(&active, now);
+        let touched = view.engine.apply_changes(&changes, now);
+        // New events and new time windows: only what they affect is recomputed.
+        view.staleness.update(view.engine.inputs(now), &touched);
+        view.as_of = now;
+        // Readers may come in while the tick plans.
+        let guard = guard.downgrade();
+        let view = guard.as_ref().expect("loaded above");
+        let tick = stored.map(|stored| {
+            view.engine.plan_tick(&TickContext {
+                staleness: &view.staleness,
+                now,
+                flying: &flying,
+                stored: &stored,
+                seen_before,
+                max_runs: opts.max_runs,
+                automation: opts.automation,
+            })
+        });
+        let applied_through = view.engine.max_event_id();
+        drop(guard);
+        if let Some(tick) = tick {
+            // One transaction: runs, cron cursors, backfill progress.
+            store.apply_plan(&tick.writes).await?;
+            observed_through = Some(applied_through);
             links.view.ticked();
+            let report = tick.report;
+            for change in &report.observed {
+                tracing::info!(?change, "observed");
+            }
             if report.enqueued > 0 {
                 tracing::info!(enqueued = report.enqueued, "runs enqueued");
                 links.enqueued.notify_one();
@@ -164,7 +198,6 @@ pub async fn run(
                 break Outcome::Ticked(report);
             }
         } else {
-            drop(guard);
             tracing::debug!("another reconciler holds the lease; standing by");
             if opts.once {
                 break Outcome::LeaseHeld;

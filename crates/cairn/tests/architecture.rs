@@ -146,3 +146,102 @@ fn engine_knows_no_http_nor_launching() {
         );
     }
 }
+
+/// The Rust sources of a crate's `src`, each with its text up to its first `#[cfg(test)]`
+/// (unit tests may hold locks as they like).
+fn sources(crate_dir: &str) -> Vec<(PathBuf, String)> {
+    let root = crates_dir().join(crate_dir).join("src");
+    let mut out: Vec<(PathBuf, String)> = walkdir::WalkDir::new(&root)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "rs"))
+        .map(|e| {
+            let text = std::fs::read_to_string(e.path()).unwrap();
+            let text = match text.find("#[cfg(test)]") {
+                Some(i) => text[..i].to_owned(),
+                None => text,
+            };
+            (e.into_path(), text)
+        })
+        .collect();
+    assert!(!out.is_empty(), "{}: no sources", root.display());
+    out.sort();
+    out
+}
+
+/// Nothing is awaited (a store call above all) while the live view's write lock is held:
+/// API readers wait on that lock, so it covers applying changes and planning, never IO.
+/// A guard is held from `let [mut] NAME = ….view.write().await` until `drop(NAME)`,
+/// `NAME.downgrade()` or the end of its block.
+#[test]
+fn nothing_is_awaited_while_the_views_write_lock_is_held() {
+    let mut checked = 0;
+    for (crate_dir, _) in CRATES {
+        for (path, text) in sources(crate_dir) {
+            let lines: Vec<&str> = text.lines().collect();
+            for (i, line) in lines.iter().enumerate() {
+                if !line.contains("view.write().await") || !line.trim_start().starts_with("let ") {
+                    continue;
+                }
+                checked += 1;
+                let name = line
+                    .trim_start()
+                    .trim_start_matches("let ")
+                    .trim_start_matches("mut ")
+                    .split([' ', ':'])
+                    .next()
+                    .unwrap()
+                    .to_owned();
+                let indent = line.len() - line.trim_start().len();
+                for (j, held) in lines.iter().enumerate().skip(i + 1) {
+                    let trimmed = held.trim_start();
+                    let ends_block = !trimmed.is_empty()
+                        && held.len() - trimmed.len() < indent
+                        && trimmed.starts_with('}');
+                    if ends_block
+                        || held.contains(&format!("drop({name})"))
+                        || held.contains(&format!("{name}.downgrade()"))
+                    {
+                        break;
+                    }
+                    assert!(
+                        !held.contains(".await"),
+                        "{}:{}: awaits while the view's write lock `{name}` (taken on line {}) is held; read from the store before taking it, write after releasing it",
+                        path.display(),
+                        j + 1,
+                        i + 1
+                    );
+                }
+            }
+        }
+    }
+    assert!(
+        checked > 0,
+        "no write lock of the view found: is the check still looking at the right thing?"
+    );
+}
+
+/// The API reads the engine through its methods and changes it through them; it never
+/// reaches into the engine's fields.
+#[test]
+fn the_api_reaches_no_engine_field() {
+    for (path, text) in sources("cairn-api") {
+        let code: String = text.split_whitespace().collect();
+        let mut rest = code.as_str();
+        while let Some(i) = rest.find("engine.") {
+            let after = &rest[i + "engine.".len()..];
+            let ident: String = after
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            let call =
+                after[ident.len()..].starts_with('(') || after[ident.len()..].starts_with("::");
+            assert!(
+                ident.is_empty() || call,
+                "{}: reaches the engine's field `{ident}`; use a method of cairn_engine::Engine",
+                path.display()
+            );
+            rest = after;
+        }
+    }
+}

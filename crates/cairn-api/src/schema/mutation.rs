@@ -210,11 +210,10 @@ impl Mutation {
             set_at: Utc::now(),
         };
         let api = api(ctx);
-        let mut guard = api.view.write().await;
-        let view = guard
-            .as_mut()
-            .ok_or_else(|| error::error(error::Code::NotReady, "the catalog is still loading"))?;
-        let id = asset_id(&view.engine.graph, &asset)?;
+        // The store first, with no lock on the view held (readers never wait on a database
+        // write); SLA changes are serialized so the view's copy follows the store's order.
+        let _settings = api.view.lock_settings().await;
+        asset_id(view(ctx).await?.engine.graph(), &asset)?;
         let audit = super::record(
             ctx,
             "sla.set",
@@ -225,10 +224,13 @@ impl Mutation {
             .set_freshness_override(&record, &audit)
             .await
             .map_err(error::store)?;
+        let mut guard = api.view.write().await;
+        let view = guard
+            .as_mut()
+            .ok_or_else(|| error::error(error::Code::NotReady, "the catalog is still loading"))?;
         view.engine
-            .freshness_overrides
-            .insert(id, cairn_engine::FreshnessOverride { policy, record });
-        let out = Asset::new(&view.engine.graph, id);
+            .set_freshness_override(cairn_engine::FreshnessOverride { policy, record });
+        let out = Asset::new(view.engine.graph(), asset_id(view.engine.graph(), &asset)?);
         drop(guard);
         Ok(out)
     }
@@ -242,11 +244,8 @@ impl Mutation {
         require(ctx, Role::Admin)?;
         check_len("asset", &asset, MAX_NAME)?;
         let api = api(ctx);
-        let mut guard = api.view.write().await;
-        let view = guard
-            .as_mut()
-            .ok_or_else(|| error::error(error::Code::NotReady, "the catalog is still loading"))?;
-        let id = asset_id(&view.engine.graph, &asset)?;
+        let _settings = api.view.lock_settings().await;
+        asset_id(view(ctx).await?.engine.graph(), &asset)?;
         let existed = api
             .store
             .clear_freshness_override(
@@ -258,8 +257,12 @@ impl Mutation {
         if !existed {
             return Err(bad(format!("{asset} has no SLA override")));
         }
-        view.engine.freshness_overrides.remove(&id);
-        let out = Asset::new(&view.engine.graph, id);
+        let mut guard = api.view.write().await;
+        let view = guard
+            .as_mut()
+            .ok_or_else(|| error::error(error::Code::NotReady, "the catalog is still loading"))?;
+        view.engine.clear_freshness_override(&asset);
+        let out = Asset::new(view.engine.graph(), asset_id(view.engine.graph(), &asset)?);
         drop(guard);
         Ok(out)
     }
@@ -404,7 +407,7 @@ async fn report(
     let api = api(ctx);
     let view = view(ctx).await?;
     if req.partition.is_some()
-        && let Some(asset) = view.engine.graph.get(&req.asset)
+        && let Some(asset) = view.engine.graph().get(&req.asset)
         && masks_keys(caller, asset)
     {
         return Err(error::error(
@@ -451,7 +454,7 @@ async fn launch(
     let api = api(ctx);
     let now = Utc::now();
     let view = view(ctx).await?;
-    let g = &view.engine.graph;
+    let g = view.engine.graph();
     let mut ids = Selection::parse(&selection)
         .and_then(|s| s.resolve(g))
         .map_err(|e| bad(format!("selection {selection:?}: {e}")))?;
@@ -575,7 +578,7 @@ async fn check_dynamic(
     let view = view(ctx).await?;
     let def = view
         .engine
-        .graph
+        .graph()
         .partitions_defs()
         .get(definition)
         .ok_or_else(|| not_found(format!("unknown partitions definition {definition:?}")))?;

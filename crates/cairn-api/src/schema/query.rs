@@ -64,7 +64,7 @@ impl Query {
     ) -> async_graphql::Result<AssetPage> {
         let limit = page_size(first, 100)?;
         let view = view(ctx).await?;
-        let g = &view.engine.graph;
+        let g = view.engine.graph();
         let mut ids = match &selection {
             Some(s) => Selection::parse(s)
                 .and_then(|sel| sel.resolve(g))
@@ -116,8 +116,8 @@ impl Query {
     /// One asset; NOT_FOUND when no asset has the key.
     async fn asset(&self, ctx: &Context<'_>, key: String) -> async_graphql::Result<Asset> {
         let view = view(ctx).await?;
-        let id = asset_id(&view.engine.graph, &key)?;
-        Ok(Asset::new(&view.engine.graph, id))
+        let id = asset_id(view.engine.graph(), &key)?;
+        Ok(Asset::new(view.engine.graph(), id))
     }
 
     /// The lineage around an asset: upstream, downstream or both, to `depth` hops (all
@@ -131,7 +131,7 @@ impl Query {
     ) -> async_graphql::Result<Lineage> {
         let depth = hops(depth)?;
         let view = view(ctx).await?;
-        let g = &view.engine.graph;
+        let g = view.engine.graph();
         let id = asset_id(g, &key)?;
         let mut ids = vec![id];
         if direction != Direction::Downstream {
@@ -146,7 +146,7 @@ impl Query {
     /// The whole lineage graph (nodes and edges), for drawing it.
     async fn graph(&self, ctx: &Context<'_>) -> async_graphql::Result<Lineage> {
         let view = view(ctx).await?;
-        let ids: Vec<_> = view.engine.graph.topological_order().to_vec();
+        let ids: Vec<_> = view.engine.graph().topological_order().to_vec();
         Ok(Lineage::of(&view, &ids, Utc::now()))
     }
 
@@ -154,7 +154,7 @@ impl Query {
     /// the server (layered, few crossings) and cached until the definitions change.
     async fn graph_layout(&self, ctx: &Context<'_>) -> async_graphql::Result<GraphLayout> {
         let view = view(ctx).await?;
-        Ok(super::types::graph_layout(&view.engine.graph)
+        Ok(super::types::graph_layout(view.engine.graph())
             .as_ref()
             .clone())
     }
@@ -163,7 +163,7 @@ impl Query {
     /// `graph` when it changes.
     async fn log_position(&self, ctx: &Context<'_>) -> async_graphql::Result<Int64> {
         let view = view(ctx).await?;
-        Ok(Int64(view.engine.state.max_event_id))
+        Ok(Int64(view.engine.state().max_event_id))
     }
 
     /// For one partition of an asset: the upstream partitions it reads through its
@@ -175,7 +175,7 @@ impl Query {
         partition: Option<String>,
     ) -> async_graphql::Result<PartitionLineage> {
         let view = view(ctx).await?;
-        let g = &view.engine.graph;
+        let g = view.engine.graph();
         let id = asset_id(g, &asset)?;
         let caller = caller(ctx);
         let (p, key) = resolve_partition(&view, caller, id, partition.as_deref(), true)?;
@@ -339,7 +339,7 @@ fn shown_target(caller: &Caller, view: &cairn_engine::View, target: String) -> K
     let Some((asset, _)) = target.split_once('[') else {
         return Key::plain(target);
     };
-    match view.engine.graph.get(asset) {
+    match view.engine.graph().get(asset) {
         Some(a) if masks_keys(caller, a) => Key::plain(format!("{asset}[masked]")),
         Some(a) => Key::real(a, target),
         None if caller.phi => gone_asset_key(caller, asset, &target),

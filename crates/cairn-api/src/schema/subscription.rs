@@ -102,7 +102,7 @@ impl Subscription {
         let phi = {
             let view = view(ctx).await?;
             view.engine
-                .graph
+                .graph()
                 .get(&run.asset)
                 .is_none_or(|a| a.classification.effective.is_protected())
         };

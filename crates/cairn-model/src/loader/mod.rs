@@ -95,6 +95,7 @@ pub fn load_sources(
         files,
         lines: files.iter().map(|f| LineIndex::new(&f.text)).collect(),
         diagnostics: Vec::new(),
+        unparsed: Vec::new(),
     };
     let raw = cx.read_entries();
     let partitions = cx.build_partitions(&raw.partitions);
@@ -135,6 +136,7 @@ pub fn load_sources(
     );
     cx.diagnostics.sort();
     cx.diagnostics.dedup();
+    cx.causes_first();
     match graph {
         Some(graph) if cx.diagnostics.is_empty() => Ok(graph),
         _ => Err(Diagnostics(cx.diagnostics)),
@@ -162,6 +164,8 @@ struct Context<'a> {
     files: &'a [SourceFile],
     lines: Vec<LineIndex>,
     diagnostics: Vec<Diagnostic>,
+    /// Files with syntax errors, which were not read: names they define are unknown.
+    unparsed: Vec<usize>,
 }
 
 impl Context<'_> {
@@ -193,6 +197,10 @@ impl Context<'_> {
                 .and_then(|r| r.split('`').next())
                 .map(str::to_owned)
         });
+        let message = match (&named, message.strip_prefix("unknown field `")) {
+            (Some(name), Some(_)) => did_you_mean(&message, name),
+            _ => message,
+        };
         let field = named.or_else(|| self.key_on_line(file, span.start));
         let field = match field {
             Some(f) if !prefix.is_empty() => format!("{prefix}.{f}"),
@@ -200,6 +208,34 @@ impl Context<'_> {
             None => prefix.to_owned(),
         };
         self.report(file, span, &field, message);
+    }
+
+    /// A file that failed to parse defines nothing, so names it defines are "unknown"
+    /// elsewhere: its syntax errors (the cause) come first, and unknown-name errors in
+    /// other files say they may follow from it.
+    fn causes_first(&mut self) {
+        if self.unparsed.is_empty() {
+            return;
+        }
+        let broken: Vec<&Path> = self
+            .unparsed
+            .iter()
+            .map(|&i| self.files[i].path.as_path())
+            .collect();
+        let names = broken
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        for d in &mut self.diagnostics {
+            if !broken.contains(&d.file.as_path()) && d.message.starts_with("unknown ") {
+                d.message.push_str(&format!(
+                    " (perhaps a consequence of the syntax error in {names}, which was not read)"
+                ));
+            }
+        }
+        self.diagnostics
+            .sort_by_key(|d| !broken.contains(&d.file.as_path()));
     }
 
     fn key_on_line(&self, file: usize, offset: usize) -> Option<String> {
@@ -222,6 +258,7 @@ impl Context<'_> {
         for (file, source) in self.files.iter().enumerate() {
             let (root, errors) = DeTable::parse_recoverable(&source.text);
             if !errors.is_empty() {
+                self.unparsed.push(file);
                 for err in &errors {
                     self.report_de(file, 0..0, "", err);
                 }
@@ -452,6 +489,29 @@ fn whole_file(path: &Path, message: String) -> Diagnostic {
         column: 0,
         field: String::new(),
         message,
+    }
+}
+
+/// serde's "unknown field `strat`, expected one of `start`, `end`" with the closest
+/// expected field suggested (the same edit distance as [`unknown_name`]).
+fn did_you_mean(message: &str, unknown: &str) -> String {
+    let Some((_, expected)) = message.split_once("expected") else {
+        return message.to_owned();
+    };
+    let candidates: Vec<String> = expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect();
+    let best = candidates
+        .iter()
+        .map(|k| (strsim_distance(unknown, k), k))
+        .filter(|(d, k)| *d <= (k.len() / 3).max(2))
+        .min();
+    match best {
+        Some((_, k)) => format!("{message} (did you mean `{k}`?)"),
+        None => message.to_owned(),
     }
 }
 

@@ -247,7 +247,7 @@ async fn stale_inputs(live: &cairn_engine::LiveView, ids: &[cairn_model::AssetId
     let Some(view) = guard.as_ref() else {
         return Vec::new();
     };
-    let g = &view.engine.graph;
+    let g = view.engine.graph();
     let mut out: Vec<String> = ids
         .iter()
         .flat_map(|&id| g.asset(id).deps.iter().map(|d| d.upstream))

@@ -37,8 +37,8 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
             let [id] = ids[..] else {
                 anyhow::bail!("--partition needs a selection of exactly one asset (got {})", ids.len());
             };
-            let key = engine.graph.asset(id).key.clone();
-            let index = partition_index(&engine.graph, id, partition, inputs.env)
+            let key = engine.graph().asset(id).key.clone();
+            let index = partition_index(engine.graph(), id, partition, inputs.env)
                 .with_context(|| format!("{partition:?} is not a partition of {key} (now)"))?;
             let reasons = explain(inputs, &staleness, id, index);
             if args.json {
@@ -58,7 +58,7 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
         }
         let mut rows = Vec::new();
         for id in ids {
-            let asset = engine.graph.asset(id);
+            let asset = engine.graph().asset(id);
             // Only partitions that exist count (a removed dynamic key leaves a hole).
             let live = asset.partitions.as_ref().map_or_else(|| cairn_model::partitions::PartitionSet::single(0), |p| p.def.all(inputs.env));
             let counts = staleness.asset(id).counts_in(&live);
@@ -94,8 +94,8 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
                 println!("{:<30} {:>10} {:>8}  {:<9} {}", r["asset"].as_str().unwrap_or(""), partitions, fresh, sla, reasons.join(" "));
             }
         }
-        if engine.orphaned_rows > 0 {
-            eprintln!("note: {} materialization(s) in the store belong to no current asset or partition", engine.orphaned_rows);
+        if engine.orphaned_rows() > 0 {
+            eprintln!("note: {} materialization(s) in the store belong to no current asset or partition", engine.orphaned_rows());
         }
         store.close().await;
         Ok(ExitCode::SUCCESS)

@@ -77,7 +77,12 @@ pub struct Args {
     /// Time a websocket gets to send `connection_init` before it is closed.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     ws_init_timeout: Duration,
-    /// Time running commands get to finish on shutdown before they are killed.
+    /// How often retention prunes the store (the default policy; also once at start).
+    /// Hidden: tests shorten it to see `cairn up` prune on its own.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration, hide = true, env = "CAIRN_PRUNE_EVERY")]
+    prune_every: Duration,
+    /// Time running commands get to finish on shutdown before they are killed; `cairn up`
+    /// exits right after (killing and recording the rest takes a fraction of a second).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     shutdown_grace: Duration,
     #[command(flatten)]
@@ -122,9 +127,17 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
 
         let links = Links::new(Arc::new(graph));
         let graph_rx = links.graph.subscribe();
+        // Degraded mode: a store that refuses writes pauses claiming and planning, and
+        // this task probes it until it takes writes again.
+        let write_health = cairn_store::WriteHealth::default();
+        let recovering = {
+            let (health, store) = (write_health.clone(), store.clone());
+            tokio::spawn(async move { health.recover(&store).await })
+        };
         let launcher = Arc::new(
             Launcher::new(store.clone(), config, graph_rx, links.enqueued.clone())
-                .on_run_end(links.run_ended.clone()),
+                .on_run_end(links.run_ended.clone())
+                .with_write_health(write_health.clone()),
         );
         let launcher_task =
             tokio::spawn(launcher.clone().run(shutdown.clone(), args.shutdown_grace));
@@ -151,6 +164,7 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
                 max_body: args.max_body,
                 ws_init_timeout: args.ws_init_timeout,
             },
+            write_health: write_health.clone(),
         }));
         let serve_options = cairn_api::serve::ServeOptions {
             header_timeout: args.header_timeout,
@@ -169,15 +183,15 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
         // Other workers' dead runs (distributed mode) are found by their silence.
         let recovery_store = store.clone();
         let recovery_stop = shutdown.clone();
-        let (me, stale_after) = (worker.clone(), args.exec.stale_after);
+        let (me, stale_after, prune_every) = (worker.clone(), args.exec.stale_after, args.prune_every);
         let executing = launcher.clone();
         let holder_died = links.holder_died.clone();
         let recovery = tokio::spawn(async move {
-            // Retention (default policy) once at start, then about hourly.
+            // Retention (default policy) once at start, then every `--prune-every` (1 h).
             let mut next_prune = tokio::time::Instant::now();
             loop {
                 if tokio::time::Instant::now() >= next_prune {
-                    next_prune += Duration::from_secs(3600);
+                    next_prune += prune_every;
                     let policy = cairn_store::RetentionPolicy::default();
                     match recovery_store.prune(chrono::Utc::now(), &policy).await {
                         Ok(report) => tracing::info!(?report, "retention pass"),
@@ -186,6 +200,7 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(stale_after / 2) => {}
+                    _ = tokio::time::sleep_until(next_prune) => continue,
                     // The reconciler's previous holder died: its runs are orphans now.
                     _ = holder_died.notified() => {}
                     _ = recovery_stop.cancelled() => break,
@@ -208,7 +223,21 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
             watch_definitions: true,
             holder: worker.clone(),
         };
-        let result = reconciler::run(&store, dir, &links, &opts, &shutdown).await;
+        let result = loop {
+            let result = reconciler::run(&store, dir, &links, &opts, &shutdown).await;
+            // A store refusing writes is waited out (reads keep being served), then the
+            // reconciler starts over from the log.
+            match &result {
+                Err(e) if store_error(e).is_some_and(|f| write_health.report(f)) => {
+                    tokio::select! {
+                        _ = write_health.writable() => continue,
+                        _ = shutdown.cancelled() => break Ok(reconciler::Outcome::Stopped),
+                    }
+                }
+                _ => break result,
+            }
+        };
+        recovering.abort();
         if let Err(e) = &result {
             eprintln!("error: the reconciler stopped: {e:#}");
             shutdown.cancel();
@@ -220,6 +249,13 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
         eprintln!("cairn up: stopped");
         result.map(|_| ExitCode::SUCCESS)
     })
+}
+
+/// The store error behind a failure of the reconciler, if there is one.
+fn store_error(error: &anyhow::Error) -> Option<&cairn_store::Error> {
+    error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<cairn_store::Error>())
 }
 
 /// SIGINT or SIGTERM cancels `shutdown`.

@@ -70,7 +70,7 @@ impl Asset {
         let depth = hops(depth)?;
         let view = view(ctx).await?;
         let id = self.current(&view)?;
-        let g = &view.engine.graph;
+        let g = view.engine.graph();
         Ok(walk(g, id, depth)
             .into_iter()
             .map(|a| Asset::new(g, a))
@@ -91,7 +91,7 @@ impl Asset {
         let (partition_key, details) = {
             let view = view(ctx).await?;
             let id = self.current(&view)?;
-            let asset = view.engine.graph.asset(id);
+            let asset = view.engine.graph().asset(id);
             let key = match (&partition, &asset.partitions, newest_partition) {
                 (None, Some(_), true) => {
                     if live_partitions(&view, id, Utc::now()).is_empty() {
@@ -203,7 +203,7 @@ impl Asset {
 
     /// This asset's id in the current view (definitions may have been reloaded).
     fn current(&self, view: &View) -> async_graphql::Result<AssetId> {
-        asset_id(&view.engine.graph, &self.key)
+        asset_id(view.engine.graph(), &self.key)
     }
 }
 
@@ -306,7 +306,7 @@ impl StalenessReason {
             retries_left: None,
             last_failure_at: None,
         };
-        let upstream_key = |up: &str, key: &str| match view.engine.graph.id_of(up) {
+        let upstream_key = |up: &str, key: &str| match view.engine.graph().id_of(up) {
             Some(id) => shown_key(caller, view, id, key),
             None => gone_asset_key(caller, up, key),
         };
@@ -455,7 +455,7 @@ impl Asset {
     ) -> async_graphql::Result<Option<PartitionDates>> {
         let view = view(ctx).await?;
         let id = self.current(&view)?;
-        let asset = view.engine.graph.asset(id);
+        let asset = view.engine.graph().asset(id);
         let Some(p) = asset.partitions.as_ref() else {
             return Ok(None);
         };
@@ -485,7 +485,7 @@ impl Asset {
         }
         let view = view(ctx).await?;
         let id = self.current(&view)?;
-        let asset = view.engine.graph.asset(id);
+        let asset = view.engine.graph().asset(id);
         let env = view.engine.env(view.as_of);
         let time = asset
             .partitions
@@ -549,7 +549,7 @@ impl Asset {
             return Ok(None);
         };
         let policy = view.engine.freshness_policy(id).expect("evaluated above");
-        let over = view.engine.freshness_overrides.get(&id);
+        let over = view.engine.freshness_override(id);
         let secs = |d: std::time::Duration| d.as_secs() as i64;
         Ok(Some(FreshnessInfo {
             status: f.status.as_str().into(),

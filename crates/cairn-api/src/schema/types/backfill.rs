@@ -45,7 +45,7 @@ impl Backfill {
                     .and_then(|a| a.as_str())
                     .unwrap_or_default()
                     .to_owned();
-                let id = view.engine.graph.id_of(&asset);
+                let id = view.engine.graph().id_of(&asset);
                 let ranges = t
                     .get("ranges")
                     .and_then(|r| r.as_array())

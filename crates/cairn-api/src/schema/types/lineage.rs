@@ -44,7 +44,7 @@ pub struct LineageEdge {
 impl Lineage {
     /// The subgraph of `ids` (and the edges between them).
     pub fn of(view: &View, ids: &[AssetId], now: DateTime<Utc>) -> Self {
-        let g = &view.engine.graph;
+        let g = view.engine.graph();
         let mut member = vec![false; g.len()];
         for id in ids {
             member[id.index()] = true;
@@ -114,7 +114,7 @@ pub struct PartitionRef {
 
 impl PartitionRef {
     pub fn new(caller: &Caller, view: &View, id: AssetId, set: &PartitionSet) -> Self {
-        let g = &view.engine.graph;
+        let g = view.engine.graph();
         let env = view.engine.env(view.as_of);
         let key = |i: u32| key_at(caller, view, id, i, env);
         Self {

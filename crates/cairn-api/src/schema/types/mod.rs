@@ -136,11 +136,11 @@ impl async_graphql::OutputType for Key {
 
 /// A partition key as the caller may see it.
 pub fn shown_key(caller: &Caller, view: &View, id: AssetId, key: &str) -> Key {
-    let asset = view.engine.graph.asset(id);
+    let asset = view.engine.graph().asset(id);
     if !masks_keys(caller, asset) {
         return Key::real(asset, key);
     }
-    match partition_index(&view.engine.graph, id, key, view.engine.env(Utc::now())) {
+    match partition_index(view.engine.graph(), id, key, view.engine.env(Utc::now())) {
         Some(i) => Key::plain(format!("masked:{i}")),
         None => Key::plain("masked"),
     }
@@ -148,18 +148,18 @@ pub fn shown_key(caller: &Caller, view: &View, id: AssetId, key: &str) -> Key {
 
 /// The key at position `i` of an asset's partitions, as the caller may see it.
 pub fn key_at(caller: &Caller, view: &View, id: AssetId, i: u32, env: PartitionEnv<'_>) -> Key {
-    let asset = view.engine.graph.asset(id);
+    let asset = view.engine.graph().asset(id);
     if masks_keys(caller, asset) {
         Key::plain(format!("masked:{i}"))
     } else {
-        Key::real(asset, partition_key(&view.engine.graph, id, i, env))
+        Key::real(asset, partition_key(view.engine.graph(), id, i, env))
     }
 }
 
 /// A key of a run's asset as the caller may see it; runs of assets no longer defined are
 /// masked when the run was a PHI run (their keys may have been sensitive).
 fn shown_run_key(caller: &Caller, view: &View, asset: &str, phi_run: bool, key: &str) -> Key {
-    match view.engine.graph.id_of(asset) {
+    match view.engine.graph().id_of(asset) {
         Some(id) => shown_key(caller, view, id, key),
         None if phi_run && !caller.phi => Key::plain("masked"),
         None if phi_run => Key {
@@ -185,7 +185,7 @@ pub fn gone_asset_key(caller: &Caller, asset: &str, key: &str) -> Key {
 
 /// The partitions of an asset that exist now (a removed dynamic key leaves a hole).
 pub fn live_partitions(view: &View, id: AssetId, now: DateTime<Utc>) -> PartitionSet {
-    match &view.engine.graph.asset(id).partitions {
+    match &view.engine.graph().asset(id).partitions {
         None => PartitionSet::single(0),
         Some(p) => p.def.all(view.engine.env(now)),
     }
@@ -202,7 +202,7 @@ pub fn resolve_partition(
     partition: Option<&str>,
     newest: bool,
 ) -> async_graphql::Result<(u32, String)> {
-    let graph = &view.engine.graph;
+    let graph = view.engine.graph();
     let asset = graph.asset(id);
     let now = Utc::now();
     let env = view.engine.env(now);

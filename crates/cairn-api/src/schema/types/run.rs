@@ -34,7 +34,7 @@ pub struct Run {
 
 impl Run {
     pub fn new(run: cairn_store::Run, caller: &Caller, view: &View) -> Self {
-        let phi = match view.engine.graph.get(&run.asset) {
+        let phi = match view.engine.graph().get(&run.asset) {
             Some(a) => a.classification.effective.is_protected(),
             None => true,
         };
