@@ -131,6 +131,8 @@ pub(crate) fn crawl_args(per_partition: bool) -> impl Fn(&str, &str) -> Option<S
     move |ty, field| match (ty, field) {
         ("Asset", "staleness") if per_partition => Some("(partition: $p)".into()),
         ("Asset", "staleness") => Some("-".into()),
+        // Needs days inside the asset's partitions: read on its own, per asset.
+        ("Asset", "partitionsBetween") => Some("-".into()),
         ("Asset", "latestMaterialization") if per_partition => Some("(partition: $p)".into()),
         ("Asset", "history" | "partitionKeys" | "runs") => Some("(first: 500)".into()),
         ("Backfill", "runs") => Some("(first: 500)".into()),
@@ -230,6 +232,30 @@ pub(crate) fn crawl(w: &World, token: &str) -> Crawl {
             get(&per_asset, json!({ "key": key, "p": p }));
         }
     }
+
+    // Days to keys, over all the days each time-partitioned asset covers.
+    for key in &assets {
+        let d = get(
+            "query($key: String!) { asset(key: $key) { partitionDates { earliest latest } } }",
+            json!({ "key": key }),
+        );
+        let dates = &d["asset"]["partitionDates"];
+        if !dates.is_null() {
+            get(
+                "query($key: String!, $from: String!, $to: String!) { asset(key: $key) { partitionsBetween(from: $from, to: $to) { firstKey lastKey count } } }",
+                json!({ "key": key, "from": dates["earliest"], "to": dates["latest"] }),
+            );
+        }
+    }
+    covered.extend(
+        [
+            "Asset.partitionsBetween",
+            "DateRangePartitions.firstKey",
+            "DateRangePartitions.lastKey",
+            "DateRangePartitions.count",
+        ]
+        .map(String::from),
+    );
 
     // Each run and each backfill on its own.
     let per_run = format!(
