@@ -131,7 +131,7 @@ pub(crate) fn crawl_args(per_partition: bool) -> impl Fn(&str, &str) -> Option<S
     move |ty, field| match (ty, field) {
         ("Asset", "staleness") if per_partition => Some("(partition: $p)".into()),
         ("Asset", "staleness") => Some("-".into()),
-        // A range of days, refused for assets without time partitions: read on its own below.
+        // Needs days inside the asset's partitions: read on its own, per asset.
         ("Asset", "partitionsBetween") => Some("-".into()),
         ("Asset", "latestMaterialization") if per_partition => Some("(partition: $p)".into()),
         ("Asset", "history" | "partitionKeys" | "runs") => Some("(first: 500)".into()),
@@ -231,16 +231,19 @@ pub(crate) fn crawl(w: &World, token: &str) -> Crawl {
         for p in partitions {
             get(&per_asset, json!({ "key": key, "p": p }));
         }
-        // The days its time partitions cover, as a range of keys.
-        let days = get(
+    }
+
+    // Days to keys, over all the days each time-partitioned asset covers.
+    for key in &assets {
+        let d = get(
             "query($key: String!) { asset(key: $key) { partitionDates { earliest latest } } }",
             json!({ "key": key }),
         );
-        let days = &days["asset"]["partitionDates"];
-        if !days.is_null() {
+        let dates = &d["asset"]["partitionDates"];
+        if !dates.is_null() {
             get(
                 "query($key: String!, $from: String!, $to: String!) { asset(key: $key) { partitionsBetween(from: $from, to: $to) { firstKey lastKey count } } }",
-                json!({ "key": key, "from": days["earliest"], "to": days["latest"] }),
+                json!({ "key": key, "from": dates["earliest"], "to": dates["latest"] }),
             );
         }
     }

@@ -1,15 +1,22 @@
 //! Browser benchmarks (ignored by default; figures printed):
 //!
-//! `cargo test --release --test browser -- --ignored --nocapture bench`
+//! `cargo test -p cairn --test browser -- --ignored --nocapture bench`, against this
+//! build's `cairn`; against a release build of the server:
+//! `cargo build --release -p cairn && CAIRN_BIN=target/release/cairn cargo test -p cairn
+//! --test browser -- --ignored --nocapture bench`.
 //!
-//! - time from navigation to the first drawn lineage graph of 2,000 generated assets
-//!   (target under 1 s), and frames per second while panning and zooming it (target 30+);
+//! - time from navigation to the frame after the lineage graph of 2,000 generated assets
+//!   is painted (target under 1 s), with where it went (the page's files, the API's
+//!   answers, the drawing), and frames per second while panning and zooming it (target 30+);
 //! - an asset with 100,000 hourly partitions: navigation to a drawn health bar (target
 //!   under 1 s).
 //!
-//! Measured 2026-12-02 on the shared 2-core build machine (under load), debug build of the
-//! server: first render 1.1 s median, pan/zoom 40 frames per second, health bar of 100,137
-//! partitions drawn in 259 ms median.
+//! Measured 2026-12-02 on the shared 2-core build machine (load 7 to 12), medians of five:
+//! - before (debug server, labels always laid out, the frame before paint): first render
+//!   1,191 ms, pan/zoom 59 fps, health bar of 100,142 partitions 235 ms;
+//! - after, debug server: 803 ms, 59 fps, 257 ms;
+//! - after, release server (`CAIRN_BIN`): 582 ms (API answered by ~150 ms, drawing 280 to
+//!   680 ms), 52 fps, 141 ms.
 
 use std::fmt::Write as _;
 

@@ -22,12 +22,15 @@ mod ui;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The `cairn` binary under test: this build's, or `CAIRN_BIN` (the benches point it at a
-/// release build: `cargo build --release -p cairn`).
+/// The `cairn` binary under test: this build's, or `CAIRN_BIN` (relative to the
+/// repository's root; the benches point it at a release build, `target/release/cairn`).
 fn cairn_bin() -> PathBuf {
-    std::env::var_os("CAIRN_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_cairn")))
+    match std::env::var_os("CAIRN_BIN") {
+        Some(bin) => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(bin),
+        None => PathBuf::from(env!("CARGO_BIN_EXE_cairn")),
+    }
 }
 
 const WAREHOUSE: &str = r#"
