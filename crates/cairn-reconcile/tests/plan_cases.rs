@@ -378,3 +378,83 @@ compute = { command = ["true"] }
         "once per tick"
     );
 }
+
+#[test]
+fn a_waiting_backfill_says_which_upstream_partitions_it_waits_for_and_why() {
+    // `a1+` over the whole year; its upstream a0 (outside the selection) was built only for
+    // the last 10 days, and one of its days failed for good (no retries).
+    let g = graph(&chain("\"manual\"", 3, ""));
+    let mut log = Log::new(&g, "2026-01-01T12:00:00Z");
+    let day = |d: u32| {
+        (chrono::NaiveDate::from_ymd_opt(2025, 1, 1).unwrap()
+            + chrono::Duration::days(i64::from(d)))
+        .to_string()
+    };
+    for d in 355..365 {
+        log.mat("chain/a0", &day(d), "v1");
+    }
+    log.fail("chain/a0", &day(100));
+    let (a0, a1, a2) = (
+        g.id_of("chain/a0").unwrap(),
+        g.id_of("chain/a1").unwrap(),
+        g.id_of("chain/a2").unwrap(),
+    );
+    let backfill = [BackfillTarget {
+        id: "bf1".into(),
+        targets: vec![
+            (a1, PartitionSet::from_range(0..365)),
+            (a2, PartitionSet::from_range(0..365)),
+        ],
+        since_event: 0,
+    }];
+    let none = vec![PartitionSet::new(); g.len()];
+    let (lines, p) = planned(&log, &none, &backfill, &HashMap::new());
+    assert_eq!(
+        lines.len(),
+        10,
+        "only the days whose input exists: {lines:?}"
+    );
+    let b = &p.backfills[0];
+    assert_eq!(b.per_asset[0].1.waiting, 355);
+    let shown: Vec<(AssetId, Vec<(AssetId, &str, Vec<std::ops::Range<u32>>)>)> = b
+        .waiting_for
+        .iter()
+        .map(|(id, blockers)| {
+            (
+                *id,
+                blockers
+                    .iter()
+                    .map(|x| {
+                        (
+                            x.upstream,
+                            x.reason.as_str(),
+                            x.partitions.ranges().to_vec(),
+                        )
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            (
+                a1,
+                vec![
+                    (a0, "failed", vec![100..101]),
+                    (a0, "missing", vec![0..100, 101..355])
+                ]
+            ),
+            // a2 waits for a1, which this backfill rebuilds: 10 days now, the rest later.
+            (
+                a2,
+                vec![
+                    (a1, "running", vec![355..365]),
+                    (a1, "backfill", vec![0..355])
+                ]
+            ),
+        ]
+    );
+    // a0 is no target of the backfill: it waits for nothing itself.
+    assert!(b.waiting_for.iter().all(|(id, _)| *id != a0));
+}
