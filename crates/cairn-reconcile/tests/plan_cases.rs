@@ -416,43 +416,30 @@ fn a_waiting_backfill_says_which_upstream_partitions_it_waits_for_and_why() {
     );
     let b = &p.backfills[0];
     assert_eq!(b.per_asset[0].1.waiting, 355);
-    let shown: Vec<(AssetId, Vec<(AssetId, &str, Vec<std::ops::Range<u32>>)>)> = b
+    let key = |id: AssetId| g.asset(id).key.to_string();
+    let shown: Vec<String> = b
         .waiting_for
         .iter()
-        .map(|(id, blockers)| {
-            (
-                *id,
-                blockers
-                    .iter()
-                    .map(|x| {
-                        (
-                            x.upstream,
-                            x.reason.as_str(),
-                            x.partitions.ranges().to_vec(),
-                        )
-                    })
-                    .collect(),
-            )
+        .flat_map(|(id, blockers)| {
+            blockers.iter().map(move |x| {
+                format!(
+                    "{} <- {} {} {:?}",
+                    key(*id),
+                    key(x.upstream),
+                    x.reason.as_str(),
+                    x.partitions.ranges()
+                )
+            })
         })
         .collect();
     assert_eq!(
         shown,
         [
-            (
-                a1,
-                vec![
-                    (a0, "failed", vec![100..101]),
-                    (a0, "missing", vec![0..100, 101..355])
-                ]
-            ),
+            "chain/a1 <- chain/a0 failed [100..101]",
+            "chain/a1 <- chain/a0 missing [0..100, 101..355]",
             // a2 waits for a1, which this backfill rebuilds: 10 days now, the rest later.
-            (
-                a2,
-                vec![
-                    (a1, "running", vec![355..365]),
-                    (a1, "backfill", vec![0..355])
-                ]
-            ),
+            "chain/a2 <- chain/a1 running [355..365]",
+            "chain/a2 <- chain/a1 backfill [0..355]",
         ]
     );
     // a0 is no target of the backfill: it waits for nothing itself.
