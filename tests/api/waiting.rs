@@ -58,4 +58,14 @@ pub(crate) fn a_waiting_backfill_says_what_it_waits_for(backend: &Backend) {
             && stdout.contains("ops/census_report waits for ops/census_rollup: 3 partition(s) still to be rebuilt by a backfill"),
         "{stdout}"
     );
+
+    // A canceled backfill waits for nothing any more.
+    w.q(
+        &w.admin,
+        "mutation($id: String!) { cancelBackfill(id: $id) { id } }",
+        json!({ "id": id }),
+    );
+    let ended = w.q(&w.admin, query, json!({ "id": id }))["backfill"].clone();
+    assert_eq!(ended["status"], "canceled", "{ended}");
+    assert_eq!(ended["waitingFor"], json!([]), "{ended}");
 }

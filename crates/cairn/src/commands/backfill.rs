@@ -86,8 +86,10 @@ fn manage(store_url: &str, args: &Args) -> anyhow::Result<ExitCode> {
                     "{}  {:<10} {:<30} {}",
                     b.id, b.status, b.selection, b.progress
                 );
-                for line in cairn_engine::waiting::describe(&b.progress) {
-                    println!("    {line}");
+                if matches!(b.status.as_str(), "requested" | "running") {
+                    for line in cairn_engine::waiting::describe(&b.progress) {
+                        println!("    {line}");
+                    }
                 }
             }
         }

@@ -23,7 +23,7 @@ pub struct Backfill {
     /// Per asset: requested, done, in_flight, running, planned, failed, waiting.
     pub progress: Json<serde_json::Value>,
     /// What its waiting partitions wait for: per target asset, the upstream partitions
-    /// that are not ready, and why (empty when nothing waits for an input).
+    /// that are not ready, and why (empty when nothing waits for an input, or it ended).
     pub waiting_for: Vec<BackfillBlocker>,
 }
 
@@ -136,7 +136,11 @@ pub struct BackfillTarget {
 
 impl Backfill {
     pub fn new(mut b: cairn_store::Backfill, caller: &Caller, view: &View) -> Self {
-        let waiting_for = take_waiting_for(&mut b.progress, caller, view);
+        let mut waiting_for = take_waiting_for(&mut b.progress, caller, view);
+        if !matches!(b.status.as_str(), "requested" | "running") {
+            // An ended backfill waits for nothing (its last progress may say otherwise).
+            waiting_for.clear();
+        }
         let targets = b
             .partitions
             .get("targets")
