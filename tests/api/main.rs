@@ -26,6 +26,7 @@ mod reports;
 mod roles;
 mod security;
 mod subscriptions;
+mod waiting;
 
 use adversarial::*;
 use bad_arguments::*;
@@ -37,6 +38,7 @@ use reports::*;
 use roles::*;
 use security::*;
 use subscriptions::*;
+use waiting::*;
 
 /// How long any wait may take before the test fails.
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -795,6 +797,7 @@ on_both_backends!(
     subscriptions_stream_run_status_and_logs,
     local_mode_is_safe_from_other_web_pages,
     token_mode_bounds_every_request,
+    a_waiting_backfill_says_what_it_waits_for,
 );
 
 /// Behaviour of the HTTP layer alone: one backend is enough (the crawl reads the SQLite

@@ -129,7 +129,22 @@ function progress(b) {
     h("span", { class: "progress-text" }, `${done}/${total} done` + (failed ? `, ${failed} failed` : "") + (Number(b.inFlight) ? `, ${b.inFlight} in flight` : "")));
 }
 
-const BF = "id selection status createdBy createdAt requested done failed inFlight";
+const BF = "id selection status createdBy createdAt requested done failed inFlight waitingFor { asset upstream reason partitions ranges }";
+
+const WAIT_REASONS = { RUNNING: "queued or running", FAILED: "failed, no retries left", RETRYING: "failed, retry due later",
+  BACKFILL: "still to be rebuilt by a backfill", MISSING: "missing, and nothing builds them", STALE: "stale, and nothing rebuilds them" };
+
+/** What a backfill's waiting partitions wait for at its root: inputs nothing here builds
+ * (not the ones it rebuilds itself, nor runs in flight). */
+function waits(b) {
+  const roots = [...new Set(b.waitingFor.filter((w) => w.reason !== "BACKFILL" && w.reason !== "RUNNING")
+    .map((w) => `${w.upstream} (${w.partitions} ${w.reason.toLowerCase()})`))];
+  return roots.length ? h("div", { class: "muted bf-waits" }, `Waits for ${roots.join(", ")}`) : null;
+}
+
+function keyRanges(ranges) {
+  return ranges.map((r) => r[0] === r[1] ? r[0] : `${r[0]} … ${r[1]}`).join(", ");
+}
 
 export async function backfillsView(root, signal) {
   const list = h("div", { id: "backfills-list" });
@@ -142,7 +157,7 @@ export async function backfillsView(root, signal) {
         h("thead", {}, h("tr", {}, ["Backfill", "Selection", "Status", "Progress", "By", "Created"].map((c) => h("th", { scope: "col" }, c)))),
         h("tbody", {}, r.backfills.map((b) => h("tr", {},
           h("td", {}, h("a", { href: `#/backfill/${b.id}` }, b.id.slice(0, 8))), h("td", {}, b.selection),
-          h("td", {}, h("span", { class: `pill bf-${b.status}` }, b.status)), h("td", {}, progress(b)),
+          h("td", {}, h("span", { class: `pill bf-${b.status}` }, b.status)), h("td", {}, progress(b), waits(b)),
           h("td", {}, b.createdBy), h("td", {}, fmtTime(b.createdAt)))))) : h("p", { class: "muted" }, "No backfills yet."));
     } catch (e) {
       list.replaceChildren(h("p", { class: "error", role: "alert" }, e.message));
@@ -165,7 +180,11 @@ export async function backfillView(root, id, signal) {
     if (signal.aborted) return;
     body.replaceChildren(h("p", {}, h("span", { id: "backfill-status", class: `pill bf-${b.status}` }, b.status), ` ${b.selection}, by ${b.createdBy}, ${fmtTime(b.createdAt)}`),
       h("div", { id: "backfill-progress", dataset: { done: String(b.done), requested: String(b.requested), failed: String(b.failed) } }, progress(b)),
-      h("ul", {}, b.targets.map((t) => h("li", {}, h("a", { href: assetHref(t.asset) }, t.asset), ": ", t.ranges.map((r) => r[0] === r[1] ? r[0] : `${r[0]} … ${r[1]}`).join(", ")))));
+      h("ul", {}, b.targets.map((t) => h("li", {}, h("a", { href: assetHref(t.asset) }, t.asset), ": ", keyRanges(t.ranges)))),
+      b.waitingFor.length ? h("div", { id: "backfill-waiting" }, h("h2", {}, "Waiting for"),
+        h("ul", {}, b.waitingFor.map((w) => h("li", {}, h("a", { href: assetHref(w.asset) }, w.asset), " waits for ",
+          h("a", { href: assetHref(w.upstream) }, w.upstream), `: ${w.partitions} partition(s) ${WAIT_REASONS[w.reason] || w.reason}`,
+          w.ranges.length > 0 && w.ranges[0][0] !== "" ? ` (${keyRanges(w.ranges)})` : "")))) : null);
     runs.replaceChildren(runsTable(b.runs.items, true));
     if (cancel) cancel.hidden = b.status === "completed" || b.status === "canceled";
     await sleep(1500);

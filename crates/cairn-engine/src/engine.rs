@@ -557,6 +557,8 @@ impl Engine {
                         )
                     })
                     .collect();
+                let mut progress = progress;
+                crate::waiting::annotate(&self.graph, self.env(now), b, &mut progress);
                 let status = if b.finished { "completed" } else { "running" };
                 BackfillUpdate {
                     id: b.id.clone(),

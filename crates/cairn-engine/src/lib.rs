@@ -6,6 +6,7 @@ pub mod backfill;
 pub mod engine;
 pub mod live;
 pub mod report;
+pub mod waiting;
 
 pub use engine::{
     Engine, FreshnessOverride, InFlight, TickContext, TickInputs, TickPlan, TickReport,

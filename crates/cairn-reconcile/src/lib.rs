@@ -8,11 +8,13 @@ pub mod freshness;
 pub mod plan;
 pub mod staleness;
 pub mod state;
+pub mod waiting;
 
 pub use freshness::{Freshness, FreshnessStatus};
 pub use plan::{BackfillTarget, Observed, Plan, PlanInput, PlannedRun, Trigger};
 pub use staleness::{Inputs, Reason, Staleness};
 pub use state::{Failure, Materialized, State};
+pub use waiting::{Blocker, WaitReason};
 
 /// "3h 5m", "2d 4h", "45s": an age for people.
 pub fn fmt_age(d: chrono::Duration) -> String {

@@ -20,6 +20,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
 use crate::staleness::{CODE_CHANGED, FAILED, Inputs, MISSING, Staleness, UPSTREAM_CHANGED};
+use crate::waiting::{Blocker, Blocking};
 
 /// A backfill in progress: what it rebuilds, and from which log position on a
 /// materialization counts as done.
@@ -71,6 +72,8 @@ pub struct Progress {
 pub struct BackfillProgress {
     pub id: String,
     pub per_asset: Vec<(AssetId, Progress)>,
+    /// Per target asset with waiting partitions, what they wait for (see [`crate::waiting`]).
+    pub waiting_for: Vec<(AssetId, Vec<Blocker>)>,
     /// Every partition is done or failed for good.
     pub finished: bool,
 }
@@ -311,7 +314,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
             if ready.len() as usize >= budget.min(pool_limit) {
                 break;
             }
-            if inputs_ready(input, &planned, &backfill_left, asset, p) {
+            if inputs_ready(input, &planned, &backfill_left, &exhausted, asset, p) {
                 ready.insert(p);
             }
         }
@@ -352,11 +355,19 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     }
     cron_handled.sort();
 
+    let blocking = Blocking {
+        staleness: input.staleness,
+        in_flight: input.in_flight,
+        planned: &planned,
+        backfill_left: &backfill_left,
+        exhausted: &exhausted,
+    };
     let backfills: Vec<BackfillProgress> = input
         .backfills
         .iter()
         .enumerate()
         .map(|(b, backfill)| {
+            let mut waiting_for = Vec::new();
             let per_asset: Vec<(AssetId, Progress)> = backfill
                 .targets
                 .iter()
@@ -368,6 +379,14 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
                     let flying = left.intersection(in_flight(*id));
                     let now_planned = left.intersection(&planned[id.index()]);
                     let failed = left.intersection(&exhausted[id.index()]);
+                    let waiting = left
+                        .difference(&flying)
+                        .difference(&now_planned)
+                        .difference(&failed);
+                    let blockers = blocking.blockers(graph, inputs.env, *id, &waiting);
+                    if !blockers.is_empty() {
+                        waiting_for.push((*id, blockers));
+                    }
                     let progress = Progress {
                         requested: set.len(),
                         done: set.len() - left.len(),
@@ -396,6 +415,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
             BackfillProgress {
                 id: backfill.id.clone(),
                 per_asset,
+                waiting_for,
                 finished,
             }
         })
@@ -420,27 +440,20 @@ fn inputs_ready(
     input: &PlanInput<'_>,
     planned: &[PartitionSet],
     backfill_left: &[PartitionSet],
+    exhausted: &[PartitionSet],
     asset: &AssetDef,
     p: u32,
 ) -> bool {
     let inputs = input.inputs;
-    let empty = PartitionSet::new();
+    let blocking = Blocking {
+        staleness: input.staleness,
+        in_flight: input.in_flight,
+        planned,
+        backfill_left,
+        exhausted,
+    };
     asset.deps.iter().all(|dep| {
-        let up = dep.upstream.index();
-        let blocked = |r: &Range<u32>| {
-            input
-                .in_flight
-                .get(up)
-                .unwrap_or(&empty)
-                .intersects_range(r)
-                || planned[up].intersects_range(r)
-                || input
-                    .staleness
-                    .asset(dep.upstream)
-                    .not_fresh()
-                    .intersects_range(r)
-                || backfill_left[up].intersects_range(r)
-        };
+        let blocked = |r: &Range<u32>| blocking.intersects_range(dep.upstream, r);
         match dep.mapping.upstream_range(p, inputs.len(dep.upstream)) {
             Some(r) => !blocked(&r),
             None => !dep

@@ -378,3 +378,70 @@ compute = { command = ["true"] }
         "once per tick"
     );
 }
+
+#[test]
+fn a_waiting_backfill_says_which_upstream_partitions_it_waits_for_and_why() {
+    // `a1+` over the whole year; its upstream a0 (outside the selection) was built only for
+    // the last 10 days, and one of its days failed for good (no retries).
+    let g = graph(&chain("\"manual\"", 3, ""));
+    let mut log = Log::new(&g, "2026-01-01T12:00:00Z");
+    let day = |d: u32| {
+        (chrono::NaiveDate::from_ymd_opt(2025, 1, 1).unwrap()
+            + chrono::Duration::days(i64::from(d)))
+        .to_string()
+    };
+    for d in 355..365 {
+        log.mat("chain/a0", &day(d), "v1");
+    }
+    log.fail("chain/a0", &day(100));
+    let (a0, a1, a2) = (
+        g.id_of("chain/a0").unwrap(),
+        g.id_of("chain/a1").unwrap(),
+        g.id_of("chain/a2").unwrap(),
+    );
+    let backfill = [BackfillTarget {
+        id: "bf1".into(),
+        targets: vec![
+            (a1, PartitionSet::from_range(0..365)),
+            (a2, PartitionSet::from_range(0..365)),
+        ],
+        since_event: 0,
+    }];
+    let none = vec![PartitionSet::new(); g.len()];
+    let (lines, p) = planned(&log, &none, &backfill, &HashMap::new());
+    assert_eq!(
+        lines.len(),
+        10,
+        "only the days whose input exists: {lines:?}"
+    );
+    let b = &p.backfills[0];
+    assert_eq!(b.per_asset[0].1.waiting, 355);
+    let key = |id: AssetId| g.asset(id).key.to_string();
+    let shown: Vec<String> = b
+        .waiting_for
+        .iter()
+        .flat_map(|(id, blockers)| {
+            blockers.iter().map(move |x| {
+                format!(
+                    "{} <- {} {} {:?}",
+                    key(*id),
+                    key(x.upstream),
+                    x.reason.as_str(),
+                    x.partitions.ranges()
+                )
+            })
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            "chain/a1 <- chain/a0 failed [100..101]",
+            "chain/a1 <- chain/a0 missing [0..100, 101..355]",
+            // a2 waits for a1, which this backfill rebuilds: 10 days now, the rest later.
+            "chain/a2 <- chain/a1 running [355..365]",
+            "chain/a2 <- chain/a1 backfill [0..355]",
+        ]
+    );
+    // a0 is no target of the backfill: it waits for nothing itself.
+    assert!(b.waiting_for.iter().all(|(id, _)| *id != a0));
+}

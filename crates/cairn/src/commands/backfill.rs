@@ -86,6 +86,11 @@ fn manage(store_url: &str, args: &Args) -> anyhow::Result<ExitCode> {
                     "{}  {:<10} {:<30} {}",
                     b.id, b.status, b.selection, b.progress
                 );
+                if matches!(b.status.as_str(), "requested" | "running") {
+                    for line in cairn_engine::waiting::describe(&b.progress) {
+                        println!("    {line}");
+                    }
+                }
             }
         }
         let audit = |action: &str, id: &str, details: serde_json::Value| cairn_store::NewAudit {

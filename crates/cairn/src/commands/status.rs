@@ -94,6 +94,18 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
                 println!("{:<30} {:>10} {:>8}  {:<9} {}", r["asset"].as_str().unwrap_or(""), partitions, fresh, sla, reasons.join(" "));
             }
         }
+        if !args.json {
+            // Backfills in progress that wait for something, and what.
+            for b in store.backfills(1_000).await? {
+                let lines = cairn_engine::waiting::describe(&b.progress);
+                if matches!(b.status.as_str(), "requested" | "running") && !lines.is_empty() {
+                    println!("\nbackfill {} ({}) waits:", b.id, b.selection);
+                    for line in lines {
+                        println!("  {line}");
+                    }
+                }
+            }
+        }
         if engine.orphaned_rows() > 0 {
             eprintln!("note: {} materialization(s) in the store belong to no current asset or partition", engine.orphaned_rows());
         }

@@ -22,6 +22,109 @@ pub struct Backfill {
     pub in_flight: Int64,
     /// Per asset: requested, done, in_flight, running, planned, failed, waiting.
     pub progress: Json<serde_json::Value>,
+    /// What its waiting partitions wait for: per target asset, the upstream partitions
+    /// that are not ready, and why (empty when nothing waits for an input, or it ended).
+    pub waiting_for: Vec<BackfillBlocker>,
+}
+
+/// Upstream partitions that keep a backfill's partitions of one asset from being launched.
+#[derive(SimpleObject)]
+pub struct BackfillBlocker {
+    /// The backfill's target asset whose partitions wait.
+    pub asset: String,
+    /// The asset they read that is not ready.
+    pub upstream: String,
+    pub reason: BackfillWaitReason,
+    /// How many partitions of `upstream` are not ready.
+    pub partitions: Int64,
+    /// Inclusive [first, last] key ranges of them (the first 20); keys of sensitive
+    /// partitions definitions are masked without the `phi` scope.
+    pub ranges: Vec<Vec<Key>>,
+}
+
+/// Why upstream partitions are not ready.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+pub enum BackfillWaitReason {
+    /// Queued, claimed or running, or planned by the reconciler's latest tick.
+    Running,
+    /// The latest attempt failed, with no retries left.
+    Failed,
+    /// The latest attempt failed; a retry is due later.
+    Retrying,
+    /// Still to be rebuilt by a backfill, and waiting itself.
+    Backfill,
+    /// Never materialized, and nothing is building them.
+    Missing,
+    /// Stale, and nothing is rebuilding them.
+    Stale,
+}
+
+impl BackfillWaitReason {
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "running" => Self::Running,
+            "failed" => Self::Failed,
+            "retrying" => Self::Retrying,
+            "backfill" => Self::Backfill,
+            "missing" => Self::Missing,
+            "stale" => Self::Stale,
+            _ => return None,
+        })
+    }
+}
+
+/// The `waiting_for` lists of a stored progress, as blockers; removed from `progress`,
+/// whose raw keys would bypass the masking of sensitive keys.
+fn take_waiting_for(
+    progress: &mut serde_json::Value,
+    caller: &Caller,
+    view: &View,
+) -> Vec<BackfillBlocker> {
+    let mut out = Vec::new();
+    for (target, entry) in progress.as_object_mut().into_iter().flatten() {
+        let Some(serde_json::Value::Array(list)) =
+            entry.as_object_mut().and_then(|e| e.remove("waiting_for"))
+        else {
+            continue;
+        };
+        for b in list {
+            let str_of = |field: &str| b.get(field).and_then(|v| v.as_str()).unwrap_or_default();
+            let Some(reason) = BackfillWaitReason::parse(str_of("reason")) else {
+                continue;
+            };
+            let upstream = str_of("asset").to_owned();
+            let id = view.engine.graph().id_of(&upstream);
+            let ranges = b
+                .get("ranges")
+                .and_then(|r| r.as_array())
+                .into_iter()
+                .flatten()
+                .map(|r| {
+                    r.as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|k| k.as_str())
+                        .map(|k| match id {
+                            Some(id) => shown_key(caller, view, id, k),
+                            None => gone_asset_key(caller, &upstream, k),
+                        })
+                        .collect()
+                })
+                .collect();
+            out.push(BackfillBlocker {
+                asset: target.clone(),
+                reason,
+                partitions: b
+                    .get("partitions")
+                    .and_then(|v| v.as_u64())
+                    .unwrap_or(0)
+                    .into(),
+                ranges,
+                upstream,
+            });
+        }
+    }
+    out
 }
 
 #[derive(SimpleObject)]
@@ -32,7 +135,12 @@ pub struct BackfillTarget {
 }
 
 impl Backfill {
-    pub fn new(b: cairn_store::Backfill, caller: &Caller, view: &View) -> Self {
+    pub fn new(mut b: cairn_store::Backfill, caller: &Caller, view: &View) -> Self {
+        let mut waiting_for = take_waiting_for(&mut b.progress, caller, view);
+        if !matches!(b.status.as_str(), "requested" | "running") {
+            // An ended backfill waits for nothing (its last progress may say otherwise).
+            waiting_for.clear();
+        }
         let targets = b
             .partitions
             .get("targets")
@@ -87,6 +195,7 @@ impl Backfill {
             updated_at: b.updated_at,
             targets,
             progress: Json(b.progress),
+            waiting_for,
         }
     }
 }
