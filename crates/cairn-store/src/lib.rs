@@ -21,7 +21,7 @@ mod write_tx;
 pub use backend::Dialect;
 pub use error::{Error, Result, WriteFault};
 pub use health::{Degraded, WriteHealth};
-pub use open::{StoreUrl, default_sqlite_path};
+pub use open::{StoreUrl, default_sqlite_path, resolve_url};
 pub use types::*;
 
 backend::store_backend!(SqliteStore, sqlx::Sqlite, crate::backend::Dialect::Sqlite);
