@@ -182,7 +182,7 @@ delegate! {
     fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
     fn lease_holder(&self, name: &str) -> Result<Option<String>>;
     fn interruptions_in_a_row(&self, asset: &str, partition: Option<&str>) -> Result<u32>;
-    fn run_counts(&self) -> Result<Vec<(String, i64)>>;
+    fn run_counts(&self) -> Result<Vec<RunCount>>;
 }
 
 impl Store {

@@ -409,6 +409,13 @@ pub struct ActiveRun {
     pub status: String,
 }
 
+/// How many runs are in one status.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct RunCount {
+    pub status: String,
+    pub count: i64,
+}
+
 /// A run to enqueue.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewRun {
