@@ -9,7 +9,10 @@ use cairn_store::Store;
 use crate::guard::LocalIdentity;
 
 /// What a role may do; each includes the ones before it.
+// With the `clap` feature, also the value of `cairn token create --role`. The variants' docs
+// are both the GraphQL descriptions and the command line's help.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, async_graphql::Enum)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Role {
     /// Reads the catalog, runs and backfills.
     Viewer,
@@ -29,6 +32,7 @@ impl Role {
         }
     }
 
+    /// As the store, the API and the command line spell it.
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Viewer => "viewer",

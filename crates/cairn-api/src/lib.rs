@@ -163,7 +163,7 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Response {
         Ok(counts) => {
             let runs: serde_json::Map<String, serde_json::Value> = counts
                 .into_iter()
-                .map(|(status, n)| (status, n.into()))
+                .map(|c| (c.status, c.count.into()))
                 .collect();
             axum::Json(serde_json::json!({
                 "status": "ok",
@@ -220,8 +220,8 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     ] {
         let n = counts
             .iter()
-            .find(|(s, _)| s == status)
-            .map_or(0, |(_, n)| *n);
+            .find(|c| c.status == status)
+            .map_or(0, |c| c.count);
         text.push_str(&format!("cairn_runs{{status=\"{status}\"}} {n}\n"));
     }
     let uptime = (chrono::Utc::now() - state.started_at).num_milliseconds() as f64 / 1e3;

@@ -7,7 +7,6 @@
 
 use cairn_store::{EventId, Materialization, NewAudit, NewEvent, Store};
 use chrono::{DateTime, Utc};
-use sha2::{Digest, Sha256};
 
 use crate::engine::{Engine, partition_index};
 
@@ -144,7 +143,7 @@ pub async fn report(
                     .code_version
                     .clone()
                     .unwrap_or_else(|| asset.code_version.clone()),
-                provenance_hash: hex::encode(Sha256::digest(provenance.to_string().as_bytes())),
+                provenance_hash: Materialization::provenance_hash_of(&provenance),
                 inputs_as_of: store.last_event_id().await?,
                 provenance,
                 metadata: req.metadata.clone(),

@@ -737,7 +737,7 @@ impl Execution<'_> {
             return;
         }
         let provenance = provenance(graph, id, target, env);
-        let provenance_hash = hex::encode(Sha256::digest(provenance.to_string().as_bytes()));
+        let provenance_hash = Materialization::provenance_hash_of(&provenance);
         let at = Utc::now();
         let mut events = Vec::with_capacity(target.keys.len());
         for key in &target.keys {

@@ -105,6 +105,20 @@ pub fn format_duration(d: Duration) -> String {
     out
 }
 
+/// An age for people, to the two largest units: "3h 5m", "2d 4h", "45s"; a negative age
+/// shows as "0s". Unlike [`format_duration`], approximate: for how old data is or how late
+/// a partition is, never for a duration to be parsed back.
+pub fn format_age(d: chrono::Duration) -> String {
+    let secs = d.num_seconds().max(0);
+    let (days, hours, minutes) = (secs / 86_400, secs / 3_600 % 24, secs / 60 % 60);
+    match (days, hours, minutes) {
+        (0, 0, 0) => format!("{secs}s"),
+        (0, 0, m) => format!("{m}m"),
+        (0, h, m) => format!("{h}h {m}m"),
+        (d, h, _) => format!("{d}d {h}h"),
+    }
+}
+
 /// The longest duration a definition or an SLA may name: 100 years. Anything longer is
 /// a typo, and would overflow date arithmetic where it meets a clock.
 pub const MAX_DURATION: Duration = Duration::from_secs(36_525 * 86_400);
@@ -504,6 +518,18 @@ mod tests {
         assert_eq!(format_duration(Duration::from_secs(26 * 3600)), "26h");
         assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");
         assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
+    }
+
+    #[test]
+    fn ages_display_to_two_units() {
+        let age = chrono::Duration::seconds;
+        assert_eq!(format_age(age(45)), "45s");
+        assert_eq!(format_age(age(0)), "0s");
+        assert_eq!(format_age(age(-30)), "0s");
+        assert_eq!(format_age(age(5 * 60 + 10)), "5m");
+        assert_eq!(format_age(age(3 * 3600 + 5 * 60 + 59)), "3h 5m");
+        assert_eq!(format_age(age(3 * 3600)), "3h 0m");
+        assert_eq!(format_age(age(2 * 86_400 + 4 * 3600 + 30 * 60)), "2d 4h");
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! The worst status of the two parts wins when a policy has both.
 
 use cairn_model::partitions::{PartitionEnv, PartitionsDef};
-use cairn_model::policy::{DeadlinePolicy, FreshnessPolicy, LagPolicy};
+use cairn_model::policy::{DeadlinePolicy, FreshnessPolicy, LagPolicy, format_age};
 use cairn_model::{AssetDef, AssetId};
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
@@ -175,7 +175,7 @@ fn lag_status(
             status,
             since: Some(since),
             next_change,
-            detail: format!("newest data is {} old", crate::fmt_age(age)),
+            detail: format!("newest data is {} old", format_age(age)),
         };
     };
     let windows = asset.partitions.as_ref().map_or(0, |p| p.def.len(env));
@@ -210,7 +210,7 @@ fn lag_status(
     let detail = format!(
         "newest partition {} was due {} ago",
         t.key_of(newest),
-        crate::fmt_age(lag)
+        format_age(lag)
     );
     if lag > max {
         Freshness {
@@ -281,7 +281,7 @@ fn deadline_status(
                 next_change,
                 detail: format!(
                     "built {} before the {} deadline",
-                    crate::fmt_age(tick - at.min(tick)),
+                    format_age(tick - at.min(tick)),
                     tick
                 ),
             }

@@ -15,15 +15,3 @@ pub use plan::{BackfillTarget, Observed, Plan, PlanInput, PlannedRun, Trigger};
 pub use staleness::{Inputs, Reason, Staleness};
 pub use state::{Failure, Materialized, State};
 pub use waiting::{Blocker, WaitReason};
-
-/// "3h 5m", "2d 4h", "45s": an age for people.
-pub fn fmt_age(d: chrono::Duration) -> String {
-    let secs = d.num_seconds().max(0);
-    let (days, hours, minutes) = (secs / 86_400, secs / 3_600 % 24, secs / 60 % 60);
-    match (days, hours, minutes) {
-        (0, 0, 0) => format!("{secs}s"),
-        (0, 0, m) => format!("{m}m"),
-        (0, h, m) => format!("{h}h {m}m"),
-        (d, h, _) => format!("{d}d {h}h"),
-    }
-}

@@ -424,8 +424,8 @@ macro_rules! store_admin {
             }
 
             /// The number of runs in each status.
-            pub async fn run_counts(&self) -> $crate::Result<Vec<(String, i64)>> {
-                Ok(sqlx::query_as("SELECT status, COUNT(*) FROM runs GROUP BY status ORDER BY status")
+            pub async fn run_counts(&self) -> $crate::Result<Vec<$crate::RunCount>> {
+                Ok(sqlx::query_as("SELECT status, COUNT(*) AS count FROM runs GROUP BY status ORDER BY status")
                     .fetch_all(&self.pool)
                     .await?)
             }

@@ -21,7 +21,7 @@ mod write_tx;
 pub use backend::Dialect;
 pub use error::{Error, Result, WriteFault};
 pub use health::{Degraded, WriteHealth};
-pub use open::{StoreUrl, default_sqlite_path};
+pub use open::{StoreUrl, default_sqlite_path, resolve_url};
 pub use types::*;
 
 backend::store_backend!(SqliteStore, sqlx::Sqlite, crate::backend::Dialect::Sqlite);
@@ -182,7 +182,7 @@ delegate! {
     fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
     fn lease_holder(&self, name: &str) -> Result<Option<String>>;
     fn interruptions_in_a_row(&self, asset: &str, partition: Option<&str>) -> Result<u32>;
-    fn run_counts(&self) -> Result<Vec<(String, i64)>>;
+    fn run_counts(&self) -> Result<Vec<RunCount>>;
 }
 
 impl Store {

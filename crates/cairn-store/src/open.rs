@@ -55,6 +55,15 @@ pub fn default_sqlite_path(assets_dir: &Path) -> PathBuf {
     parent.join(".cairn").join("cairn.db")
 }
 
+/// The store URL to open: the one given (`--store` or `CAIRN_STORE`), else SQLite at
+/// [`default_sqlite_path`] beside the assets directory.
+pub fn resolve_url(given: Option<&str>, assets_dir: &Path) -> String {
+    match given {
+        Some(url) => url.to_owned(),
+        None => format!("sqlite:{}", default_sqlite_path(assets_dir).display()),
+    }
+}
+
 /// An exclusive lock on `PATH.lock`, held while a SQLite store is created or migrated;
 /// released when the file is dropped. Taken only for a path that is (or is becoming) a
 /// store: the checks of [`inspect_sqlite_file`] come first.
@@ -397,6 +406,14 @@ mod tests {
         assert_eq!(
             default_sqlite_path(Path::new("/srv/wh/assets")),
             PathBuf::from("/srv/wh/.cairn/cairn.db")
+        );
+        assert_eq!(
+            resolve_url(None, Path::new("/srv/wh/assets")),
+            "sqlite:/srv/wh/.cairn/cairn.db"
+        );
+        assert_eq!(
+            resolve_url(Some("postgres://u@h/db"), Path::new("/srv/wh/assets")),
+            "postgres://u@h/db"
         );
     }
 }

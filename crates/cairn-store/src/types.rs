@@ -200,7 +200,7 @@ impl NewEvent {
 pub struct Materialization {
     pub data_version: String,
     pub code_version: String,
-    /// sha256 over the sorted (upstream asset, partition, data version) list it read.
+    /// sha256 (hex) of `provenance`: [`Materialization::provenance_hash_of`].
     pub provenance_hash: String,
     /// The newest event id of the log when the run read its inputs: an input whose data
     /// changed after it makes this materialization stale.
@@ -211,6 +211,14 @@ pub struct Materialization {
     pub provenance: serde_json::Value,
     #[serde(default)]
     pub metadata: serde_json::Value,
+}
+
+impl Materialization {
+    /// The `provenance_hash` of a provenance: sha256 (hex) of its compact JSON text.
+    pub fn provenance_hash_of(provenance: &serde_json::Value) -> String {
+        use sha2::{Digest, Sha256};
+        hex::encode(Sha256::digest(provenance.to_string().as_bytes()))
+    }
 }
 
 /// An event as stored.
@@ -399,6 +407,13 @@ pub struct ActiveRun {
     pub range_start: Option<String>,
     pub range_end: Option<String>,
     pub status: String,
+}
+
+/// How many runs are in one status.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct RunCount {
+    pub status: String,
+    pub count: i64,
 }
 
 /// A run to enqueue.

@@ -427,10 +427,7 @@ fn main() {
         validated.trim()
     );
     cairn(&["migrate"], root);
-    let store_url = format!(
-        "sqlite:{}",
-        cairn_store::default_sqlite_path(&assets_dir).display()
-    );
+    let store_url = cairn_store::resolve_url(None, &assets_dir);
     let started = Instant::now();
     let (events, per_cli) = seed(root, &assets_dir, &store_url, start);
     println!(

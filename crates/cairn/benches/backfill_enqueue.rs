@@ -59,12 +59,9 @@ fn main() {
     // The answer: every partition of the backfill is enqueued, once, for this backfill.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (queued, distinct, backfills) = rt.block_on(async {
-        let store = cairn_store::open(&format!(
-            "sqlite:{}",
-            cairn_store::default_sqlite_path(&assets).display()
-        ))
-        .await
-        .unwrap();
+        let store = cairn_store::open(&cairn_store::resolve_url(None, &assets))
+            .await
+            .unwrap();
         let runs = store
             .runs(&[cairn_store::RunStatus::Queued], u32::MAX)
             .await

@@ -65,17 +65,6 @@ enum Command {
     Token(commands::token::Args),
 }
 
-/// The store URL: the flag or variable, else `.cairn/cairn.db` beside the assets directory.
-fn store_url(assets: &std::path::Path, store: Option<&str>) -> String {
-    match store {
-        Some(url) => url.to_owned(),
-        None => format!(
-            "sqlite:{}",
-            cairn_store::default_sqlite_path(assets).display()
-        ),
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum LogFormat {
     Text,
@@ -104,7 +93,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     clock::set(cli.now);
-    let store = store_url(&cli.assets, cli.store.as_deref());
+    let store = cairn_store::resolve_url(cli.store.as_deref(), &cli.assets);
     let result = match cli.command {
         Command::Up(args) => commands::up::run(&cli.assets, &store, args),
         Command::Materialize(args) => commands::materialize::run(&cli.assets, &store, args),
@@ -116,24 +105,10 @@ fn main() -> ExitCode {
         Command::Assets(args) => commands::assets::run(&cli.assets, args),
         Command::Graph(args) => commands::graph::run(&cli.assets, args),
         Command::Schema(args) => commands::schema::run(args),
-        Command::Migrate(args) => {
-            commands::migrate::run(&store_url(&cli.assets, cli.store.as_deref()), args)
-        }
-        Command::Status(args) => commands::status::run(
-            &cli.assets,
-            &store_url(&cli.assets, cli.store.as_deref()),
-            args,
-        ),
-        Command::Reconcile(args) => commands::reconcile::run(
-            &cli.assets,
-            &store_url(&cli.assets, cli.store.as_deref()),
-            args,
-        ),
-        Command::Backfill(args) => commands::backfill::run(
-            &cli.assets,
-            &store_url(&cli.assets, cli.store.as_deref()),
-            args,
-        ),
+        Command::Migrate(args) => commands::migrate::run(&store, args),
+        Command::Status(args) => commands::status::run(&cli.assets, &store, args),
+        Command::Reconcile(args) => commands::reconcile::run(&cli.assets, &store, args),
+        Command::Backfill(args) => commands::backfill::run(&cli.assets, &store, args),
     };
     match result {
         Ok(code) => code,

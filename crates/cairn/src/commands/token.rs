@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use cairn_api::Role;
 use cairn_store::{NewAudit, Store};
 
 #[derive(Debug, clap::Args)]
@@ -32,28 +33,6 @@ enum Command {
     },
     /// Revoke a token by id; requests with it are refused from then on.
     Revoke { id: String },
-}
-
-/// What a token may do; each role includes the ones before it.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum Role {
-    /// Reads the catalog, runs and backfills.
-    Viewer,
-    /// Also launches and cancels backfills and runs, and reports materializations.
-    Operator,
-    /// Also manages SLAs, dynamic partitions and tokens, and reads the audit log.
-    Admin,
-}
-
-impl Role {
-    /// As the store and the API spell it.
-    fn as_str(self) -> &'static str {
-        match self {
-            Role::Viewer => "viewer",
-            Role::Operator => "operator",
-            Role::Admin => "admin",
-        }
-    }
 }
 
 pub fn run(store_url: &str, args: Args) -> anyhow::Result<ExitCode> {
