@@ -183,6 +183,16 @@ async fn graph_search_focus_and_asset_page() {
         .await
         .unwrap();
     assert_eq!(strings(&badged), phi);
+    // No name runs into its node's badge (measured as drawn: a shortened name ends with
+    // "…" and keeps its full key in the node's title).
+    let overlaps = c
+        .execute(
+            "return [...document.querySelectorAll('.node')].filter(n => n.querySelector('.badge-g')).filter(n => { const name = n.querySelector('.name').getBBox(); const badge = n.querySelector('.badge-g rect').getBBox(); const at = n.querySelector('.badge-g').transform.baseVal.consolidate().matrix.e; return name.x + name.width > at + badge.x - 2; }).map(n => [n.dataset.key, n.querySelector('.name').textContent, n.querySelector('.name').getBBox().x, n.querySelector('.name').getBBox().width, n.querySelector('.badge-g').transform.baseVal.consolidate().matrix.e])",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(overlaps, json!([]), "names drawn over their badge");
     let legend = c
         .execute(
             "return document.querySelector('.legend').textContent",

@@ -20,6 +20,32 @@ export const STATUSES = [
   ["source", "Source: data from outside"],
 ];
 
+/**
+ * A node's name, shortened with "…" to what fits beside its badge (or in the whole box
+ * without one); the full key is in the node's title. Measured on a canvas in the names'
+ * font (`.node .name`: 13 px, semibold), which lays nothing out: measuring the SVG text
+ * would lay out every label before the first paint. The box is 220 wide, the name starts
+ * at 14 and a badge at 176.
+ */
+const NAME_ROOM = { badged: 176 - 14 - 4, plain: 220 - 14 - 8 };
+let nameFont = null;
+function fitName(name, badged) {
+  if (!nameFont) {
+    nameFont = document.createElement("canvas").getContext("2d");
+    nameFont.font = `600 13px ${getComputedStyle(document.body).fontFamily}`;
+  }
+  const room = badged ? NAME_ROOM.badged : NAME_ROOM.plain;
+  if (nameFont.measureText(name).width <= room) return name;
+  let fits = 0;
+  let over = name.length;
+  while (over - fits > 1) {
+    const mid = (fits + over) >> 1;
+    if (nameFont.measureText(name.slice(0, mid) + "…").width <= room) fits = mid;
+    else over = mid;
+  }
+  return name.slice(0, fits) + "…";
+}
+
 /** The zoom below which labels are not drawn (13 px names under about 4 px). */
 const FAR = 0.3;
 
@@ -186,13 +212,13 @@ class GraphView {
       g.append(svg("rect", { width: 6, height: H, rx: 3, class: "stripe" }));
       const name = svg("text", { x: 14, y: 19, class: "name" });
       const short = n.key.slice(n.key.indexOf("/") + 1 || 0);
-      name.textContent = short.length > 24 ? short.slice(0, 23) + "…" : short;
+      name.textContent = fitName(short, false);
       const title = svg("title");
       title.textContent = n.key;
       const status = svg("text", { x: 14, y: 37, class: "status" });
       g.append(title, name, status);
       nodes.append(g);
-      this.nodes.set(n.key, { el: g, layout: n, statusEl: status, data: null });
+      this.nodes.set(n.key, { el: g, layout: n, statusEl: status, nameEl: name, shortName: short, data: null });
     }
     nodes.addEventListener("click", (ev) => {
       const g = ev.target.closest(".node");
@@ -248,6 +274,7 @@ class GraphView {
       const old = g.querySelector(".badge-g");
       if (old) old.remove();
       const b = classBadge(n.classification);
+      entry.nameEl.textContent = fitName(entry.shortName, !!b);
       if (b) {
         const bg = svg("g", { class: `badge-g badge-${n.classification.toLowerCase()}`, transform: `translate(${this.layout.nodeWidth - 44},6)` });
         bg.append(svg("rect", { width: 38, height: 16, rx: 8 }));
