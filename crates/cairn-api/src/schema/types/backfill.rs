@@ -93,24 +93,7 @@ fn take_waiting_for(
                 continue;
             };
             let upstream = str_of("asset").to_owned();
-            let id = view.engine.graph().id_of(&upstream);
-            let ranges = b
-                .get("ranges")
-                .and_then(|r| r.as_array())
-                .into_iter()
-                .flatten()
-                .map(|r| {
-                    r.as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|k| k.as_str())
-                        .map(|k| match id {
-                            Some(id) => shown_key(caller, view, id, k),
-                            None => gone_asset_key(caller, &upstream, k),
-                        })
-                        .collect()
-                })
-                .collect();
+            let ranges = key_ranges(b.get("ranges"), &upstream, caller, view);
             out.push(BackfillBlocker {
                 asset: target.clone(),
                 reason,
@@ -125,6 +108,33 @@ fn take_waiting_for(
         }
     }
     out
+}
+
+/// Stored `[[first, last], ...]` key ranges of `asset`, as this caller may see them
+/// (sensitive keys masked without `phi`, also for an asset no longer defined).
+fn key_ranges(
+    ranges: Option<&serde_json::Value>,
+    asset: &str,
+    caller: &Caller,
+    view: &View,
+) -> Vec<Vec<Key>> {
+    let id = view.engine.graph().id_of(asset);
+    ranges
+        .and_then(|r| r.as_array())
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            r.as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|k| k.as_str())
+                .map(|k| match id {
+                    Some(id) => shown_key(caller, view, id, k),
+                    None => gone_asset_key(caller, asset, k),
+                })
+                .collect()
+        })
+        .collect()
 }
 
 #[derive(SimpleObject)]
@@ -153,24 +163,7 @@ impl Backfill {
                     .and_then(|a| a.as_str())
                     .unwrap_or_default()
                     .to_owned();
-                let id = view.engine.graph().id_of(&asset);
-                let ranges = t
-                    .get("ranges")
-                    .and_then(|r| r.as_array())
-                    .into_iter()
-                    .flatten()
-                    .map(|r| {
-                        r.as_array()
-                            .into_iter()
-                            .flatten()
-                            .filter_map(|k| k.as_str())
-                            .map(|k| match id {
-                                Some(id) => shown_key(caller, view, id, k),
-                                None => gone_asset_key(caller, &asset, k),
-                            })
-                            .collect()
-                    })
-                    .collect();
+                let ranges = key_ranges(t.get("ranges"), &asset, caller, view);
                 BackfillTarget { asset, ranges }
             })
             .collect();
