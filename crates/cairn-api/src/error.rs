@@ -82,6 +82,7 @@ pub fn store(e: cairn_store::Error) -> async_graphql::Error {
         cairn_store::Error::IllegalTransition { run, from, to } => {
             bad(format!("run {run} is {from}; it cannot become {to}"))
         }
+        e @ cairn_store::Error::IllegalBackfillTransition { .. } => bad(e.to_string()),
         other => {
             tracing::error!(error = %other, "store error in an API request");
             error(

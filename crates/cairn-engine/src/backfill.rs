@@ -126,7 +126,7 @@ pub async fn create(
         id: cairn_store::new_id(),
         selection: selection.to_owned(),
         partitions: serde_json::json!({ "since_event": engine.state.max_event_id, "targets": request.targets }),
-        status: "requested".into(),
+        status: cairn_store::BackfillStatus::Requested,
         created_by: actor.into(),
         created_at: now,
         updated_at: now,

@@ -11,8 +11,9 @@ use cairn_reconcile::plan::{BackfillTarget, PlanInput, plan};
 use cairn_reconcile::staleness::{Inputs, Staleness, reason_names};
 use cairn_reconcile::{Failure, Materialized, Observed, Plan, State};
 use cairn_store::{
-    ActiveRun, Backfill, BackfillUpdate, Changes, EventId, EventKind, LatestMaterialization,
-    LatestRow, NewRun, ObservationRow, Result, SnapshotSink, Store, TickWrites,
+    ActiveRun, Backfill, BackfillStatus, BackfillUpdate, Changes, CronCursor, EventId, EventKind,
+    LatestMaterialization, LatestRow, NewRun, ObservationRow, Result, SnapshotSink, Store,
+    TickWrites,
 };
 use chrono::{DateTime, Utc};
 
@@ -324,7 +325,7 @@ impl Engine {
         let env = self.env(now);
         let mut out = Vec::new();
         for b in backfills {
-            if !matches!(b.status.as_str(), "requested" | "running") {
+            if b.status.is_ended() {
                 continue;
             }
             let since_event = b
@@ -524,7 +525,7 @@ impl Engine {
             .stored
             .cron_cursors
             .iter()
-            .filter_map(|(asset, at)| Some((self.graph.id_of(asset)?, *at)))
+            .filter_map(|c| Some((self.graph.id_of(&c.asset)?, c.handled_at)))
             .collect();
         let plan = plan(&PlanInput {
             inputs: self.inputs(now),
@@ -541,7 +542,10 @@ impl Engine {
         writes.cron_cursors = plan
             .cron_handled
             .iter()
-            .map(|(id, tick)| (self.graph.asset(*id).key.to_string(), *tick))
+            .map(|(id, tick)| CronCursor {
+                asset: self.graph.asset(*id).key.to_string(),
+                handled_at: *tick,
+            })
             .collect();
         writes.backfills = plan
             .backfills
@@ -559,10 +563,14 @@ impl Engine {
                     .collect();
                 let mut progress = progress;
                 crate::waiting::annotate(&self.graph, self.env(now), b, &mut progress);
-                let status = if b.finished { "completed" } else { "running" };
+                let status = if b.finished {
+                    BackfillStatus::Completed
+                } else {
+                    BackfillStatus::Running
+                };
                 BackfillUpdate {
                     id: b.id.clone(),
-                    status: status.to_owned(),
+                    status,
                     progress: serde_json::Value::Object(progress),
                 }
             })
@@ -626,7 +634,7 @@ pub const TAIL_BATCH: u32 = 5_000;
 #[derive(Debug, Clone, Default)]
 pub struct TickInputs {
     pub backfills: Vec<Backfill>,
-    pub cron_cursors: Vec<(String, DateTime<Utc>)>,
+    pub cron_cursors: Vec<CronCursor>,
 }
 
 impl TickInputs {

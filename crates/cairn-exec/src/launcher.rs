@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use cairn_model::partitions::{DynamicKeys, PartitionEnv, PartitionsDef};
 use cairn_model::{AssetGraph, AssetId};
-use cairn_store::{Materialization, NewEvent, Run, RunStatus, RunTransition, Store, WriteHealth};
+use cairn_store::{
+    Materialization, NewEvent, NewLogLine, Run, RunStatus, RunTransition, Store, WriteHealth,
+};
 use chrono::Utc;
 use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
@@ -588,7 +590,11 @@ impl Execution<'_> {
 
     async fn flush(&mut self) {
         let at = Utc::now();
-        let lines: Vec<_> = self.log.iter().map(|l| (at, "cairn", l.as_str())).collect();
+        let lines: Vec<_> = self
+            .log
+            .iter()
+            .map(|l| NewLogLine::new(at, "cairn", l))
+            .collect();
         if let Err(e) = self.store.append_run_log(&self.run.id, &lines).await {
             tracing::warn!(run = %self.run.id, error = %e, "writing the run's log failed");
         }
@@ -657,7 +663,7 @@ impl Execution<'_> {
                     let at = Utc::now();
                     let _ = self
                         .store
-                        .append_run_log(&self.run.id, &[(at, "cairn", error.as_str())])
+                        .append_run_log(&self.run.id, &[NewLogLine::new(at, "cairn", &error)])
                         .await;
                     t = RunTransition {
                         to: RunStatus::Failed,
@@ -883,7 +889,7 @@ impl LogPump {
                 if !batch.is_empty() {
                     let lines: Vec<_> = batch
                         .iter()
-                        .map(|(at, s, l)| (*at, *s, l.as_str()))
+                        .map(|(at, s, l)| NewLogLine::new(*at, s, l))
                         .collect();
                     if let Err(e) = store.append_run_log(&run_id, &lines).await {
                         tracing::warn!(run = %run_id, error = %e, "writing the run's log failed");

@@ -167,7 +167,10 @@ pub async fn recover(
                     }
                 }
                 store
-                    .append_run_log(&run.id, &[(now, "cairn", reason.as_str())])
+                    .append_run_log(
+                        &run.id,
+                        &[cairn_store::NewLogLine::new(now, "cairn", &reason)],
+                    )
                     .await?;
                 tracing::warn!(run = %run.id, asset = %run.asset, status = %ended.status, %reason, "run recovered");
                 out.push(RecoveredRun {

@@ -228,7 +228,7 @@ async fn bench_growth(days: i64) {
                 store
                     .append_run_log(
                         &r.id,
-                        &[(base, "stdout", "loaded 1234 rows from source"); 5],
+                        &[NewLogLine::new(base, "stdout", "loaded 1234 rows from source"); 5],
                     )
                     .await
                     .unwrap();

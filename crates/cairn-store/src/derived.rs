@@ -5,15 +5,6 @@ use std::collections::HashMap;
 use crate::error::{Error, Result};
 use crate::types::{Event, EventKind, LatestRow, NewEvent, Run, RunStatus, from_micros, to_micros};
 
-/// The columns of `runs`, in [`RunRow`]'s order.
-macro_rules! run_columns {
-    () => {
-        "id, asset, partition, range_start, range_end, status, attempt, pool, backfill_id, reasons, \
-         created_at, not_before, claimed_by, pid, started_at, heartbeat_at, finished_at, error"
-    };
-}
-pub(crate) use run_columns;
-
 pub(crate) struct LatestInsert<'a> {
     pub asset_id: i64,
     pub partition: &'a str,
@@ -241,10 +232,7 @@ pub(crate) fn event_from_row(
         asset,
         partition,
         run_id,
-        payload: serde_json::from_str(&payload).map_err(|e| Error::Corrupt {
-            table: "events",
-            reason: e.to_string(),
-        })?,
+        payload: json(&payload, "events")?,
     })
 }
 
@@ -292,10 +280,7 @@ impl TryFrom<RunRow> for Run {
                 table: "runs",
                 reason: "negative attempt".into(),
             })?,
-            reasons: serde_json::from_str(&r.reasons).map_err(|e| Error::Corrupt {
-                table: "runs",
-                reason: e.to_string(),
-            })?,
+            reasons: json(&r.reasons, "runs")?,
             created_at: from_micros(r.created_at),
             not_before: from_micros(r.not_before),
             started_at: r.started_at.map(from_micros),
@@ -311,6 +296,14 @@ impl TryFrom<RunRow> for Run {
             error: r.error,
         })
     }
+}
+
+/// A JSON column's value; text that is not JSON is a corrupt row of `table`.
+pub(crate) fn json(text: &str, table: &'static str) -> Result<serde_json::Value> {
+    serde_json::from_str(text).map_err(|e| Error::Corrupt {
+        table,
+        reason: e.to_string(),
+    })
 }
 
 /// sha256 (hex) of an API token's secret: only this is stored.

@@ -32,6 +32,12 @@ pub enum Error {
         from: String,
         to: String,
     },
+    #[error("backfill {backfill} is {}{from}; it cannot become {to}", already(*.from))]
+    IllegalBackfillTransition {
+        backfill: String,
+        from: crate::types::BackfillStatus,
+        to: crate::types::BackfillStatus,
+    },
     #[error("corrupt row in {table}: {reason}")]
     Corrupt { table: &'static str, reason: String },
     // No `#[source]`: sqlx's messages already repeat their cause.
@@ -44,6 +50,11 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+/// "already " before an ended status, which nothing changes any more.
+fn already(status: crate::types::BackfillStatus) -> &'static str {
+    if status.is_ended() { "already " } else { "" }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

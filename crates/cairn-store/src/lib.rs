@@ -9,25 +9,34 @@
 //! together, a run's status change commits with its lifecycle event (and, for a success,
 //! its materialization), so a crash never leaves them disagreeing.
 
-mod admin;
 mod backend;
+mod backfills;
+mod db;
 mod derived;
 pub mod error;
+mod events;
 pub mod health;
+mod leases;
 mod open;
+mod retention;
+mod run_logs;
+mod runs;
+mod settings;
+mod tick;
+mod tokens;
 pub mod types;
 mod write_tx;
 
-pub use backend::Dialect;
+pub use db::Dialect;
 pub use error::{Error, Result, WriteFault};
 pub use health::{Degraded, WriteHealth};
 pub use open::{StoreUrl, default_sqlite_path, resolve_url};
 pub use types::*;
 
-backend::store_backend!(SqliteStore, sqlx::Sqlite, crate::backend::Dialect::Sqlite);
-backend::store_backend!(PgStore, sqlx::Postgres, crate::backend::Dialect::Postgres);
-admin::store_admin!(SqliteStore, sqlx::Sqlite);
-admin::store_admin!(PgStore, sqlx::Postgres);
+/// The store on SQLite.
+pub type SqliteStore = backend::Backend<sqlx::Sqlite>;
+/// The store on PostgreSQL.
+pub type PgStore = backend::Backend<sqlx::Postgres>;
 
 /// A store on either backend.
 #[derive(Clone)]
@@ -119,6 +128,8 @@ pub async fn open_unmigrated(url: &str, create: bool) -> Result<Store> {
     open::connect(&StoreUrl::parse(url)?, create).await
 }
 
+// Each method forwards to the backend's method of the same name (in the module of its
+// area), counting the call. The macro holds no query, only the forwarding.
 macro_rules! delegate {
     ($(fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
         impl Store {
@@ -151,14 +162,14 @@ delegate! {
     fn transition(&self, t: &RunTransition) -> Result<Run>;
     fn cancel_run(&self, t: &RunTransition, audit: &NewAudit) -> Result<Run>;
     fn heartbeat(&self, run_id: &str, now: chrono::DateTime<chrono::Utc>) -> Result<bool>;
-    fn append_run_log(&self, run_id: &str, lines: &[(chrono::DateTime<chrono::Utc>, &str, &str)]) -> Result<()>;
+    fn append_run_log(&self, run_id: &str, lines: &[NewLogLine<'_>]) -> Result<()>;
     fn run_log(&self, run_id: &str, after_seq: i64, limit: u32) -> Result<Vec<RunLogLine>>;
     fn create_backfill(&self, b: &Backfill, audit: &NewAudit) -> Result<()>;
     fn get_backfill(&self, id: &str) -> Result<Backfill>;
     fn resume_backfill(&self, id: &str, at: chrono::DateTime<chrono::Utc>, audit: &NewAudit) -> Result<()>;
     fn cancel_backfill(&self, id: &str, at: chrono::DateTime<chrono::Utc>, audit: impl FnOnce(u64) -> NewAudit + Send) -> Result<u64>;
     fn backfills(&self, limit: u32) -> Result<Vec<Backfill>>;
-    fn update_backfill(&self, id: &str, status: &str, progress: &serde_json::Value, at: chrono::DateTime<chrono::Utc>) -> Result<()>;
+    fn update_backfill(&self, id: &str, status: BackfillStatus, progress: &serde_json::Value, at: chrono::DateTime<chrono::Utc>) -> Result<()>;
     fn set_freshness_override(&self, o: &FreshnessOverride, audit: &NewAudit) -> Result<()>;
     fn clear_freshness_override(&self, asset: &str, audit: &NewAudit) -> Result<bool>;
     fn freshness_overrides(&self) -> Result<Vec<FreshnessOverride>>;
@@ -174,7 +185,7 @@ delegate! {
     fn prune(&self, now: chrono::DateTime<chrono::Utc>, policy: &RetentionPolicy) -> Result<PruneReport>;
     fn active_runs(&self) -> Result<Vec<ActiveRun>>;
     fn changes_after(&self, after: EventId, limit: u32) -> Result<Changes>;
-    fn cron_cursors(&self) -> Result<Vec<(String, chrono::DateTime<chrono::Utc>)>>;
+    fn cron_cursors(&self) -> Result<Vec<CronCursor>>;
     fn apply_plan(&self, writes: &TickWrites) -> Result<()>;
     fn get_meta(&self, key: &str) -> Result<Option<String>>;
     fn set_meta(&self, key: &str, value: &str) -> Result<()>;
@@ -186,8 +197,9 @@ delegate! {
 }
 
 impl Store {
-    /// Streams the latest materialization of every asset partition (see
-    /// [`SqliteStore::scan_latest`]).
+    /// Streams the latest materialization of every asset partition to `sink`, from one
+    /// consistent read, and returns the interned names, the other derived rows and the
+    /// newest event id covered.
     pub async fn scan_latest(&self, sink: &mut impl SnapshotSink) -> Result<Snapshot> {
         self.count_call();
         match self {
@@ -218,8 +230,8 @@ impl Store {
 
     pub fn dialect(&self) -> Dialect {
         match self {
-            Store::Sqlite(_) => Dialect::Sqlite,
-            Store::Postgres(_) => Dialect::Postgres,
+            Store::Sqlite(_) => <sqlx::Sqlite as db::Db>::DIALECT,
+            Store::Postgres(_) => <sqlx::Postgres as db::Db>::DIALECT,
         }
     }
 

@@ -36,9 +36,17 @@ macro_rules! string_enum {
             }
         }
 
+        impl std::str::FromStr for $name {
+            type Err = Error;
+
+            fn from_str(raw: &str) -> Result<Self> {
+                Self::parse(raw)
+            }
+        }
+
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
+                f.pad(self.as_str())
             }
         }
     };
@@ -120,6 +128,48 @@ impl RunStatus {
     /// The statuses a run may be in before becoming `self`.
     pub fn predecessors(self) -> Vec<RunStatus> {
         RunStatus::ALL
+            .iter()
+            .copied()
+            .filter(|s| s.can_become(self))
+            .collect()
+    }
+}
+
+string_enum! {
+    /// Where a backfill is in its lifecycle.
+    BackfillStatus {
+        Requested => "requested",
+        Running => "running",
+        Completed => "completed",
+        Canceled => "canceled",
+    }
+}
+
+impl BackfillStatus {
+    /// Completed or canceled: its runs are no longer planned, and its progress no longer
+    /// changes its status.
+    pub fn is_ended(self) -> bool {
+        matches!(self, BackfillStatus::Completed | BackfillStatus::Canceled)
+    }
+
+    /// The backfill lifecycle: `requested -> running -> completed` as the reconciler plans
+    /// it (a requested backfill with nothing to do completes at once), `canceled` from
+    /// either before it ends, and `canceled -> running` when a person resumes it.
+    /// `completed` is final. A status staying the same is no transition (progress is
+    /// written each tick).
+    pub fn can_become(self, next: BackfillStatus) -> bool {
+        use BackfillStatus::*;
+        matches!(
+            (self, next),
+            (Requested, Running | Completed | Canceled)
+                | (Running, Completed | Canceled)
+                | (Canceled, Running)
+        )
+    }
+
+    /// The statuses a backfill may be in before becoming `self`.
+    pub fn allowed_before(self) -> Vec<BackfillStatus> {
+        BackfillStatus::ALL
             .iter()
             .copied()
             .filter(|s| s.can_become(self))
@@ -369,8 +419,16 @@ impl Changes {
 pub struct BackfillUpdate {
     pub id: String,
     /// `running`, or `completed` when nothing is left (an ended backfill keeps its status).
-    pub status: String,
+    pub status: BackfillStatus,
     pub progress: serde_json::Value,
+}
+
+/// The newest cron tick handled for an asset (table `cron_cursors`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CronCursor {
+    /// The asset's key.
+    pub asset: String,
+    pub handled_at: DateTime<Utc>,
 }
 
 /// Everything one reconciler tick writes, committed together by
@@ -379,8 +437,7 @@ pub struct BackfillUpdate {
 pub struct TickWrites {
     pub at: DateTime<Utc>,
     pub runs: Vec<NewRun>,
-    /// (asset key, the newest cron tick handled).
-    pub cron_cursors: Vec<(String, DateTime<Utc>)>,
+    pub cron_cursors: Vec<CronCursor>,
     pub backfills: Vec<BackfillUpdate>,
 }
 
@@ -488,6 +545,22 @@ pub struct RunTransition {
     pub events: Vec<NewEvent>,
 }
 
+/// A line to append to a run's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewLogLine<'a> {
+    pub at: DateTime<Utc>,
+    /// `stdout`, `stderr` or `cairn`.
+    pub stream: &'a str,
+    pub line: &'a str,
+}
+
+impl<'a> NewLogLine<'a> {
+    pub fn new(at: DateTime<Utc>, stream: &'a str, line: &'a str) -> Self {
+        Self { at, stream, line }
+    }
+}
+
+/// A line of a run's log as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunLogLine {
     pub seq: i64,
@@ -503,8 +576,7 @@ pub struct Backfill {
     pub selection: String,
     /// The requested partitions (range or keys), as JSON.
     pub partitions: serde_json::Value,
-    /// `requested`, `running`, `completed`, `canceled`.
-    pub status: String,
+    pub status: BackfillStatus,
     pub created_by: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -663,11 +735,45 @@ mod tests {
         }
     }
 
+    /// Every (state, next) pair against the backfill lifecycle table.
+    #[test]
+    fn backfill_transitions_are_exactly_the_table() {
+        use BackfillStatus::*;
+        let allowed = [
+            (Requested, Running),
+            (Requested, Completed),
+            (Requested, Canceled),
+            (Running, Completed),
+            (Running, Canceled),
+            (Canceled, Running),
+        ];
+        for &from in BackfillStatus::ALL {
+            for &to in BackfillStatus::ALL {
+                assert_eq!(
+                    from.can_become(to),
+                    allowed.contains(&(from, to)),
+                    "{from} -> {to}"
+                );
+                assert_eq!(to.allowed_before().contains(&from), from.can_become(to));
+            }
+        }
+        assert!(
+            BackfillStatus::ALL
+                .iter()
+                .all(|&to| !Completed.can_become(to))
+        );
+    }
+
     #[test]
     fn enums_round_trip_through_text() {
         for &k in EventKind::ALL {
             assert_eq!(EventKind::parse(k.as_str()).unwrap(), k);
         }
         assert!(EventKind::parse("nope").is_err());
+        for &s in BackfillStatus::ALL {
+            assert_eq!(s.as_str().parse::<BackfillStatus>().unwrap(), s);
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+        assert!("failed".parse::<BackfillStatus>().is_err());
     }
 }

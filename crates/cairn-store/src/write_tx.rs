@@ -15,61 +15,53 @@ use std::ops::{Deref, DerefMut};
 use sqlx::pool::PoolConnection;
 use sqlx::{Database, Pool};
 
+use crate::db::{Conn, Db, Query};
 use crate::error::Result;
 
-pub(crate) struct WriteTx<Db: Database> {
+pub(crate) struct WriteTx<DB: Database> {
     /// `None` once committed.
-    conn: Option<PoolConnection<Db>>,
+    conn: Option<PoolConnection<DB>>,
 }
 
-// Written per backend: the generic version's futures (bounded over every connection
-// lifetime) are not provably `Send`, which the store's callers spawn.
-macro_rules! write_tx_impl {
-    ($Db:ty, $Conn:ty) => {
-        impl WriteTx<$Db> {
-            /// Starts a transaction with `begin` (`BEGIN IMMEDIATE` on SQLite).
-            pub(crate) async fn begin(pool: &Pool<$Db>, begin: &'static str) -> Result<Self> {
-                let mut conn = pool.acquire().await?;
-                if let Err(e) = sqlx::Executor::execute(&mut *conn, begin).await {
-                    conn.close_on_drop();
-                    return Err(e.into());
-                }
-                Ok(Self { conn: Some(conn) })
-            }
+impl<DB: Db> WriteTx<DB> {
+    /// Starts a transaction with `begin` (`BEGIN IMMEDIATE` on SQLite).
+    pub(crate) async fn begin(pool: &Pool<DB>, begin: &'static str) -> Result<Self> {
+        let mut conn = pool.acquire().await?;
+        if let Err(e) = conn.execute(&Query::new(begin)).await {
+            conn.close_on_drop();
+            return Err(e);
+        }
+        Ok(Self { conn: Some(conn) })
+    }
 
-            /// Commits; on failure the connection is closed, never reused.
-            pub(crate) async fn commit(mut self) -> Result<()> {
-                let mut conn = self.conn.take().expect("a transaction commits once");
-                match sqlx::Executor::execute(&mut *conn, "COMMIT").await {
-                    Ok(_) => Ok(()),
-                    Err(e) => {
-                        conn.close_on_drop();
-                        Err(e.into())
-                    }
-                }
+    /// Commits; on failure the connection is closed, never reused.
+    pub(crate) async fn commit(mut self) -> Result<()> {
+        let mut conn = self.conn.take().expect("a transaction commits once");
+        match conn.execute(&Query::new("COMMIT")).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                conn.close_on_drop();
+                Err(e)
             }
         }
-
-        impl Deref for WriteTx<$Db> {
-            type Target = $Conn;
-
-            fn deref(&self) -> &$Conn {
-                self.conn.as_ref().expect("open until committed")
-            }
-        }
-
-        impl DerefMut for WriteTx<$Db> {
-            fn deref_mut(&mut self) -> &mut $Conn {
-                self.conn.as_mut().expect("open until committed")
-            }
-        }
-    };
+    }
 }
 
-write_tx_impl!(sqlx::Sqlite, sqlx::SqliteConnection);
-write_tx_impl!(sqlx::Postgres, sqlx::PgConnection);
+impl<DB: Database> Deref for WriteTx<DB> {
+    type Target = DB::Connection;
 
-impl<Db: Database> Drop for WriteTx<Db> {
+    fn deref(&self) -> &DB::Connection {
+        self.conn.as_ref().expect("open until committed")
+    }
+}
+
+impl<DB: Database> DerefMut for WriteTx<DB> {
+    fn deref_mut(&mut self) -> &mut DB::Connection {
+        self.conn.as_mut().expect("open until committed")
+    }
+}
+
+impl<DB: Database> Drop for WriteTx<DB> {
     /// Abandoned (an error returned early, or the future was dropped): the connection is
     /// closed, which rolls the transaction back, rather than reused with it open. Only
     /// error paths get here, so the cost of a new connection does not matter.

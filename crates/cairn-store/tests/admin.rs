@@ -17,12 +17,12 @@ conformance!(
 );
 
 /// A backfill of `selection` in `status`, created (and audited).
-async fn created_backfill(store: &Store, selection: &str, status: &str) -> Backfill {
+async fn created_backfill(store: &Store, selection: &str, status: BackfillStatus) -> Backfill {
     let b = Backfill {
         id: new_id(),
         selection: selection.into(),
         partitions: serde_json::json!({ "from": "2025-01-01", "to": "2025-12-31" }),
-        status: status.into(),
+        status,
         created_by: "local".into(),
         created_at: at(0),
         updated_at: at(0),
@@ -36,12 +36,12 @@ async fn created_backfill(store: &Store, selection: &str, status: &str) -> Backf
 }
 
 async fn backfills_overrides_and_dynamic_partitions(store: &Store) {
-    let b = created_backfill(store, "staging/labs+", "requested").await;
+    let b = created_backfill(store, "staging/labs+", BackfillStatus::Requested).await;
     assert_eq!(store.get_backfill(&b.id).await.unwrap(), b);
     store
         .update_backfill(
             &b.id,
-            "completed",
+            BackfillStatus::Completed,
             &serde_json::json!({ "done": 365 }),
             at(5),
         )
@@ -49,13 +49,18 @@ async fn backfills_overrides_and_dynamic_partitions(store: &Store) {
         .unwrap();
     let done = store.get_backfill(&b.id).await.unwrap();
     assert_eq!(
-        (done.status.as_str(), done.updated_at),
-        ("completed", at(5))
+        (done.status, done.updated_at),
+        (BackfillStatus::Completed, at(5))
     );
     assert_eq!(store.backfills(10).await.unwrap().len(), 1);
     assert!(matches!(
         store
-            .update_backfill("nope", "running", &serde_json::json!({}), at(6))
+            .update_backfill(
+                "nope",
+                BackfillStatus::Running,
+                &serde_json::json!({}),
+                at(6)
+            )
             .await,
         Err(Error::NotFound(_))
     ));
@@ -176,7 +181,7 @@ async fn audited(store: &Store) -> Vec<String> {
 /// Cancels write the change and its audit record together, or neither: a refused cancel
 /// (the backfill or run has ended) leaves no record.
 async fn cancels_are_audited_in_their_transaction(store: &Store) {
-    let b = created_backfill(store, "a/b", "running").await;
+    let b = created_backfill(store, "a/b", BackfillStatus::Running).await;
     let mut runs = Vec::new();
     for i in 0..3 {
         let mut r = NewRun::new("a/b", Some(&format!("p{i}")), at(0));
@@ -193,7 +198,10 @@ async fn cancels_are_audited_in_their_transaction(store: &Store) {
         .await
         .unwrap();
     assert_eq!(canceled, 2, "the queued runs; the claimed one finishes");
-    assert_eq!(store.get_backfill(&b.id).await.unwrap().status, "canceled");
+    assert_eq!(
+        store.get_backfill(&b.id).await.unwrap().status,
+        BackfillStatus::Canceled
+    );
     for r in &runs {
         let status = store.get_run(&r.id).await.unwrap().status;
         let expected = if r.id == claimed.id {
@@ -207,7 +215,11 @@ async fn cancels_are_audited_in_their_transaction(store: &Store) {
         store
             .cancel_backfill(&b.id, at(3), |_| record("again", &b.id))
             .await,
-        Err(Error::Invalid(_))
+        Err(Error::IllegalBackfillTransition {
+            from: BackfillStatus::Canceled,
+            to: BackfillStatus::Canceled,
+            ..
+        })
     ));
     assert!(matches!(
         store
@@ -219,12 +231,19 @@ async fn cancels_are_audited_in_their_transaction(store: &Store) {
         .resume_backfill(&b.id, at(3), &record("backfill.resume", &b.id))
         .await
         .unwrap();
-    assert_eq!(store.get_backfill(&b.id).await.unwrap().status, "running");
+    assert_eq!(
+        store.get_backfill(&b.id).await.unwrap().status,
+        BackfillStatus::Running
+    );
     assert!(matches!(
         store
             .resume_backfill(&b.id, at(3), &record("again", &b.id))
             .await,
-        Err(Error::Invalid(_))
+        Err(Error::IllegalBackfillTransition {
+            from: BackfillStatus::Running,
+            to: BackfillStatus::Running,
+            ..
+        })
     ));
 
     let cancel = |id: &str| RunTransition {
@@ -333,7 +352,7 @@ async fn audit_log_is_append_only_and_survives_retention(store: &Store) {
 /// PostgreSQL detected a deadlock in two rounds of three at this size.)
 async fn a_cancel_racing_claims_and_enqueues_leaves_nothing_queued(store: &Store) {
     for round in 0..3 {
-        let b = created_backfill(store, "a/b", "running").await;
+        let b = created_backfill(store, "a/b", BackfillStatus::Running).await;
         let runs_of = |n: usize, tag: &str| -> Vec<NewRun> {
             (0..n)
                 .map(|i| {

@@ -87,12 +87,19 @@ async fn changes_after_carry_the_derived_rows_and_their_change_points(store: &St
     );
 }
 
-async fn backfill(store: &Store, status: &str) -> Backfill {
+fn cursor(asset: &str, handled_at: chrono::DateTime<chrono::Utc>) -> CronCursor {
+    CronCursor {
+        asset: asset.into(),
+        handled_at,
+    }
+}
+
+async fn backfill(store: &Store, status: BackfillStatus) -> Backfill {
     let b = Backfill {
         id: new_id(),
         selection: "a/m".into(),
         partitions: serde_json::json!({ "targets": [] }),
-        status: status.into(),
+        status,
         created_by: "local".into(),
         created_at: at(0),
         updated_at: at(0),
@@ -110,15 +117,15 @@ async fn backfill(store: &Store, status: &str) -> Backfill {
 }
 
 async fn a_plan_commits_runs_cursors_and_backfill_progress_together(store: &Store) {
-    let b = backfill(store, "running").await;
+    let b = backfill(store, BackfillStatus::Running).await;
     let mut run = NewRun::new("a/m", Some("p1"), at(10));
     run.backfill_id = Some(b.id.clone());
     let mut writes = TickWrites::new(at(10));
     writes.runs = vec![run.clone(), NewRun::new("a/n", None, at(10))];
-    writes.cron_cursors = vec![("a/n".into(), at(7)), ("a/o".into(), at(8))];
+    writes.cron_cursors = vec![cursor("a/n", at(7)), cursor("a/o", at(8))];
     writes.backfills = vec![BackfillUpdate {
         id: b.id.clone(),
-        status: "completed".into(),
+        status: BackfillStatus::Completed,
         progress: serde_json::json!({ "a/m": { "done": 1 } }),
     }];
     let last = store.last_event_id().await.unwrap();
@@ -128,10 +135,10 @@ async fn a_plan_commits_runs_cursors_and_backfill_progress_together(store: &Stor
     assert_eq!(queued.len(), 2);
     assert_eq!(
         store.cron_cursors().await.unwrap(),
-        [("a/n".to_owned(), at(7)), ("a/o".to_owned(), at(8))]
+        [cursor("a/n", at(7)), cursor("a/o", at(8))]
     );
     let ended = store.get_backfill(&b.id).await.unwrap();
-    assert_eq!(ended.status, "completed");
+    assert_eq!(ended.status, BackfillStatus::Completed);
     assert_eq!(ended.progress, serde_json::json!({ "a/m": { "done": 1 } }));
     let kinds: Vec<_> = store
         .events_after(last, 10)
@@ -151,12 +158,9 @@ async fn a_plan_commits_runs_cursors_and_backfill_progress_together(store: &Stor
 
     // A cursor moves; an empty plan writes nothing.
     let mut writes = TickWrites::new(at(11));
-    writes.cron_cursors = vec![("a/n".into(), at(9))];
+    writes.cron_cursors = vec![cursor("a/n", at(9))];
     store.apply_plan(&writes).await.unwrap();
-    assert_eq!(
-        store.cron_cursors().await.unwrap()[0],
-        ("a/n".into(), at(9))
-    );
+    assert_eq!(store.cron_cursors().await.unwrap()[0], cursor("a/n", at(9)));
     let last = store.last_event_id().await.unwrap();
     store.apply_plan(&TickWrites::new(at(12))).await.unwrap();
     assert_eq!(store.last_event_id().await.unwrap(), last);
@@ -166,7 +170,7 @@ async fn a_plan_commits_runs_cursors_and_backfill_progress_together(store: &Stor
     writes.runs = vec![NewRun::new("a/q", None, at(13))];
     writes.backfills = vec![BackfillUpdate {
         id: "nope".into(),
-        status: "running".into(),
+        status: BackfillStatus::Running,
         progress: serde_json::json!({}),
     }];
     assert!(matches!(
@@ -177,7 +181,7 @@ async fn a_plan_commits_runs_cursors_and_backfill_progress_together(store: &Stor
 }
 
 async fn a_plan_never_reopens_an_ended_backfill_nor_queues_its_runs(store: &Store) {
-    let b = backfill(store, "running").await;
+    let b = backfill(store, BackfillStatus::Running).await;
     let audit = NewAudit {
         actor: "local".into(),
         action: "backfill.cancel".into(),
@@ -196,7 +200,7 @@ async fn a_plan_never_reopens_an_ended_backfill_nor_queues_its_runs(store: &Stor
     writes.runs = vec![run, NewRun::new("a/n", None, at(2))];
     writes.backfills = vec![BackfillUpdate {
         id: b.id.clone(),
-        status: "running".into(),
+        status: BackfillStatus::Running,
         progress: serde_json::json!({ "a/m": { "planned": 1 } }),
     }];
     store.apply_plan(&writes).await.unwrap();
@@ -206,7 +210,7 @@ async fn a_plan_never_reopens_an_ended_backfill_nor_queues_its_runs(store: &Stor
         ["a/n"]
     );
     let b = store.get_backfill(&b.id).await.unwrap();
-    assert_eq!(b.status, "canceled");
+    assert_eq!(b.status, BackfillStatus::Canceled);
     assert_eq!(b.progress, serde_json::json!({ "a/m": { "planned": 1 } }));
 }
 
@@ -230,8 +234,8 @@ const OLD_CURSORS: &str = "INSERT INTO cairn_meta (key, value) VALUES \
 async fn cursors_were_moved(store: &Store) {
     assert_eq!(
         store.cron_cursors().await.unwrap(),
-        [(
-            "ops/nightly".to_owned(),
+        [cursor(
+            "ops/nightly",
             "2025-03-01T02:00:00Z".parse().unwrap()
         )]
     );

@@ -97,7 +97,7 @@ impl Mutation {
             .get_backfill(&id)
             .await
             .map_err(|e| error::store_missing(e, || format!("unknown backfill {id:?}")))?;
-        if matches!(b.status.as_str(), "completed" | "canceled") {
+        if b.status.is_ended() {
             return Err(bad(format!("backfill {id} is already {}", b.status)));
         }
         store

@@ -107,7 +107,7 @@ macro_rules! conformance {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let t = super::common::sqlite().await;
+                    let t = crate::common::sqlite().await;
                     super::$name(&t.store).await;
                     t.cleanup().await;
                 }
@@ -117,7 +117,7 @@ macro_rules! conformance {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let Some(t) = super::common::postgres().await else { return };
+                    let Some(t) = crate::common::postgres().await else { return };
                     super::$name(&t.store).await;
                     t.cleanup().await;
                 }

@@ -86,7 +86,7 @@ fn manage(store_url: &str, args: &Args) -> anyhow::Result<ExitCode> {
                     "{}  {:<10} {:<30} {}",
                     b.id, b.status, b.selection, b.progress
                 );
-                if matches!(b.status.as_str(), "requested" | "running") {
+                if !b.status.is_ended() {
                     for line in cairn_engine::waiting::describe(&b.progress) {
                         println!("    {line}");
                     }

@@ -133,8 +133,8 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
             let (done, failed, running) = totals(&b.progress);
             bar.set_position(done + failed);
             bar.set_message(format!("({running} running, {failed} failed)"));
-            if matches!(b.status.as_str(), "completed" | "canceled") {
-                break b.status;
+            if b.status.is_ended() {
+                break b.status.to_string();
             }
             // Stuck: over three ticks of our own reconciler, everything left waits for
             // inputs and nothing runs or is planned.
@@ -217,7 +217,7 @@ async fn cancel(store: &cairn_store::Store, id: &str, why: &str) -> anyhow::Resu
         })
         .await;
     match canceled {
-        Ok(_) | Err(cairn_store::Error::Invalid(_)) => Ok(()),
+        Ok(_) | Err(cairn_store::Error::IllegalBackfillTransition { .. }) => Ok(()),
         Err(e) => Err(e.into()),
     }
 }

@@ -98,7 +98,7 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
             // Backfills in progress that wait for something, and what.
             for b in store.backfills(1_000).await? {
                 let lines = cairn_engine::waiting::describe(&b.progress);
-                if matches!(b.status.as_str(), "requested" | "running") && !lines.is_empty() {
+                if !b.status.is_ended() && !lines.is_empty() {
                     println!("\nbackfill {} ({}) waits:", b.id, b.selection);
                     for line in lines {
                         println!("  {line}");

@@ -147,7 +147,7 @@ pub struct BackfillTarget {
 impl Backfill {
     pub fn new(mut b: cairn_store::Backfill, caller: &Caller, view: &View) -> Self {
         let mut waiting_for = take_waiting_for(&mut b.progress, caller, view);
-        if !matches!(b.status.as_str(), "requested" | "running") {
+        if b.status.is_ended() {
             // An ended backfill waits for nothing (its last progress may say otherwise).
             waiting_for.clear();
         }
@@ -182,7 +182,7 @@ impl Backfill {
             in_flight: sum("in_flight").into(),
             id: b.id,
             selection: b.selection,
-            status: b.status,
+            status: b.status.as_str().to_owned(),
             created_by: b.created_by,
             created_at: b.created_at,
             updated_at: b.updated_at,
