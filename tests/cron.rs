@@ -114,8 +114,8 @@ impl Store {
             store.close().await;
             cursors
                 .into_iter()
-                .find(|(asset, _)| asset == CURSOR)
-                .map(|(_, at)| at.to_rfc3339())
+                .find(|c| c.asset == CURSOR)
+                .map(|c| c.handled_at.to_rfc3339())
         })
     }
 

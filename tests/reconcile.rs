@@ -365,7 +365,11 @@ async fn scenario(clock: Clock) {
     complete_queued(&clock, &store, &codes).await;
     cairn(&clock, &["reconcile", "--once"], cwd);
     let backfill = &store.backfills(10).await.unwrap()[0];
-    assert_eq!(backfill.status, "completed", "{backfill:?}");
+    assert_eq!(
+        backfill.status,
+        cairn_store::BackfillStatus::Completed,
+        "{backfill:?}"
+    );
     assert_eq!(backfill.progress["raw/a"]["done"], 4);
     let kinds: Vec<EventKind> = store
         .events_after(0, 10_000)
