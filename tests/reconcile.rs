@@ -370,7 +370,7 @@ async fn scenario(clock: Clock) {
         cairn_store::BackfillStatus::Completed,
         "{backfill:?}"
     );
-    assert_eq!(backfill.progress["raw/a"]["done"], 4);
+    assert_eq!(backfill.progress.0["raw/a"].done, 4);
     let kinds: Vec<EventKind> = store
         .events_after(0, 10_000)
         .await

@@ -23,8 +23,8 @@ pub enum RequestError {
 /// What a backfill rebuilds: per asset, key ranges (inclusive).
 #[derive(Debug, Clone, Default)]
 pub struct Request {
-    /// `[{"asset": KEY, "ranges": [[FIRST, LAST], ...]}]`, the form the reconciler reads.
-    pub targets: Vec<serde_json::Value>,
+    /// Key ranges per asset, as stored with the backfill.
+    pub targets: Vec<cairn_store::TargetRanges>,
     /// Partitions in all (one run each at most; ranged assets batch them).
     pub total: u64,
 }
@@ -103,9 +103,10 @@ pub fn targets(
             .map(|(a, b)| u64::from(b - a + 1))
             .sum::<u64>();
         let ranges: Vec<[String; 2]> = merged.iter().map(|&(a, b)| [key(a), key(b)]).collect();
-        request
-            .targets
-            .push(serde_json::json!({ "asset": asset.key.as_str(), "ranges": ranges }));
+        request.targets.push(cairn_store::TargetRanges {
+            asset: asset.key.to_string(),
+            ranges,
+        });
     }
     if request.targets.is_empty() {
         return Err(RequestError::Empty);
@@ -125,12 +126,15 @@ pub async fn create(
     let backfill = cairn_store::Backfill {
         id: cairn_store::new_id(),
         selection: selection.to_owned(),
-        partitions: serde_json::json!({ "since_event": engine.state.max_event_id, "targets": request.targets }),
+        partitions: cairn_store::BackfillTargets {
+            since_event: engine.state.max_event_id,
+            targets: request.targets.clone(),
+        },
         status: cairn_store::BackfillStatus::Requested,
         created_by: actor.into(),
         created_at: now,
         updated_at: now,
-        progress: serde_json::json!({}),
+        progress: Default::default(),
     };
     let audit = cairn_store::NewAudit {
         at: now,

@@ -328,39 +328,15 @@ impl Engine {
             if b.status.is_ended() {
                 continue;
             }
-            let since_event = b
-                .partitions
-                .get("since_event")
-                .and_then(|v| v.as_i64())
-                .unwrap_or(0);
             let mut targets = Vec::new();
-            for t in b
-                .partitions
-                .get("targets")
-                .and_then(|t| t.as_array())
-                .into_iter()
-                .flatten()
-            {
-                let Some(id) = t
-                    .get("asset")
-                    .and_then(|a| a.as_str())
-                    .and_then(|k| self.graph.id_of(k))
-                else {
+            for t in &b.partitions.targets {
+                let Some(id) = self.graph.id_of(&t.asset) else {
                     continue;
                 };
                 let mut set = PartitionSet::new();
-                for r in t
-                    .get("ranges")
-                    .and_then(|r| r.as_array())
-                    .into_iter()
-                    .flatten()
-                {
-                    let key = |i: usize| {
-                        r.get(i)
-                            .and_then(|k| k.as_str())
-                            .and_then(|k| partition_index(&self.graph, id, k, env))
-                    };
-                    if let (Some(a), Some(z)) = (key(0), key(1)) {
+                for [first, last] in &t.ranges {
+                    let key = |k: &str| partition_index(&self.graph, id, k, env);
+                    if let (Some(a), Some(z)) = (key(first), key(last)) {
                         set.insert_range(a..z + 1);
                     }
                 }
@@ -369,7 +345,7 @@ impl Engine {
             out.push(BackfillTarget {
                 id: b.id.clone(),
                 targets,
-                since_event,
+                since_event: b.partitions.since_event,
             });
         }
         out
@@ -551,18 +527,7 @@ impl Engine {
             .backfills
             .iter()
             .map(|b| {
-                let progress: serde_json::Map<String, serde_json::Value> = b
-                    .per_asset
-                    .iter()
-                    .map(|(id, p)| {
-                        (
-                            self.graph.asset(*id).key.to_string(),
-                            serde_json::to_value(p).unwrap_or_default(),
-                        )
-                    })
-                    .collect();
-                let mut progress = progress;
-                crate::waiting::annotate(&self.graph, self.env(now), b, &mut progress);
+                let progress = crate::waiting::stored_progress(&self.graph, self.env(now), b);
                 let status = if b.finished {
                     BackfillStatus::Completed
                 } else {
@@ -571,7 +536,7 @@ impl Engine {
                 BackfillUpdate {
                     id: b.id.clone(),
                     status,
-                    progress: serde_json::Value::Object(progress),
+                    progress,
                 }
             })
             .collect();

@@ -6,66 +6,70 @@
 use cairn_model::AssetGraph;
 use cairn_model::partitions::PartitionEnv;
 use cairn_reconcile::plan::BackfillProgress;
-use serde_json::{Value, json};
+use cairn_store::{AssetProgress, WaitingFor};
 
 use crate::engine::partition_key;
 
 /// Ranges kept per blocker; `partitions` still counts all of them.
 pub const MAX_RANGES: usize = 20;
 
-/// Adds `waiting_for` to the per-asset objects of a backfill's progress (keyed by asset key).
-pub fn annotate(
+/// A planned backfill's progress as the store keeps it: per target asset key, its counts
+/// and what its waiting partitions wait for.
+pub fn stored_progress(
     graph: &AssetGraph,
     env: PartitionEnv<'_>,
     backfill: &BackfillProgress,
-    progress: &mut serde_json::Map<String, Value>,
-) {
+) -> cairn_store::BackfillProgress {
+    let mut out = cairn_store::BackfillProgress::default();
+    for (id, p) in &backfill.per_asset {
+        let entry = AssetProgress {
+            requested: p.requested,
+            done: p.done,
+            in_flight: p.in_flight,
+            running: p.running,
+            planned: p.planned,
+            failed: p.failed,
+            waiting: p.waiting,
+            waiting_for: Vec::new(),
+        };
+        out.0.insert(graph.asset(*id).key.to_string(), entry);
+    }
     for (target, blockers) in &backfill.waiting_for {
-        let Some(Value::Object(entry)) = progress.get_mut(graph.asset(*target).key.as_str()) else {
+        let Some(entry) = out.0.get_mut(graph.asset(*target).key.as_str()) else {
             continue;
         };
-        let list: Vec<Value> = blockers
+        entry.waiting_for = blockers
             .iter()
             .map(|b| {
                 let key = |i: u32| partition_key(graph, b.upstream, i, env);
-                let ranges: Vec<Value> = b
-                    .partitions
-                    .ranges()
-                    .iter()
-                    .take(MAX_RANGES)
-                    .map(|r| json!([key(r.start), key(r.end - 1)]))
-                    .collect();
-                json!({
-                    "asset": graph.asset(b.upstream).key.as_str(),
-                    "reason": b.reason.as_str(),
-                    "partitions": b.partitions.len(),
-                    "ranges": ranges,
-                })
+                WaitingFor {
+                    asset: graph.asset(b.upstream).key.to_string(),
+                    reason: b.reason.as_str().to_owned(),
+                    partitions: b.partitions.len(),
+                    ranges: b
+                        .partitions
+                        .ranges()
+                        .iter()
+                        .take(MAX_RANGES)
+                        .map(|r| [key(r.start), key(r.end - 1)])
+                        .collect(),
+                }
             })
             .collect();
-        entry.insert("waiting_for".to_owned(), Value::Array(list));
     }
+    out
 }
 
 /// One line per target asset and blocker of a stored backfill progress, for people:
 /// `staging/encounters waits for ingest/adt_encounters: 669 partition(s) missing (2025-01-01..2026-10-31)`.
-pub fn describe(progress: &Value) -> Vec<String> {
+pub fn describe(progress: &cairn_store::BackfillProgress) -> Vec<String> {
     let mut out = Vec::new();
-    for (target, entry) in progress.as_object().into_iter().flatten() {
-        for b in entry
-            .get("waiting_for")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let str_of = |field: &str| b.get(field).and_then(Value::as_str).unwrap_or("");
+    for (target, entry) in &progress.0 {
+        for b in &entry.waiting_for {
             let ranges: Vec<String> = b
-                .get("ranges")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(|r| Some((r.get(0)?.as_str()?, r.get(1)?.as_str()?)))
-                .map(|(a, z)| {
+                .ranges
+                .iter()
+                .map(|[a, z]| {
                     if a == z {
                         a.to_owned()
                     } else {
@@ -73,7 +77,6 @@ pub fn describe(progress: &Value) -> Vec<String> {
                     }
                 })
                 .collect();
-            let count = b.get("partitions").and_then(Value::as_u64).unwrap_or(0);
             let shown = if ranges.is_empty() || ranges == [""] {
                 String::new()
             } else if ranges.len() == MAX_RANGES {
@@ -82,9 +85,10 @@ pub fn describe(progress: &Value) -> Vec<String> {
                 format!(" ({})", ranges.join(", "))
             };
             out.push(format!(
-                "{target} waits for {}: {count} partition(s) {}{shown}",
-                str_of("asset"),
-                reason_phrase(str_of("reason")),
+                "{target} waits for {}: {} partition(s) {}{shown}",
+                b.asset,
+                b.partitions,
+                reason_phrase(&b.reason),
             ));
         }
     }

@@ -6,11 +6,11 @@ use chrono::{DateTime, Utc};
 
 use crate::backend::{Backend, NewIds};
 use crate::db::{Conn, Db, Query};
-use crate::derived::json;
+use crate::derived::{json, json_text};
 use crate::error::{Error, Result};
 use crate::types::{
-    Backfill, BackfillStatus, BackfillUpdate, EventKind, NewAudit, NewEvent, RunStatus,
-    RunTransition, from_micros, to_micros,
+    Backfill, BackfillProgress, BackfillStatus, BackfillUpdate, EventKind, NewAudit, NewEvent,
+    RunStatus, RunTransition, from_micros, to_micros,
 };
 use crate::write_tx::WriteTx;
 
@@ -75,12 +75,12 @@ impl<DB: Db> Backend<DB> {
             [
                 b.id.as_str().into(),
                 b.selection.as_str().into(),
-                b.partitions.to_string().into(),
+                json_text(&b.partitions).into(),
                 b.status.as_str().into(),
                 b.created_by.as_str().into(),
                 to_micros(b.created_at).into(),
                 to_micros(b.updated_at).into(),
-                b.progress.to_string().into(),
+                json_text(&b.progress).into(),
             ]
         });
         tx.execute(&q).await?;
@@ -121,7 +121,7 @@ impl<DB: Db> Backend<DB> {
         &self,
         id: &str,
         status: BackfillStatus,
-        progress: &serde_json::Value,
+        progress: &BackfillProgress,
         at: DateTime<Utc>,
     ) -> Result<()> {
         let mut tx = self.begin_write().await?;
@@ -169,7 +169,7 @@ impl<DB: Db> Backend<DB> {
             "UPDATE backfills SET status = $1, progress = $2, updated_at = $3 WHERE id = $4",
         )
         .bind(status.as_str())
-        .bind(update.progress.to_string())
+        .bind(json_text(&update.progress))
         .bind(to_micros(at))
         .bind(&update.id);
         tx.execute(&q).await?;
@@ -233,7 +233,7 @@ impl<DB: Db> Backend<DB> {
             };
             interned.push(self.transition_in(&mut tx, &t).await?.1);
         }
-        let progress = json(&progress, "backfills")?;
+        let progress: serde_json::Value = json(&progress, "backfills")?;
         let event = NewEvent::new(at, EventKind::BackfillCanceled)
             .payload(serde_json::json!({ "backfill_id": id, "progress": progress }));
         interned.push(

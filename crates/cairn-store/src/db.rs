@@ -411,3 +411,38 @@ impl<DB: Db> Conn for WriteTx<DB> {
         self
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Placeholders are numbered in the order values are bound, whichever way they are.
+    #[test]
+    fn placeholders_follow_the_bound_values() {
+        let mut q = Query::new("INSERT INTO t (a, b) ");
+        q.push_values([(1, "x"), (2, "y")], |(n, s)| {
+            [i64::from(n).into(), s.into()]
+        });
+        q.push(" WHERE c IN ")
+            .push_tuple([Arg::from(true), Arg::from(None::<i64>)]);
+        assert_eq!(
+            q.sql,
+            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4) WHERE c IN ($5, $6)"
+        );
+        assert_eq!(
+            q.args,
+            [
+                Arg::Int(Some(1)),
+                Arg::Text(Some("x".into())),
+                Arg::Int(Some(2)),
+                Arg::Text(Some("y".into())),
+                Arg::Bool(true),
+                Arg::Int(None),
+            ]
+        );
+        let q = Query::new("SELECT $1, $2")
+            .bind("a")
+            .bind(String::from("b"));
+        assert_eq!(q.args.len(), 2);
+    }
+}

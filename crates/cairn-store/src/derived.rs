@@ -212,28 +212,32 @@ pub(crate) fn check_event(e: &NewEvent) -> Result<()> {
     }
 }
 
-pub(crate) type EventRow = (
-    i64,
-    i64,
-    String,
-    Option<String>,
-    String,
-    Option<String>,
-    String,
-);
+/// A row of `events`, with its asset's key.
+#[derive(sqlx::FromRow)]
+pub(crate) struct EventRow {
+    id: i64,
+    at: i64,
+    kind: String,
+    asset: Option<String>,
+    partition: String,
+    run_id: Option<String>,
+    payload: String,
+}
 
-pub(crate) fn event_from_row(
-    (id, at, kind, asset, partition, run_id, payload): EventRow,
-) -> Result<Event> {
-    Ok(Event {
-        id,
-        at: from_micros(at),
-        kind: EventKind::parse(&kind)?,
-        asset,
-        partition,
-        run_id,
-        payload: json(&payload, "events")?,
-    })
+impl TryFrom<EventRow> for Event {
+    type Error = Error;
+
+    fn try_from(r: EventRow) -> Result<Event> {
+        Ok(Event {
+            id: r.id,
+            at: from_micros(r.at),
+            kind: EventKind::parse(&r.kind)?,
+            asset: r.asset,
+            partition: r.partition,
+            run_id: r.run_id,
+            payload: json(&r.payload, "events")?,
+        })
+    }
 }
 
 /// The lifecycle event a run transition writes.
@@ -298,12 +302,17 @@ impl TryFrom<RunRow> for Run {
     }
 }
 
-/// A JSON column's value; text that is not JSON is a corrupt row of `table`.
-pub(crate) fn json(text: &str, table: &'static str) -> Result<serde_json::Value> {
+/// A JSON column's value; text that is not JSON of that shape is a corrupt row of `table`.
+pub(crate) fn json<T: serde::de::DeserializeOwned>(text: &str, table: &'static str) -> Result<T> {
     serde_json::from_str(text).map_err(|e| Error::Corrupt {
         table,
         reason: e.to_string(),
     })
+}
+
+/// A JSON column's text.
+pub(crate) fn json_text(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).expect("plain data with string keys serializes")
 }
 
 /// sha256 (hex) of an API token's secret: only this is stored.

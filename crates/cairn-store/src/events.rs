@@ -54,6 +54,27 @@ struct ObservedRow {
     data_changed_event_id: i64,
 }
 
+/// An event as the reconciler tails it, with its asset's key.
+#[derive(sqlx::FromRow)]
+struct ChangedRow {
+    id: i64,
+    at: i64,
+    kind: String,
+    asset: Option<String>,
+    partition: String,
+}
+
+/// A row of `latest_observations`.
+#[derive(sqlx::FromRow)]
+struct ObservationIndexRow {
+    asset_id: i64,
+    partition: String,
+    event_id: i64,
+    at: i64,
+    data_version: String,
+    data_changed_event_id: i64,
+}
+
 /// A row of `partition_failures`.
 #[derive(sqlx::FromRow)]
 struct FailureRow {
@@ -276,7 +297,7 @@ impl<DB: Db> Backend<DB> {
                 "SELECT id, version FROM code_versions ORDER BY id",
             ))
             .await?;
-        let observations: Vec<(i64, String, i64, i64, String, i64)> = tx
+        let observations: Vec<ObservationIndexRow> = tx
             .fetch_all(&Query::new(
                 "SELECT asset_id, partition, event_id, at, data_version, data_changed_event_id \
                  FROM latest_observations",
@@ -284,25 +305,14 @@ impl<DB: Db> Backend<DB> {
             .await?;
         let observations = observations
             .into_iter()
-            .map(
-                |(
-                    asset_id,
-                    partition,
-                    event_id,
-                    at_micros,
-                    data_version,
-                    data_changed_event_id,
-                )| {
-                    LatestObservation {
-                        asset_id,
-                        partition,
-                        event_id,
-                        at_micros,
-                        data_version,
-                        data_changed_event_id,
-                    }
-                },
-            )
+            .map(|r| LatestObservation {
+                asset_id: r.asset_id,
+                partition: r.partition,
+                event_id: r.event_id,
+                at_micros: r.at,
+                data_version: r.data_version,
+                data_changed_event_id: r.data_changed_event_id,
+            })
             .collect();
         // Only failures newer than the partition's latest materialization matter.
         let failures: Vec<FailureRow> = tx
@@ -387,7 +397,7 @@ impl<DB: Db> Backend<DB> {
     /// Events matching `filter`, oldest first, at most `filter.limit` (max 10,000).
     pub(crate) async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>> {
         let mut q = Query::new(
-            "SELECT e.id, e.at, e.kind, a.key, e.partition, e.run_id, e.payload FROM events e \
+            "SELECT e.id, e.at, e.kind, a.key AS asset, e.partition, e.run_id, e.payload FROM events e \
              LEFT JOIN assets a ON a.id = e.asset_id WHERE 1 = 1",
         );
         if let Some(asset) = &filter.asset {
@@ -417,7 +427,7 @@ impl<DB: Db> Backend<DB> {
         })
         .push_bind(limit);
         let rows: Vec<EventRow> = self.fetch_all(&q).await?;
-        rows.into_iter().map(derived::event_from_row).collect()
+        rows.into_iter().map(TryInto::try_into).collect()
     }
 
     /// The events after `after` (at most `limit`, oldest first) and the current derived
@@ -425,21 +435,21 @@ impl<DB: Db> Backend<DB> {
     pub(crate) async fn changes_after(&self, after: EventId, limit: u32) -> Result<Changes> {
         let mut tx = self.begin_read().await?;
         let q = Query::new(
-            "SELECT e.id, e.at, e.kind, a.key, e.partition FROM events e LEFT JOIN assets a ON a.id = e.asset_id \
+            "SELECT e.id, e.at, e.kind, a.key AS asset, e.partition FROM events e LEFT JOIN assets a ON a.id = e.asset_id \
              WHERE e.id > $1 ORDER BY e.id LIMIT $2",
         )
         .bind(after)
         .bind(i64::from(limit.max(1)));
-        let rows: Vec<(i64, i64, String, Option<String>, String)> = tx.fetch_all(&q).await?;
+        let rows: Vec<ChangedRow> = tx.fetch_all(&q).await?;
         let events = rows
             .into_iter()
-            .map(|(id, at, kind, asset, partition)| {
+            .map(|r| {
                 Ok(ChangedEvent {
-                    id,
-                    at: from_micros(at),
-                    kind: EventKind::parse(&kind)?,
-                    asset,
-                    partition,
+                    id: r.id,
+                    at: from_micros(r.at),
+                    kind: EventKind::parse(&r.kind)?,
+                    asset: r.asset,
+                    partition: r.partition,
                 })
             })
             .collect::<Result<Vec<_>>>()?;

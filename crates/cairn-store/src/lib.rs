@@ -169,7 +169,7 @@ delegate! {
     fn resume_backfill(&self, id: &str, at: chrono::DateTime<chrono::Utc>, audit: &NewAudit) -> Result<()>;
     fn cancel_backfill(&self, id: &str, at: chrono::DateTime<chrono::Utc>, audit: impl FnOnce(u64) -> NewAudit + Send) -> Result<u64>;
     fn backfills(&self, limit: u32) -> Result<Vec<Backfill>>;
-    fn update_backfill(&self, id: &str, status: BackfillStatus, progress: &serde_json::Value, at: chrono::DateTime<chrono::Utc>) -> Result<()>;
+    fn update_backfill(&self, id: &str, status: BackfillStatus, progress: &BackfillProgress, at: chrono::DateTime<chrono::Utc>) -> Result<()>;
     fn set_freshness_override(&self, o: &FreshnessOverride, audit: &NewAudit) -> Result<()>;
     fn clear_freshness_override(&self, asset: &str, audit: &NewAudit) -> Result<bool>;
     fn freshness_overrides(&self) -> Result<Vec<FreshnessOverride>>;

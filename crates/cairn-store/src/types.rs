@@ -420,7 +420,7 @@ pub struct BackfillUpdate {
     pub id: String,
     /// `running`, or `completed` when nothing is left (an ended backfill keeps its status).
     pub status: BackfillStatus,
-    pub progress: serde_json::Value,
+    pub progress: BackfillProgress,
 }
 
 /// The newest cron tick handled for an asset (table `cron_cursors`).
@@ -574,13 +574,81 @@ pub struct RunLogLine {
 pub struct Backfill {
     pub id: String,
     pub selection: String,
-    /// The requested partitions (range or keys), as JSON.
-    pub partitions: serde_json::Value,
+    /// What it rebuilds (column `partitions`).
+    pub partitions: BackfillTargets,
     pub status: BackfillStatus,
     pub created_by: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-    pub progress: serde_json::Value,
+    pub progress: BackfillProgress,
+}
+
+/// What a backfill rebuilds, as stored (JSON in `backfills.partitions`, and in its
+/// `backfill_requested` event): `{"since_event": N, "targets": [{"asset": KEY, "ranges":
+/// [[FIRST, LAST], ...]}]}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackfillTargets {
+    /// Materializations after this event id count as rebuilt.
+    #[serde(default)]
+    pub since_event: EventId,
+    #[serde(default)]
+    pub targets: Vec<TargetRanges>,
+}
+
+/// Partitions of one asset, as inclusive `[first, last]` key ranges.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetRanges {
+    /// The asset's key.
+    pub asset: String,
+    pub ranges: Vec<[String; 2]>,
+}
+
+/// A backfill's progress as the reconciler last wrote it (JSON in `backfills.progress`),
+/// by target asset key.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct BackfillProgress(pub std::collections::BTreeMap<String, AssetProgress>);
+
+impl BackfillProgress {
+    /// One count summed over the target assets.
+    pub fn sum(&self, count: impl Fn(&AssetProgress) -> u64) -> u64 {
+        self.0.values().map(count).sum()
+    }
+}
+
+/// Partitions of one target asset by where they are (the counts of
+/// `cairn_reconcile::plan::Progress`), and what the waiting ones wait for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AssetProgress {
+    pub requested: u64,
+    pub done: u64,
+    /// Queued, claimed or running.
+    pub in_flight: u64,
+    /// Of those, running (claimed or started).
+    pub running: u64,
+    pub planned: u64,
+    /// Failed with no retries left.
+    pub failed: u64,
+    /// Waiting for inputs.
+    pub waiting: u64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub waiting_for: Vec<WaitingFor>,
+}
+
+/// Upstream partitions of one asset that keep a target's waiting partitions from being
+/// launched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitingFor {
+    /// The upstream asset's key.
+    pub asset: String,
+    /// Why they are not ready: `cairn_reconcile::waiting::WaitReason`'s text (the store
+    /// keeps it as written).
+    pub reason: String,
+    /// How many partitions of `asset` are not ready.
+    pub partitions: u64,
+    /// Inclusive `[first, last]` key ranges of them (the first few).
+    pub ranges: Vec<[String; 2]>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

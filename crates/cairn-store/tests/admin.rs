@@ -6,7 +6,7 @@
 mod common;
 
 use cairn_store::*;
-use common::{at, materialization};
+use common::{at, materialization, progress};
 
 conformance!(
     backfills_overrides_and_dynamic_partitions,
@@ -21,12 +21,18 @@ async fn created_backfill(store: &Store, selection: &str, status: BackfillStatus
     let b = Backfill {
         id: new_id(),
         selection: selection.into(),
-        partitions: serde_json::json!({ "from": "2025-01-01", "to": "2025-12-31" }),
+        partitions: BackfillTargets {
+            since_event: 0,
+            targets: vec![TargetRanges {
+                asset: selection.trim_end_matches('+').into(),
+                ranges: vec![["2025-01-01".into(), "2025-12-31".into()]],
+            }],
+        },
         status,
         created_by: "local".into(),
         created_at: at(0),
         updated_at: at(0),
-        progress: serde_json::json!({ "a/b": { "done": 1 } }),
+        progress: progress(serde_json::json!({ "a/b": { "done": 1 } })),
     };
     store
         .create_backfill(&b, &record("backfill.create", &b.id))
@@ -42,7 +48,7 @@ async fn backfills_overrides_and_dynamic_partitions(store: &Store) {
         .update_backfill(
             &b.id,
             BackfillStatus::Completed,
-            &serde_json::json!({ "done": 365 }),
+            &progress(serde_json::json!({ "staging/labs": { "done": 365 } })),
             at(5),
         )
         .await
@@ -58,7 +64,7 @@ async fn backfills_overrides_and_dynamic_partitions(store: &Store) {
             .update_backfill(
                 "nope",
                 BackfillStatus::Running,
-                &serde_json::json!({}),
+                &BackfillProgress::default(),
                 at(6)
             )
             .await,

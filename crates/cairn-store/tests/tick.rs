@@ -5,7 +5,7 @@
 mod common;
 
 use cairn_store::*;
-use common::{at, materialization};
+use common::{at, materialization, progress};
 
 conformance!(
     changes_after_carry_the_derived_rows_and_their_change_points,
@@ -98,12 +98,12 @@ async fn backfill(store: &Store, status: BackfillStatus) -> Backfill {
     let b = Backfill {
         id: new_id(),
         selection: "a/m".into(),
-        partitions: serde_json::json!({ "targets": [] }),
+        partitions: BackfillTargets::default(),
         status,
         created_by: "local".into(),
         created_at: at(0),
         updated_at: at(0),
-        progress: serde_json::json!({}),
+        progress: BackfillProgress::default(),
     };
     let audit = NewAudit {
         actor: "local".into(),
@@ -126,7 +126,7 @@ async fn a_plan_commits_runs_cursors_and_backfill_progress_together(store: &Stor
     writes.backfills = vec![BackfillUpdate {
         id: b.id.clone(),
         status: BackfillStatus::Completed,
-        progress: serde_json::json!({ "a/m": { "done": 1 } }),
+        progress: progress(serde_json::json!({ "a/m": { "done": 1 } })),
     }];
     let last = store.last_event_id().await.unwrap();
     store.apply_plan(&writes).await.unwrap();
@@ -139,7 +139,10 @@ async fn a_plan_commits_runs_cursors_and_backfill_progress_together(store: &Stor
     );
     let ended = store.get_backfill(&b.id).await.unwrap();
     assert_eq!(ended.status, BackfillStatus::Completed);
-    assert_eq!(ended.progress, serde_json::json!({ "a/m": { "done": 1 } }));
+    assert_eq!(
+        ended.progress,
+        progress(serde_json::json!({ "a/m": { "done": 1 } }))
+    );
     let kinds: Vec<_> = store
         .events_after(last, 10)
         .await
@@ -171,7 +174,7 @@ async fn a_plan_commits_runs_cursors_and_backfill_progress_together(store: &Stor
     writes.backfills = vec![BackfillUpdate {
         id: "nope".into(),
         status: BackfillStatus::Running,
-        progress: serde_json::json!({}),
+        progress: BackfillProgress::default(),
     }];
     assert!(matches!(
         store.apply_plan(&writes).await,
@@ -201,7 +204,7 @@ async fn a_plan_never_reopens_an_ended_backfill_nor_queues_its_runs(store: &Stor
     writes.backfills = vec![BackfillUpdate {
         id: b.id.clone(),
         status: BackfillStatus::Running,
-        progress: serde_json::json!({ "a/m": { "planned": 1 } }),
+        progress: progress(serde_json::json!({ "a/m": { "planned": 1 } })),
     }];
     store.apply_plan(&writes).await.unwrap();
     let queued = store.runs(&[RunStatus::Queued], 10).await.unwrap();
@@ -211,7 +214,10 @@ async fn a_plan_never_reopens_an_ended_backfill_nor_queues_its_runs(store: &Stor
     );
     let b = store.get_backfill(&b.id).await.unwrap();
     assert_eq!(b.status, BackfillStatus::Canceled);
-    assert_eq!(b.progress, serde_json::json!({ "a/m": { "planned": 1 } }));
+    assert_eq!(
+        b.progress,
+        progress(serde_json::json!({ "a/m": { "planned": 1 } }))
+    );
 }
 
 /// The first migration alone: the schema before cron cursors had a table.

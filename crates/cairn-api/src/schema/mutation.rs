@@ -489,11 +489,7 @@ async fn launch(
     };
     let request =
         cairn_engine::backfill::targets(&view.engine, &ids, scope, now).map_err(request_error)?;
-    let assets: Vec<String> = request
-        .targets
-        .iter()
-        .filter_map(|t| t.get("asset").and_then(|a| a.as_str()).map(str::to_owned))
-        .collect();
+    let assets: Vec<String> = request.targets.iter().map(|t| t.asset.clone()).collect();
     if dry_run {
         drop(view);
         audit(

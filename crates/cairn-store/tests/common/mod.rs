@@ -74,6 +74,11 @@ pub async fn postgres() -> Option<TestStore> {
     })
 }
 
+/// A backfill's progress from its stored JSON.
+pub fn progress(stored: serde_json::Value) -> cairn_store::BackfillProgress {
+    serde_json::from_value(stored).expect("a backfill progress")
+}
+
 pub fn at(secs: i64) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp(1_750_000_000 + secs, 0).unwrap()
 }

@@ -84,7 +84,11 @@ fn manage(store_url: &str, args: &Args) -> anyhow::Result<ExitCode> {
             for b in store.backfills(1_000).await? {
                 println!(
                     "{}  {:<10} {:<30} {}",
-                    b.id, b.status, b.selection, b.progress
+                    b.id,
+                    b.status,
+                    b.selection,
+                    // Through a JSON value: keys in the order they always had (sorted).
+                    serde_json::to_value(&b.progress)?
                 );
                 if !b.status.is_ended() {
                     for line in cairn_engine::waiting::describe(&b.progress) {

@@ -140,9 +140,9 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
             // inputs and nothing runs or is planned.
             if b.updated_at > last_update {
                 last_update = b.updated_at;
-                let waiting_only = sum(&b.progress, "waiting") > 0
-                    && sum(&b.progress, "in_flight") == 0
-                    && sum(&b.progress, "planned") == 0;
+                let waiting_only = b.progress.sum(|p| p.waiting) > 0
+                    && b.progress.sum(|p| p.in_flight) == 0
+                    && b.progress.sum(|p| p.planned) == 0;
                 let alone = store
                     .try_lease("reconciler", &holder, chrono::Utc::now(), Duration::from_secs(30))
                     .await?;
@@ -223,22 +223,12 @@ async fn cancel(store: &cairn_store::Store, id: &str, why: &str) -> anyhow::Resu
 }
 
 /// (done, failed, running) summed over a backfill's per-asset progress.
-fn totals(progress: &serde_json::Value) -> (u64, u64, u64) {
+fn totals(progress: &cairn_store::BackfillProgress) -> (u64, u64, u64) {
     (
-        sum(progress, "done"),
-        sum(progress, "failed"),
-        sum(progress, "running"),
+        progress.sum(|p| p.done),
+        progress.sum(|p| p.failed),
+        progress.sum(|p| p.running),
     )
-}
-
-/// One field summed over a backfill's per-asset progress.
-fn sum(progress: &serde_json::Value, field: &str) -> u64 {
-    progress
-        .as_object()
-        .into_iter()
-        .flat_map(|m| m.values())
-        .filter_map(|p| p.get(field).and_then(|v| v.as_u64()))
-        .sum()
 }
 
 /// Upstream assets outside `ids` that selected assets read and that are not all fresh.

@@ -73,61 +73,39 @@ impl BackfillWaitReason {
     }
 }
 
-/// The `waiting_for` lists of a stored progress, as blockers; removed from `progress`,
+/// The `waiting_for` lists of a stored progress, as blockers; taken out of `progress`,
 /// whose raw keys would bypass the masking of sensitive keys.
 fn take_waiting_for(
-    progress: &mut serde_json::Value,
+    progress: &mut cairn_store::BackfillProgress,
     caller: &Caller,
     view: &View,
 ) -> Vec<BackfillBlocker> {
     let mut out = Vec::new();
-    for (target, entry) in progress.as_object_mut().into_iter().flatten() {
-        let Some(serde_json::Value::Array(list)) =
-            entry.as_object_mut().and_then(|e| e.remove("waiting_for"))
-        else {
-            continue;
-        };
-        for b in list {
-            let str_of = |field: &str| b.get(field).and_then(|v| v.as_str()).unwrap_or_default();
-            let Some(reason) = BackfillWaitReason::parse(str_of("reason")) else {
+    for (target, entry) in &mut progress.0 {
+        for b in std::mem::take(&mut entry.waiting_for) {
+            let Some(reason) = BackfillWaitReason::parse(&b.reason) else {
                 continue;
             };
-            let upstream = str_of("asset").to_owned();
-            let ranges = key_ranges(b.get("ranges"), &upstream, caller, view);
             out.push(BackfillBlocker {
                 asset: target.clone(),
                 reason,
-                partitions: b
-                    .get("partitions")
-                    .and_then(|v| v.as_u64())
-                    .unwrap_or(0)
-                    .into(),
-                ranges,
-                upstream,
+                partitions: b.partitions.into(),
+                ranges: key_ranges(&b.ranges, &b.asset, caller, view),
+                upstream: b.asset,
             });
         }
     }
     out
 }
 
-/// Stored `[[first, last], ...]` key ranges of `asset`, as this caller may see them
+/// Stored `[first, last]` key ranges of `asset`, as this caller may see them
 /// (sensitive keys masked without `phi`, also for an asset no longer defined).
-fn key_ranges(
-    ranges: Option<&serde_json::Value>,
-    asset: &str,
-    caller: &Caller,
-    view: &View,
-) -> Vec<Vec<Key>> {
+fn key_ranges(ranges: &[[String; 2]], asset: &str, caller: &Caller, view: &View) -> Vec<Vec<Key>> {
     let id = view.engine.graph().id_of(asset);
     ranges
-        .and_then(|r| r.as_array())
-        .into_iter()
-        .flatten()
+        .iter()
         .map(|r| {
-            r.as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|k| k.as_str())
+            r.iter()
                 .map(|k| match id {
                     Some(id) => shown_key(caller, view, id, k),
                     None => gone_asset_key(caller, asset, k),
@@ -153,33 +131,18 @@ impl Backfill {
         }
         let targets = b
             .partitions
-            .get("targets")
-            .and_then(|t| t.as_array())
-            .into_iter()
-            .flatten()
-            .map(|t| {
-                let asset = t
-                    .get("asset")
-                    .and_then(|a| a.as_str())
-                    .unwrap_or_default()
-                    .to_owned();
-                let ranges = key_ranges(t.get("ranges"), &asset, caller, view);
-                BackfillTarget { asset, ranges }
+            .targets
+            .iter()
+            .map(|t| BackfillTarget {
+                asset: t.asset.clone(),
+                ranges: key_ranges(&t.ranges, &t.asset, caller, view),
             })
             .collect();
-        let sum = |field: &str| {
-            b.progress
-                .as_object()
-                .into_iter()
-                .flat_map(|o| o.values())
-                .filter_map(|p| p.get(field).and_then(|v| v.as_u64()))
-                .sum::<u64>()
-        };
         Self {
-            requested: sum("requested").into(),
-            done: sum("done").into(),
-            failed: sum("failed").into(),
-            in_flight: sum("in_flight").into(),
+            requested: b.progress.sum(|p| p.requested).into(),
+            done: b.progress.sum(|p| p.done).into(),
+            failed: b.progress.sum(|p| p.failed).into(),
+            in_flight: b.progress.sum(|p| p.in_flight).into(),
             id: b.id,
             selection: b.selection,
             status: b.status.as_str().to_owned(),
@@ -187,7 +150,8 @@ impl Backfill {
             created_at: b.created_at,
             updated_at: b.updated_at,
             targets,
-            progress: Json(b.progress),
+            // Without `waiting_for` (taken above): the counts per asset, as stored.
+            progress: Json(serde_json::to_value(&b.progress).unwrap_or_default()),
             waiting_for,
         }
     }
