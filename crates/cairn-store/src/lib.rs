@@ -238,26 +238,28 @@ impl Store {
     /// Applies pending migrations.
     pub async fn migrate(&self) -> Result<()> {
         match self {
-            Store::Sqlite(s) => open::SQLITE_MIGRATOR.run(&s.pool).await?,
-            Store::Postgres(s) => open::POSTGRES_MIGRATOR.run(&s.pool).await?,
+            Store::Sqlite(s) => open::migrator::<sqlx::Sqlite>().run(&s.pool).await?,
+            Store::Postgres(s) => open::migrator::<sqlx::Postgres>().run(&s.pool).await?,
         }
         Ok(())
     }
 
     /// Versions of the migrations this binary has that the database has not applied.
     pub async fn pending_migrations(&self) -> Result<Vec<i64>> {
-        let applied: Vec<(i64,)> = match self {
-            Store::Sqlite(s) => open::applied(&s.pool).await?,
-            Store::Postgres(s) => open::applied(&s.pool).await?,
-        };
-        let migrator = match self {
-            Store::Sqlite(_) => &open::SQLITE_MIGRATOR,
-            Store::Postgres(_) => &open::POSTGRES_MIGRATOR,
+        let (applied, migrator) = match self {
+            Store::Sqlite(s) => (
+                open::applied(&s.pool).await?,
+                open::migrator::<sqlx::Sqlite>(),
+            ),
+            Store::Postgres(s) => (
+                open::applied(&s.pool).await?,
+                open::migrator::<sqlx::Postgres>(),
+            ),
         };
         Ok(migrator
             .iter()
             .map(|m| m.version)
-            .filter(|v| !applied.iter().any(|(a,)| a == v))
+            .filter(|v| !applied.contains(v))
             .collect())
     }
 

@@ -8,6 +8,9 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+use sqlx::Pool;
+
+use crate::db::{Conn, Db, Dialect, Query};
 use crate::error::{Error, Result};
 use crate::{PgStore, SqliteStore, Store};
 
@@ -281,74 +284,41 @@ fn name_the_file(path: &Path, err: sqlx::Error) -> Error {
     Error::from(err).naming(path)
 }
 
-trait SchemaQueries {
-    const TABLES: &'static str;
+/// The migrations this binary has for a backend.
+pub(crate) fn migrator<DB: Db>() -> &'static Migrator {
+    match DB::DIALECT {
+        Dialect::Sqlite => &SQLITE_MIGRATOR,
+        Dialect::Postgres => &POSTGRES_MIGRATOR,
+    }
 }
 
-impl SchemaQueries for sqlx::Sqlite {
-    const TABLES: &'static str =
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'";
-}
-
-impl SchemaQueries for sqlx::Postgres {
-    const TABLES: &'static str = "SELECT table_name::text FROM information_schema.tables WHERE table_schema = current_schema()";
-}
-
-macro_rules! check_schema_impl {
-    ($Db:ty) => {
-        impl CheckSchema for sqlx::Pool<$Db> {
-            async fn tables(&self) -> Result<Vec<String>> {
-                let rows: Vec<(String,)> = sqlx::query_as(<$Db as SchemaQueries>::TABLES)
-                    .fetch_all(self)
-                    .await?;
-                Ok(rows.into_iter().map(|(t,)| t).collect())
-            }
-            async fn applied(&self) -> Result<Vec<(i64,)>> {
-                Ok(
-                    sqlx::query_as("SELECT version FROM _sqlx_migrations WHERE success")
-                        .fetch_all(self)
-                        .await?,
-                )
-            }
-            fn known(&self) -> i64 {
-                migrator_for::<$Db>()
-                    .iter()
-                    .map(|m| m.version)
-                    .max()
-                    .unwrap_or(0)
-            }
+/// The tables of the database (SQLite) or of the current schema (PostgreSQL).
+async fn tables<DB: Db>(pool: &Pool<DB>) -> Result<Vec<String>> {
+    let sql = match DB::DIALECT {
+        Dialect::Sqlite => {
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        }
+        Dialect::Postgres => {
+            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = current_schema()"
         }
     };
+    let rows: Vec<(String,)> = pool.acquire().await?.fetch_all(&Query::new(sql)).await?;
+    Ok(rows.into_iter().map(|(t,)| t).collect())
 }
 
-pub(crate) trait CheckSchema {
-    async fn tables(&self) -> Result<Vec<String>>;
-    async fn applied(&self) -> Result<Vec<(i64,)>>;
-    fn known(&self) -> i64;
-}
-
-check_schema_impl!(sqlx::Sqlite);
-check_schema_impl!(sqlx::Postgres);
-
-fn migrator_for<Db: 'static>() -> &'static Migrator {
-    if std::any::TypeId::of::<Db>() == std::any::TypeId::of::<sqlx::Sqlite>() {
-        &SQLITE_MIGRATOR
-    } else {
-        &POSTGRES_MIGRATOR
+/// Versions of the migrations applied (none before the first).
+pub(crate) async fn applied<DB: Db>(pool: &Pool<DB>) -> Result<Vec<i64>> {
+    if !tables(pool).await?.iter().any(|t| t == "_sqlx_migrations") {
+        return Ok(Vec::new());
     }
-}
-
-pub(crate) async fn applied<P: CheckSchema>(pool: &P) -> Result<Vec<(i64,)>> {
-    if pool.tables().await?.iter().any(|t| t == "_sqlx_migrations") {
-        pool.applied().await
-    } else {
-        Ok(Vec::new())
-    }
+    let q = Query::new("SELECT version FROM _sqlx_migrations WHERE success");
+    let rows: Vec<(i64,)> = pool.acquire().await?.fetch_all(&q).await?;
+    Ok(rows.into_iter().map(|(v,)| v).collect())
 }
 
 /// An empty database is fine; one with tables must be Cairn's and not from the future.
-async fn check_schema<P: CheckSchema>(pool: &P, path: Option<&Path>) -> Result<()> {
-    let tables = pool.tables().await?;
+async fn check_schema<DB: Db>(pool: &Pool<DB>, path: Option<&Path>) -> Result<()> {
+    let tables = tables(pool).await?;
     if tables.is_empty() {
         return Ok(());
     }
@@ -358,14 +328,12 @@ async fn check_schema<P: CheckSchema>(pool: &P, path: Option<&Path>) -> Result<(
             reason: "it has tables but no Cairn schema marker",
         });
     }
-    let newest = pool
-        .applied()
-        .await?
-        .into_iter()
-        .map(|(v,)| v)
+    let newest = applied(pool).await?.into_iter().max().unwrap_or(0);
+    let known = migrator::<DB>()
+        .iter()
+        .map(|m| m.version)
         .max()
         .unwrap_or(0);
-    let known = pool.known();
     if newest > known {
         return Err(Error::TooNew {
             found: newest,
