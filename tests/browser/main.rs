@@ -215,6 +215,11 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A failed test shows what the server said (its temporary directory goes with it).
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.dir.path().join("up.err")).unwrap_or_default();
+            eprintln!("--- cairn up's stderr ---\n{log}--- end of cairn up's stderr ---");
+        }
     }
 }
 

@@ -1,7 +1,7 @@
-//! The launcher: claims queued runs and executes them, at most `max_concurrent` at once
-//! and at most each pool's `max_concurrent` per pool, until shut down.
+//! The launcher: claims queued runs and executes them, at most `max_concurrent` at once,
+//! until shut down. Pools' limits are the planner's (it counts every run in flight, of
+//! every process): whatever is queued may run.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -67,7 +67,6 @@ pub struct Launcher {
     wake: Arc<Notify>,
     /// Poked when a run ends (the reconciler plans what it unblocks).
     run_ended: Arc<Notify>,
-    pools: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// Runs this launcher is executing (claimed, until their end is recorded or given up).
     executing: Arc<Mutex<std::collections::HashSet<String>>>,
     /// Whether the store takes writes: no run is claimed while it does not.
@@ -87,7 +86,6 @@ impl Launcher {
             graph,
             wake,
             run_ended: Arc::default(),
-            pools: Mutex::new(HashMap::new()),
             executing: Arc::default(),
             write_health: WriteHealth::default(),
         }
@@ -193,18 +191,9 @@ impl Launcher {
         }
     }
 
-    fn pool_slots(&self, graph: &AssetGraph, pool: &str) -> Option<Arc<Semaphore>> {
-        let limit = graph.pools().get(pool)?.max_concurrent as usize;
-        let mut pools = self.pools.lock().expect("the pool map is never poisoned");
-        Some(
-            pools
-                .entry(pool.to_owned())
-                .or_insert_with(|| Arc::new(Semaphore::new(limit.max(1))))
-                .clone(),
-        )
-    }
-
-    /// Executes one claimed run to a terminal state (or leaves it to whoever canceled it).
+    /// Executes one claimed run to a terminal state (or leaves it to whoever canceled it):
+    /// prepare, clear what an earlier attempt left behind, start, supervise, collect the
+    /// output, record the outcome.
     pub async fn execute(&self, run: Run, kill: CancellationToken) {
         let graph = self.graph.borrow().clone();
         let mut exec = Execution {
@@ -214,44 +203,75 @@ impl Launcher {
             log: Vec::new(),
             secrets: Vec::new(),
         };
-        let Some(id) = graph.id_of(&run.asset) else {
-            exec.fail(format!("asset {} is no longer defined", run.asset), vec![])
-                .await;
-            return;
+        let prepared = match self.prepare(&graph, &run).await {
+            Ok(p) => p,
+            Err(error) => return exec.fail(error, vec![]).await,
         };
-        let asset = graph.asset(id);
-        if let Some(reason) = self.refusal(&graph, id) {
-            exec.fail(reason, vec![]).await;
-            return;
-        }
-        let dynamic = match load_dynamic(&self.store, &graph, id).await {
-            Ok(d) => d,
+        exec.secrets = prepared.run_env.secret_values.clone();
+        // Inputs are read from here on: anything newer makes this materialization stale.
+        let inputs_as_of = match self.store.last_event_id().await {
+            Ok(id) => id,
             Err(e) => {
-                exec.fail(format!("reading dynamic partitions: {e}"), vec![])
+                return exec
+                    .fail(format!("reading the log position: {e}"), vec![])
                     .await;
-                return;
             }
         };
+        if !clear_earlier_attempt(&prepared.run_env, &mut exec).await {
+            return;
+        }
+        let command = environment::command_of(graph.asset(prepared.asset))
+            .expect("checked by environment::build");
+        let Some((mut child, pid)) = self
+            .start(&command.program, &prepared.run_env, &mut exec)
+            .await
+        else {
+            return;
+        };
+        let pump = LogPump::start(
+            &mut child,
+            self.store.clone(),
+            run.id.clone(),
+            prepared.run_env.secret_values.clone(),
+            self.config.log_cap_bytes,
+        );
+        let ending = self
+            .supervise(&mut child, pid, &run, command.timeout, &kill)
+            .await;
+        let report = match collect(pid, pump, prepared.output.path(), &mut exec).await {
+            Ok(report) => report,
+            Err(error) => return exec.fail(error, vec![]).await,
+        };
+        let outcome = Outcome {
+            graph: &graph,
+            prepared: &prepared,
+            inputs_as_of,
+            report: &report,
+        };
+        outcome.record(ending, &mut exec).await;
+    }
+
+    /// Everything a run needs before its command starts, or why it cannot start (the
+    /// run's error).
+    async fn prepare(&self, graph: &AssetGraph, run: &Run) -> Result<Prepared, String> {
+        let id = graph
+            .id_of(&run.asset)
+            .ok_or_else(|| format!("asset {} is no longer defined", run.asset))?;
+        if let Some(reason) = self.refusal(graph, id) {
+            return Err(reason);
+        }
+        let dynamic = load_dynamic(&self.store, graph, id)
+            .await
+            .map_err(|e| format!("reading dynamic partitions: {e}"))?;
+        let now = Utc::now();
         let env = PartitionEnv {
-            now: Utc::now(),
+            now,
             dynamic: &dynamic,
         };
         let range = run.range.as_ref().map(|(a, b)| (a.as_str(), b.as_str()));
-        let target = match RunTarget::resolve(&graph, id, run.partition.as_deref(), range, env) {
-            Ok(t) => t,
-            Err(e) => {
-                exec.fail(e, vec![]).await;
-                return;
-            }
-        };
-        let output = match crate::scratch::output_file(&run.id) {
-            Ok(f) => f,
-            Err(e) => {
-                exec.fail(format!("creating the output file: {e}"), vec![])
-                    .await;
-                return;
-            }
-        };
+        let target = RunTarget::resolve(graph, id, run.partition.as_deref(), range, env)?;
+        let output = crate::scratch::output_file(&run.id)
+            .map_err(|e| format!("creating the output file: {e}"))?;
         // CAIRN_ATTEMPT counts every start of the command: retries after failures (the
         // run's `attempt`) and re-runs after interruptions, which use no retry budget but
         // are attempts all the same (a command that resumes or cleans up tells them apart).
@@ -260,8 +280,8 @@ impl Launcher {
             .interruptions_in_a_row(&run.asset, run.partition.as_deref())
             .await
             .unwrap_or(0);
-        let run_env = match environment::build(&EnvRequest {
-            graph: &graph,
+        let run_env = environment::build(&EnvRequest {
+            graph,
             target: &target,
             env,
             assets_dir: &self.config.assets_dir,
@@ -269,72 +289,33 @@ impl Launcher {
             attempt: run.attempt + interrupted,
             output_path: output.path(),
             secrets: &self.config.secrets,
-        }) {
-            Ok(e) => e,
-            Err(e) => {
-                exec.fail(e.to_string(), vec![]).await;
-                return;
-            }
-        };
-        exec.secrets = run_env.secret_values.clone();
-        let _pool_permit = match asset
-            .pool
-            .as_deref()
-            .and_then(|p| self.pool_slots(&graph, p))
-        {
-            Some(s) => Some(s.acquire_owned().await.expect("never closed")),
-            None => None,
-        };
-        // Inputs are read from here on: anything newer makes this materialization stale.
-        let inputs_as_of = match self.store.last_event_id().await {
-            Ok(id) => id,
-            Err(e) => {
-                exec.fail(format!("reading the log position: {e}"), vec![])
-                    .await;
-                return;
-            }
-        };
-        let command = environment::command_of(asset).expect("checked by environment::build");
-        // Checked, not assumed: nothing of an earlier attempt of this partition (of these
-        // definitions) still runs on this host.
-        let same_partition: Vec<String> = run_env
-            .vars
-            .iter()
-            .filter(|(k, _)| {
-                matches!(
-                    k.as_str(),
-                    "CAIRN_ASSETS_DIR"
-                        | "CAIRN_ASSET"
-                        | "CAIRN_PARTITION"
-                        | "CAIRN_PARTITION_FIRST"
-                )
-            })
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        let earlier = process::leftovers(&same_partition, &run.id);
-        if !earlier.is_empty() {
-            let left = process::kill_all(
-                || process::leftovers(&same_partition, &run.id),
-                Duration::from_secs(5),
-            )
-            .await;
-            exec.note(format!(
-                "{} process(es) of an earlier attempt of this partition were still running and were killed",
-                earlier.len()
-            ));
-            if !left.is_empty() {
-                exec.interrupt(format!(
-                    "processes {left:?} of an earlier attempt of this partition survive SIGKILL; not starting beside them"
-                ))
-                .await;
-                return;
-            }
-        }
-        let mut child = match process::spawn(&command.program, &run_env) {
+        })
+        .map_err(|e| e.to_string())?;
+        Ok(Prepared {
+            asset: id,
+            dynamic,
+            now,
+            target,
+            output,
+            run_env,
+        })
+    }
+
+    /// Spawns the command and records the run as running; `None` when it must not run
+    /// after all (canceled or recovered between claim and start: what started is killed)
+    /// or could not be spawned (the run failed).
+    async fn start(
+        &self,
+        program: &cairn_model::Program,
+        run_env: &environment::RunEnvironment,
+        exec: &mut Execution<'_>,
+    ) -> Option<(tokio::process::Child, u32)> {
+        let run = exec.run;
+        let mut child = match process::spawn(program, run_env) {
             Ok(c) => c,
             Err(e) => {
                 exec.fail(e, vec![]).await;
-                return;
+                return None;
             }
         };
         let pid = child.id().unwrap_or(0);
@@ -350,94 +331,13 @@ impl Launcher {
             })
             .await;
         if let Err(e) = started {
-            // Canceled (or recovered by someone else) between claim and start.
             process::terminate(&mut child, pid, &run.id, Duration::ZERO).await;
             process::kill_attempt(Some(pid), &run.id, KILL_CHECK).await;
             process::forget_leader(pid);
             tracing::info!(run = %run.id, error = %e, "run not started");
-            return;
+            return None;
         }
-        let pump = LogPump::start(
-            &mut child,
-            self.store.clone(),
-            run.id.clone(),
-            run_env.secret_values.clone(),
-            self.config.log_cap_bytes,
-        );
-        let ending = self
-            .supervise(&mut child, pid, &run, command.timeout, &kill)
-            .await;
-        process::forget_leader(pid);
-        // Whatever the leader did, nothing it started outlives the run (checked).
-        let left = process::kill_attempt(Some(pid), &run.id, KILL_CHECK).await;
-        if !left.is_empty() {
-            exec.note(format!(
-                "processes {left:?} of this attempt survived SIGKILL"
-            ));
-        }
-        // A process outside the attempt (it left its session and environment) may still
-        // hold the pipes: the log is not waited for beyond a moment.
-        if !pump.finish(PIPE_GRACE).await {
-            exec.note(format!(
-                "stopped reading the command's output: a process outside the attempt still held it open {}s after the end",
-                PIPE_GRACE.as_secs()
-            ));
-        }
-        let report = match read_output(output.path()) {
-            Ok(bytes) => OutputReport::parse_bytes(&bytes),
-            Err(e) => {
-                exec.fail(e, vec![]).await;
-                return;
-            }
-        };
-        for (level, message) in &report.logs {
-            exec.note(format!("[{}] {message}", level.as_str()));
-        }
-        for problem in &report.problems {
-            exec.note(format!("output file: ignored {problem}"));
-        }
-        if matches!(&ending, Ending::Exited(status) if status.success())
-            && let Some(why) = report.violations.first()
-        {
-            exec.fail(format!("the output protocol was broken: {why}"), vec![])
-                .await;
-            return;
-        }
-        match ending {
-            Ending::Exited(status) if status.success() => {
-                exec.succeed(
-                    &graph,
-                    id,
-                    &target,
-                    &report,
-                    inputs_as_of,
-                    env,
-                    &self.config.assets_dir,
-                )
-                .await
-            }
-            Ending::Exited(status) => exec.fail(process::describe_exit(status), vec![]).await,
-            Ending::TimedOut(after) => {
-                exec.fail(
-                    format!(
-                        "timed out after {}; its process group was killed",
-                        cairn_model::policy::format_duration(after)
-                    ),
-                    vec![],
-                )
-                .await
-            }
-            Ending::Interrupted => {
-                exec.interrupt(
-                    "interrupted: Cairn shut down past its grace period; every process of the command was killed".into(),
-                )
-                .await
-            }
-            Ending::Canceled => {
-                exec.note("canceled; its process group was killed".into());
-                exec.flush().await;
-            }
-        }
+        Some((child, pid))
     }
 
     /// Why this executor must not run the asset, if it must not.
@@ -542,6 +442,156 @@ enum Ending {
     TimedOut(Duration),
     Canceled,
     Interrupted,
+}
+
+/// What [`Launcher::prepare`] found: the run's target, environment and output file.
+struct Prepared {
+    asset: AssetId,
+    dynamic: DynamicKeys,
+    /// When the run's partitions were resolved.
+    now: chrono::DateTime<Utc>,
+    target: RunTarget,
+    output: tempfile::NamedTempFile,
+    run_env: environment::RunEnvironment,
+}
+
+impl Prepared {
+    fn env(&self) -> PartitionEnv<'_> {
+        PartitionEnv {
+            now: self.now,
+            dynamic: &self.dynamic,
+        }
+    }
+}
+
+/// Checked, not assumed: nothing of an earlier attempt of this partition (of these
+/// definitions) still runs on this host. False when something survived killing (the run
+/// is then interrupted, not started beside it).
+async fn clear_earlier_attempt(
+    run_env: &environment::RunEnvironment,
+    exec: &mut Execution<'_>,
+) -> bool {
+    let run_id = &exec.run.id;
+    let same_partition: Vec<String> = run_env
+        .vars
+        .iter()
+        .filter(|(k, _)| {
+            matches!(
+                k.as_str(),
+                "CAIRN_ASSETS_DIR" | "CAIRN_ASSET" | "CAIRN_PARTITION" | "CAIRN_PARTITION_FIRST"
+            )
+        })
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let earlier = process::leftovers(&same_partition, run_id);
+    if earlier.is_empty() {
+        return true;
+    }
+    let left = process::kill_all(
+        || process::leftovers(&same_partition, run_id),
+        Duration::from_secs(5),
+    )
+    .await;
+    exec.note(format!(
+        "{} process(es) of an earlier attempt of this partition were still running and were killed",
+        earlier.len()
+    ));
+    if !left.is_empty() {
+        exec.interrupt(format!(
+            "processes {left:?} of an earlier attempt of this partition survive SIGKILL; not starting beside them"
+        ))
+        .await;
+        return false;
+    }
+    true
+}
+
+/// After the command's leader ended: kills whatever of the attempt is left, drains the
+/// log, and reads the output file (its log lines and problems go into the run's log).
+async fn collect(
+    pid: u32,
+    pump: LogPump,
+    output: &Path,
+    exec: &mut Execution<'_>,
+) -> Result<OutputReport, String> {
+    process::forget_leader(pid);
+    // Whatever the leader did, nothing it started outlives the run (checked).
+    let left = process::kill_attempt(Some(pid), &exec.run.id, KILL_CHECK).await;
+    if !left.is_empty() {
+        exec.note(format!(
+            "processes {left:?} of this attempt survived SIGKILL"
+        ));
+    }
+    // A process outside the attempt (it left its session and environment) may still
+    // hold the pipes: the log is not waited for beyond a moment.
+    if !pump.finish(PIPE_GRACE).await {
+        exec.note(format!(
+            "stopped reading the command's output: a process outside the attempt still held it open {}s after the end",
+            PIPE_GRACE.as_secs()
+        ));
+    }
+    let report = OutputReport::parse_bytes(&read_output(output)?);
+    for (level, message) in &report.logs {
+        exec.note(format!("[{}] {message}", level.as_str()));
+    }
+    for problem in &report.problems {
+        exec.note(format!("output file: ignored {problem}"));
+    }
+    Ok(report)
+}
+
+/// How a run that got as far as its command ended, to be recorded.
+struct Outcome<'a> {
+    graph: &'a AssetGraph,
+    prepared: &'a Prepared,
+    inputs_as_of: cairn_store::EventId,
+    report: &'a OutputReport,
+}
+
+impl Outcome<'_> {
+    async fn record(&self, ending: Ending, exec: &mut Execution<'_>) {
+        if matches!(&ending, Ending::Exited(status) if status.success())
+            && let Some(why) = self.report.violations.first()
+        {
+            return exec
+                .fail(format!("the output protocol was broken: {why}"), vec![])
+                .await;
+        }
+        match ending {
+            Ending::Exited(status) if status.success() => {
+                exec.succeed(
+                    self.graph,
+                    self.prepared.asset,
+                    &self.prepared.target,
+                    self.report,
+                    self.inputs_as_of,
+                    self.prepared.env(),
+                )
+                .await
+            }
+            Ending::Exited(status) => exec.fail(process::describe_exit(status), vec![]).await,
+            Ending::TimedOut(after) => {
+                exec.fail(
+                    format!(
+                        "timed out after {}; its process group was killed",
+                        cairn_model::policy::format_duration(after)
+                    ),
+                    vec![],
+                )
+                .await
+            }
+            Ending::Interrupted => {
+                exec.interrupt(
+                    "interrupted: Cairn shut down past its grace period; every process of the command was killed".into(),
+                )
+                .await
+            }
+            Ending::Canceled => {
+                exec.note("canceled; its process group was killed".into());
+                exec.flush().await;
+            }
+        }
+    }
 }
 
 /// Dynamic partition keys for the definitions the asset and its upstreams use.
@@ -692,7 +742,6 @@ impl Execution<'_> {
         report: &OutputReport,
         inputs_as_of: i64,
         env: PartitionEnv<'_>,
-        assets_dir: &Path,
     ) {
         let asset = graph.asset(id);
         let failed = report.blocking_failures();
@@ -708,7 +757,7 @@ impl Execution<'_> {
         let outputs_version = if asset.outputs.is_empty() {
             None
         } else {
-            match hash_outputs(assets_dir, &asset.outputs) {
+            match hash_outputs(&self.config.assets_dir, &asset.outputs) {
                 Ok(v) => Some(v),
                 Err(e) => {
                     self.fail(e, vec![]).await;

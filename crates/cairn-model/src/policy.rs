@@ -176,7 +176,7 @@ impl<'de> Deserialize<'de> for AutomationSpec {
         struct Visitor;
         impl<'de> serde::de::Visitor<'de> for Visitor {
             type Value = AutomationSpec;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("\"manual\", \"eager\" or { cron = \"...\", timezone = \"...\" }")
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {

@@ -149,7 +149,7 @@ impl<'de> Deserialize<'de> for DepSpec {
         struct Visitor;
         impl<'de> serde::de::Visitor<'de> for Visitor {
             type Value = DepSpec;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("an asset key or { asset = \"...\", mapping = { type = \"...\" } }")
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {

@@ -150,40 +150,87 @@ pub fn automation_scope(asset: &AssetDef, inputs: Inputs<'_>, id: AssetId) -> Pa
 }
 
 pub fn plan(input: &PlanInput<'_>) -> Plan {
-    let inputs = input.inputs;
-    let graph = inputs.graph;
-    let now = inputs.env.now;
-    let n = graph.len();
-    let empty = PartitionSet::new();
-    let in_flight = |id: AssetId| input.in_flight.get(id.index()).unwrap_or(&empty);
+    let retries = Retries::of(input);
+    let automation = automation_wants(input);
+    let backfill = BackfillWants::of(input);
+    let scheduled = schedule(input, &retries, &automation, &backfill);
+    let cron_handled = cron_ticks_handled(input, &automation.cron_pending, &retries.exhausted);
+    let backfills = backfill_progress(input, &retries, &backfill, &scheduled.planned);
+    let mut observed = retries.observed;
+    observed.extend(
+        backfills
+            .iter()
+            .filter(|b| b.finished)
+            .map(|b| Observed::BackfillFinished { id: b.id.clone() }),
+    );
+    Plan {
+        runs: scheduled.runs,
+        cron_handled,
+        backfills,
+        observed,
+    }
+}
 
-    // Partitions that failed for good (no retries left) or whose retry is not due yet.
-    let mut exhausted = vec![PartitionSet::new(); n];
-    let mut backing_off = vec![PartitionSet::new(); n];
-    let mut observed = Vec::new();
-    for (id, asset) in graph.assets() {
-        for (p, f) in inputs.state.asset(id).failures() {
-            if f.count > asset.retries.max {
-                exhausted[id.index()].insert(p);
-                observed.push(Observed::RetriesExhausted {
-                    asset: id,
-                    partition: p,
-                    failure_event_id: f.event_id,
-                    failures: f.count,
-                });
-            } else {
-                let due = DateTime::from_timestamp_micros(f.at_micros).unwrap_or_default()
-                    + Duration::from_std(asset.retries.delay_before(f.count))
-                        .unwrap_or(Duration::MAX);
-                if due > now {
-                    backing_off[id.index()].insert(p);
+/// Phase 1: partitions that failed for good (no retries left) or whose retry is not due
+/// yet, by asset index.
+struct Retries {
+    exhausted: Vec<PartitionSet>,
+    backing_off: Vec<PartitionSet>,
+    /// One [`Observed::RetriesExhausted`] per exhausted partition.
+    observed: Vec<Observed>,
+}
+
+impl Retries {
+    fn of(input: &PlanInput<'_>) -> Self {
+        let inputs = input.inputs;
+        let n = inputs.graph.len();
+        let mut retries = Retries {
+            exhausted: vec![PartitionSet::new(); n],
+            backing_off: vec![PartitionSet::new(); n],
+            observed: Vec::new(),
+        };
+        for (id, asset) in inputs.graph.assets() {
+            for (p, f) in inputs.state.asset(id).failures() {
+                if f.count > asset.retries.max {
+                    retries.exhausted[id.index()].insert(p);
+                    retries.observed.push(Observed::RetriesExhausted {
+                        asset: id,
+                        partition: p,
+                        failure_event_id: f.event_id,
+                        failures: f.count,
+                    });
+                } else {
+                    let due = DateTime::from_timestamp_micros(f.at_micros).unwrap_or_default()
+                        + Duration::from_std(asset.retries.delay_before(f.count))
+                            .unwrap_or(Duration::MAX);
+                    if due > inputs.env.now {
+                        retries.backing_off[id.index()].insert(p);
+                    }
                 }
             }
         }
+        retries
     }
 
-    // What automation wants, eager upstreams included.
-    let mut wanted = vec![PartitionSet::new(); n];
+    /// The partitions of `set` that may be planned now: neither failed for good nor backing off.
+    fn plannable(&self, id: AssetId, set: &PartitionSet) -> PartitionSet {
+        set.difference(&self.exhausted[id.index()])
+            .difference(&self.backing_off[id.index()])
+    }
+}
+
+/// Phase 2: what automation wants kept fresh, by asset index, eager upstreams included.
+struct AutomationWants {
+    wanted: Vec<PartitionSet>,
+    /// Cron assets whose latest tick is not handled yet, with that tick.
+    cron_pending: HashMap<AssetId, DateTime<Utc>>,
+}
+
+fn automation_wants(input: &PlanInput<'_>) -> AutomationWants {
+    let inputs = input.inputs;
+    let graph = inputs.graph;
+    let now = inputs.env.now;
+    let mut wanted = vec![PartitionSet::new(); graph.len()];
     let mut cron_pending: HashMap<AssetId, DateTime<Utc>> = HashMap::new();
     for (id, asset) in graph.assets() {
         if (asset.is_source && asset.observe.is_none()) || !input.automation {
@@ -209,6 +256,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
             }
         }
     }
+    // Downstream first: an eager upstream is asked for what wanted, not fresh partitions read.
     for &id in graph.topological_order().iter().rev() {
         let needs = wanted[id.index()].intersection(input.staleness.asset(id).not_fresh());
         if needs.is_empty() {
@@ -222,43 +270,84 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
             }
         }
     }
+    AutomationWants {
+        wanted,
+        cron_pending,
+    }
+}
 
-    // What backfills still want rebuilt.
-    let mut backfill_left = vec![PartitionSet::new(); n];
-    let mut backfill_of: Vec<Vec<(usize, PartitionSet)>> = vec![Vec::new(); n];
-    for (b, backfill) in input.backfills.iter().enumerate() {
-        for (id, set) in &backfill.targets {
-            let state = inputs.state.asset(*id);
-            let left: PartitionSet = set
-                .iter()
-                .filter(|&p| state.event_id(p).is_none_or(|e| e <= backfill.since_event))
-                .collect();
-            backfill_left[id.index()] = backfill_left[id.index()].union(&left);
-            backfill_of[id.index()].push((b, left));
+/// Phase 3: what backfills still want rebuilt, by asset index.
+struct BackfillWants {
+    /// Every backfill's partitions still to rebuild, together.
+    left: Vec<PartitionSet>,
+    /// Per asset: (index into `PlanInput::backfills`, that backfill's partitions left).
+    of: Vec<Vec<(usize, PartitionSet)>>,
+}
+
+impl BackfillWants {
+    fn of(input: &PlanInput<'_>) -> Self {
+        let n = input.inputs.graph.len();
+        let mut wants = BackfillWants {
+            left: vec![PartitionSet::new(); n],
+            of: vec![Vec::new(); n],
+        };
+        for (b, backfill) in input.backfills.iter().enumerate() {
+            for (id, set) in &backfill.targets {
+                let state = input.inputs.state.asset(*id);
+                let left: PartitionSet = set
+                    .iter()
+                    .filter(|&p| state.event_id(p).is_none_or(|e| e <= backfill.since_event))
+                    .collect();
+                wants.left[id.index()] = wants.left[id.index()].union(&left);
+                wants.of[id.index()].push((b, left));
+            }
         }
+        wants
     }
 
-    // Plan upstream first, so downstream partitions see what is planned above them.
-    let mut planned = vec![PartitionSet::new(); n];
-    let mut runs = Vec::new();
+    /// What backfill `b` has left of asset `id`.
+    fn left_of(&self, id: AssetId, b: usize) -> PartitionSet {
+        self.of[id.index()]
+            .iter()
+            .find(|(i, _)| *i == b)
+            .map_or_else(PartitionSet::new, |(_, l)| l.clone())
+    }
+}
+
+/// Phase 4's answer: the runs, and the partitions they cover by asset index.
+struct Scheduled {
+    planned: Vec<PartitionSet>,
+    runs: Vec<PlannedRun>,
+}
+
+/// Phase 4: the runs, upstream first so downstream partitions see what is planned above
+/// them, within `max_runs` and the pools' room.
+fn schedule(
+    input: &PlanInput<'_>,
+    retries: &Retries,
+    automation: &AutomationWants,
+    backfill: &BackfillWants,
+) -> Scheduled {
+    let inputs = input.inputs;
+    let graph = inputs.graph;
+    let empty = PartitionSet::new();
+    let in_flight = |id: AssetId| input.in_flight.get(id.index()).unwrap_or(&empty);
+    let wanted = &automation.wanted;
+    let mut scheduled = Scheduled {
+        planned: vec![PartitionSet::new(); graph.len()],
+        runs: Vec::new(),
+    };
     let mut budget = input.max_runs;
-    // Pools cap the partitions in flight (queued, claimed or running) per pool.
-    let mut pool_room: HashMap<&str, u64> = graph
-        .pools()
-        .iter()
-        .map(|(name, pool)| (name.as_str(), u64::from(pool.max_concurrent)))
-        .collect();
-    for (id, asset) in graph.assets() {
-        if let Some(room) = asset.pool.as_deref().and_then(|p| pool_room.get_mut(p)) {
-            *room = room.saturating_sub(in_flight(id).len());
-        }
-    }
+    let mut pools = PoolRoom::new(input);
     for &id in graph.topological_order() {
         let asset = graph.asset(id);
-        if asset.is_source && asset.observe.is_some() && budget > 0 {
+        if budget == 0 {
+            break;
+        }
+        let (want, needs_run) = if asset.is_source && asset.observe.is_some() {
             // Observations: what was never observed, everything at a cron tick.
             let state = inputs.state.asset(id);
-            let want: PartitionSet = if let Some(tick) = cron_pending.get(&id) {
+            let want: PartitionSet = if let Some(tick) = automation.cron_pending.get(&id) {
                 // Everything not observed since the tick (an observation that was
                 // interrupted is asked for again).
                 not_observed_since(state, &wanted[id.index()], *tick)
@@ -268,122 +357,173 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
                     .filter(|&p| state.event_id(p).is_none())
                     .collect()
             };
-            let ready: PartitionSet = want
-                .difference(in_flight(id))
-                .difference(&exhausted[id.index()])
-                .difference(&backing_off[id.index()])
+            (want.clone(), want)
+        } else if asset.is_source || asset.compute.is_none() {
+            continue;
+        } else {
+            let staleness = input.staleness.asset(id);
+            let needs_run: PartitionSet = wanted[id.index()]
+                .intersection(staleness.not_fresh())
                 .iter()
-                .take(budget)
+                .filter(|&p| {
+                    staleness.flags(p) & (MISSING | CODE_CHANGED | UPSTREAM_CHANGED | FAILED) != 0
+                })
                 .collect();
-            budget -= ready.len() as usize;
-            runs.extend(runs_for(
-                input,
-                asset,
-                id,
-                &ready,
-                &[],
-                &cron_pending,
-                &want,
-            ));
-            planned[id.index()] = ready;
-            continue;
-        }
-        if asset.is_source || asset.compute.is_none() || budget == 0 {
-            continue;
-        }
-        let pool_limit = asset
-            .pool
-            .as_deref()
-            .and_then(|p| pool_room.get(p))
-            .map_or(usize::MAX, |room| *room as usize);
-        let staleness = input.staleness.asset(id);
-        let needs_run: PartitionSet = wanted[id.index()]
-            .intersection(staleness.not_fresh())
-            .iter()
-            .filter(|&p| {
-                staleness.flags(p) & (MISSING | CODE_CHANGED | UPSTREAM_CHANGED | FAILED) != 0
-            })
-            .collect();
-        let candidates = needs_run
-            .union(&backfill_left[id.index()])
-            .difference(in_flight(id))
-            .difference(&exhausted[id.index()])
-            .difference(&backing_off[id.index()]);
-        let mut ready = PartitionSet::new();
-        for p in candidates.iter() {
-            if ready.len() as usize >= budget.min(pool_limit) {
-                break;
+            (needs_run.union(&backfill.left[id.index()]), needs_run)
+        };
+        let candidates = retries.plannable(id, &want.difference(in_flight(id)));
+        let limit = budget.min(pools.room(asset));
+        let ready: PartitionSet = if asset.is_source {
+            // An observation reads nothing: every candidate is ready.
+            candidates.iter().take(limit).collect()
+        } else {
+            let mut ready = PartitionSet::new();
+            for p in candidates.iter() {
+                if ready.len() as usize >= limit {
+                    break;
+                }
+                if inputs_ready(
+                    input,
+                    &scheduled.planned,
+                    &backfill.left,
+                    &retries.exhausted,
+                    asset,
+                    p,
+                ) {
+                    ready.insert(p);
+                }
             }
-            if inputs_ready(input, &planned, &backfill_left, &exhausted, asset, p) {
-                ready.insert(p);
-            }
-        }
+            ready
+        };
         budget -= ready.len() as usize;
-        if let Some(room) = asset.pool.as_deref().and_then(|p| pool_room.get_mut(p)) {
-            *room = room.saturating_sub(ready.len());
-        }
-        runs.extend(runs_for(
+        pools.take(asset, ready.len());
+        let backfill_of: &[(usize, PartitionSet)] = if asset.is_source {
+            &[]
+        } else {
+            &backfill.of[id.index()]
+        };
+        scheduled.runs.extend(runs_for(
             input,
             asset,
             id,
             &ready,
-            &backfill_of[id.index()],
-            &cron_pending,
+            backfill_of,
+            &automation.cron_pending,
             &needs_run,
         ));
-        planned[id.index()] = ready;
+        scheduled.planned[id.index()] = ready;
+    }
+    scheduled
+}
+
+/// Room left in each pool: its `max_concurrent` less the partitions in flight and
+/// planned. The planner is the one owner of pool limits (the launcher runs whatever it
+/// claims): it sees every run of every process, which a launcher does not.
+struct PoolRoom<'g> {
+    room: HashMap<&'g str, u64>,
+}
+
+impl<'g> PoolRoom<'g> {
+    fn new(input: &PlanInput<'g>) -> Self {
+        let graph = input.inputs.graph;
+        let mut room: HashMap<&str, u64> = graph
+            .pools()
+            .iter()
+            .map(|(name, pool)| (name.as_str(), u64::from(pool.max_concurrent)))
+            .collect();
+        for (id, asset) in graph.assets() {
+            if let Some(left) = asset.pool.as_deref().and_then(|p| room.get_mut(p))
+                && let Some(flying) = input.in_flight.get(id.index())
+            {
+                *left = left.saturating_sub(flying.len());
+            }
+        }
+        Self { room }
     }
 
-    // A cron tick is handled once everything it asked for is fresh or failed for good; while
-    // its runs are queued, running or retrying, it stays pending (so retries happen).
-    let mut cron_handled = Vec::new();
-    for (id, tick) in cron_pending {
-        let scope = automation_scope(graph.asset(id), inputs, id);
-        let open = if graph.asset(id).is_source {
-            // Handled once every partition is observed since the tick (or failed for good):
-            // an observation in flight may still be interrupted, and must then run again.
-            not_observed_since(inputs.state.asset(id), &scope, tick)
-                .difference(&exhausted[id.index()])
-        } else {
-            scope
-                .intersection(input.staleness.asset(id).not_fresh())
-                .difference(&exhausted[id.index()])
-        };
-        if open.is_empty() {
-            cron_handled.push((id, tick));
+    /// How many more partitions of `asset` may be planned (unbounded outside a pool).
+    fn room(&self, asset: &AssetDef) -> usize {
+        asset
+            .pool
+            .as_deref()
+            .and_then(|p| self.room.get(p))
+            .map_or(usize::MAX, |left| *left as usize)
+    }
+
+    fn take(&mut self, asset: &AssetDef, partitions: u64) {
+        if let Some(left) = asset.pool.as_deref().and_then(|p| self.room.get_mut(p)) {
+            *left = left.saturating_sub(partitions);
         }
     }
-    cron_handled.sort();
+}
 
+/// Phase 5: the cron ticks now handled. A tick is handled once everything it asked for is
+/// fresh or failed for good; while its runs are queued, running or retrying, it stays
+/// pending (so retries happen).
+fn cron_ticks_handled(
+    input: &PlanInput<'_>,
+    cron_pending: &HashMap<AssetId, DateTime<Utc>>,
+    exhausted: &[PartitionSet],
+) -> Vec<(AssetId, DateTime<Utc>)> {
+    let inputs = input.inputs;
+    let mut handled: Vec<_> = cron_pending
+        .iter()
+        .filter(|&(&id, &tick)| {
+            let asset = inputs.graph.asset(id);
+            let scope = automation_scope(asset, inputs, id);
+            let open = if asset.is_source {
+                // Handled once every partition is observed since the tick (or failed for
+                // good): an observation in flight may still be interrupted, and must then
+                // run again.
+                not_observed_since(inputs.state.asset(id), &scope, tick)
+            } else {
+                scope.intersection(input.staleness.asset(id).not_fresh())
+            };
+            open.difference(&exhausted[id.index()]).is_empty()
+        })
+        .map(|(&id, &tick)| (id, tick))
+        .collect();
+    handled.sort();
+    handled
+}
+
+/// Phase 6: each backfill's progress per target asset, and what its waiting partitions
+/// wait for.
+fn backfill_progress(
+    input: &PlanInput<'_>,
+    retries: &Retries,
+    backfill: &BackfillWants,
+    planned: &[PartitionSet],
+) -> Vec<BackfillProgress> {
+    let inputs = input.inputs;
+    let empty = PartitionSet::new();
     let blocking = Blocking {
         staleness: input.staleness,
         in_flight: input.in_flight,
-        planned: &planned,
-        backfill_left: &backfill_left,
-        exhausted: &exhausted,
+        planned,
+        backfill_left: &backfill.left,
+        exhausted: &retries.exhausted,
     };
-    let backfills: Vec<BackfillProgress> = input
+    input
         .backfills
         .iter()
         .enumerate()
-        .map(|(b, backfill)| {
+        .map(|(b, target)| {
             let mut waiting_for = Vec::new();
-            let per_asset: Vec<(AssetId, Progress)> = backfill
+            let per_asset: Vec<(AssetId, Progress)> = target
                 .targets
                 .iter()
                 .map(|(id, set)| {
-                    let left = backfill_of[id.index()]
-                        .iter()
-                        .find(|(i, _)| *i == b)
-                        .map_or_else(PartitionSet::new, |(_, l)| l.clone());
-                    let flying = left.intersection(in_flight(*id));
+                    let left = backfill.left_of(*id, b);
+                    let flying =
+                        left.intersection(input.in_flight.get(id.index()).unwrap_or(&empty));
                     let now_planned = left.intersection(&planned[id.index()]);
-                    let failed = left.intersection(&exhausted[id.index()]);
+                    let failed = left.intersection(&retries.exhausted[id.index()]);
                     let waiting = left
                         .difference(&flying)
                         .difference(&now_planned)
                         .difference(&failed);
-                    let blockers = blocking.blockers(graph, inputs.env, *id, &waiting);
+                    let blockers = blocking.blockers(inputs.graph, inputs.env, *id, &waiting);
                     if !blockers.is_empty() {
                         waiting_for.push((*id, blockers));
                     }
@@ -392,12 +532,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
                         done: set.len() - left.len(),
                         in_flight: flying.len(),
                         running: left
-                            .intersection(
-                                input
-                                    .running
-                                    .get(id.index())
-                                    .unwrap_or(&PartitionSet::new()),
-                            )
+                            .intersection(input.running.get(id.index()).unwrap_or(&empty))
                             .len(),
                         planned: now_planned.len(),
                         failed: failed.len(),
@@ -413,25 +548,13 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
                 .iter()
                 .all(|(_, p)| p.done + p.failed == p.requested && p.in_flight == 0);
             BackfillProgress {
-                id: backfill.id.clone(),
+                id: target.id.clone(),
                 per_asset,
                 waiting_for,
                 finished,
             }
         })
-        .collect();
-    observed.extend(
-        backfills
-            .iter()
-            .filter(|b| b.finished)
-            .map(|b| Observed::BackfillFinished { id: b.id.clone() }),
-    );
-    Plan {
-        runs,
-        cron_handled,
-        backfills,
-        observed,
-    }
+        .collect()
 }
 
 /// Nothing partition `p` reads is in flight, planned, stale, or still to be rebuilt by a

@@ -301,6 +301,53 @@ fn pools_cap_partitions_in_flight() {
     );
 }
 
+/// The planner is the one owner of pool limits (the launcher runs whatever is queued), so
+/// a source's observations count against its pool like any other run.
+#[test]
+fn observations_share_their_pool() {
+    let toml = r#"
+[pools.registry]
+max_concurrent = 2
+
+[[asset]]
+key = "raw/registry"
+source = true
+partitions = "daily"
+pool = "registry"
+observe = { command = ["true"] }
+
+[[asset]]
+key = "raw/visits"
+partitions = "daily"
+pool = "registry"
+compute = { command = ["true"] }
+"#;
+    let g = graph(toml);
+    let log = Log::new(&g, "2025-01-08T12:00:00Z");
+    let registry = g.id_of("raw/registry").unwrap();
+    let visits = g.id_of("raw/visits").unwrap();
+    let backfill = [BackfillTarget {
+        id: "bf".into(),
+        targets: vec![(visits, PartitionSet::from_range(0..7))],
+        since_event: 0,
+    }];
+    let none = vec![PartitionSet::new(); g.len()];
+    let (lines, _) = planned(&log, &none, &backfill, &HashMap::new());
+    assert_eq!(
+        lines,
+        ["raw/registry 2025-01-07", "raw/visits 2025-01-01"],
+        "the observation takes one of the pool's two places, the backfill the other"
+    );
+    let mut flying = none.clone();
+    flying[registry.index()].insert(6);
+    flying[visits.index()].insert(0);
+    let (lines, _) = planned(&log, &flying, &backfill, &HashMap::new());
+    assert!(
+        lines.is_empty(),
+        "an observation and a run in flight fill the pool: {lines:?}"
+    );
+}
+
 #[test]
 fn sources_are_observed_once_then_per_cron_tick_and_downstream_waits() {
     let toml = r#"

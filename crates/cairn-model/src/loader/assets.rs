@@ -20,6 +20,38 @@ use crate::partitions::{PartitionMapping, PartitionsDef};
 use crate::policy::{Automation, BackfillPolicy, FreshnessPolicy, RetryPolicy, parse_duration};
 use crate::spec::{AssetSpec, CommandSpec};
 
+/// What an asset's spec may refer to: the other assets and the named definitions.
+pub(super) struct Known<'a> {
+    /// Asset key -> index into `all`.
+    pub ids: &'a HashMap<String, usize>,
+    pub all: &'a [&'a Entry<AssetSpec>],
+    pub partitions: &'a BTreeMap<String, Arc<PartitionsDef>>,
+    pub partition_specs: &'a BTreeMap<String, serde_json::Value>,
+    pub storage: &'a BTreeMap<String, StorageTarget>,
+    pub pools: &'a BTreeMap<String, Pool>,
+    pub read_code: &'a dyn Fn(&str) -> std::io::Result<Vec<u8>>,
+}
+
+/// Where a problem with an asset's spec is: its file, and fields named under its key.
+struct Site<'a> {
+    file: usize,
+    key: &'a AssetKey,
+}
+
+impl Site<'_> {
+    fn at(&self, field: &str) -> String {
+        format!("asset[{}].{field}", self.key)
+    }
+}
+
+/// An asset's policies, as declared (defaults where not).
+struct Policies {
+    automation: Automation,
+    freshness: Option<FreshnessPolicy>,
+    retries: RetryPolicy,
+    backfill: BackfillPolicy,
+}
+
 impl Context<'_> {
     pub(super) fn build_assets(
         &mut self,
@@ -58,17 +90,17 @@ impl Context<'_> {
 
         let mut assets = Vec::with_capacity(valid.len());
         let mut complete = true;
+        let known = Known {
+            ids: &ids,
+            all: &valid,
+            partitions,
+            partition_specs,
+            storage,
+            pools,
+            read_code,
+        };
         for entry in &valid {
-            match self.build_asset(
-                entry,
-                &ids,
-                &valid,
-                partitions,
-                partition_specs,
-                storage,
-                pools,
-                read_code,
-            ) {
+            match self.build_asset(entry, &known) {
                 Some(asset) => assets.push(asset),
                 None => complete = false,
             }
@@ -109,257 +141,32 @@ impl Context<'_> {
         self.classify(graph, &valid)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn build_asset(
-        &mut self,
-        entry: &Entry<AssetSpec>,
-        ids: &HashMap<String, usize>,
-        all: &[&Entry<AssetSpec>],
-        partitions: &BTreeMap<String, Arc<PartitionsDef>>,
-        partition_specs: &BTreeMap<String, serde_json::Value>,
-        storage: &BTreeMap<String, StorageTarget>,
-        pools: &BTreeMap<String, Pool>,
-        read_code: &dyn Fn(&str) -> std::io::Result<Vec<u8>>,
-    ) -> Option<AssetDef> {
+    /// One asset from its spec, section by section; `None` when anything in it is wrong
+    /// (every problem is reported, not only the first).
+    fn build_asset(&mut self, entry: &Entry<AssetSpec>, known: &Known<'_>) -> Option<AssetDef> {
         let spec = &entry.value;
         let key = AssetKey::parse(spec.key.get_ref()).expect("keys were validated");
-        let file = entry.file;
+        let site = Site {
+            file: entry.file,
+            key: &key,
+        };
         let before = self.diagnostics.len();
-        let at = |field: &str| format!("asset[{key}].{field}");
-
-        let named_partitions =
-            spec.partitions
-                .as_ref()
-                .and_then(|name| match partitions.get(name.get_ref()) {
-                    Some(def) => Some(NamedPartitions {
-                        name: name.get_ref().clone(),
-                        def: def.clone(),
-                    }),
-                    None => {
-                        self.report(
-                            file,
-                            name.span(),
-                            &at("partitions"),
-                            unknown_name(
-                                "partitions definition",
-                                name.get_ref(),
-                                partitions.keys(),
-                            ),
-                        );
-                        None
-                    }
-                });
-
-        let mut deps = Vec::with_capacity(spec.deps.len());
-        let mut seen_deps = HashMap::new();
-        for (i, dep) in spec.deps.iter().enumerate() {
-            let field = at(&format!("deps[{i}]"));
-            let name = dep.get_ref().asset();
-            let Some(&upstream) = ids.get(name) else {
-                let message = match AssetKey::parse(name) {
-                    Err(e) => e.to_string(),
-                    Ok(_) => unknown_name("dependency", name, ids.keys()),
-                };
-                self.report(file, dep.span(), &field, message);
-                continue;
-            };
-            if seen_deps.insert(name.to_owned(), i).is_some() {
-                self.report(
-                    file,
-                    dep.span(),
-                    &field,
-                    format!("\"{name}\" is listed twice in deps"),
-                );
-                continue;
-            }
-            let up_partitions = all[upstream]
-                .value
-                .partitions
-                .as_ref()
-                .and_then(|n| partitions.get(n.get_ref()));
-            match PartitionMapping::resolve(
-                dep.get_ref().mapping(),
-                named_partitions.as_ref().map(|p| &p.def),
-                up_partitions,
-            ) {
-                Ok(mapping) => deps.push(Dependency {
-                    upstream: AssetId(upstream as u32),
-                    mapping,
-                }),
-                Err(message) => self.report(
-                    file,
-                    dep.span(),
-                    &field,
-                    format!("cannot map partitions of \"{key}\" to \"{name}\": {message}"),
-                ),
-            }
-        }
-
-        let check_ref = |this: &mut Self,
-                         field: &str,
-                         r: &Option<Spanned<String>>,
-                         known: &mut dyn Iterator<Item = &String>,
-                         what: &str| {
-            if let Some(name) = r {
-                let names: Vec<&String> = known.collect();
-                if !names.iter().any(|n| *n == name.get_ref()) {
-                    this.report(
-                        file,
-                        name.span(),
-                        &at(field),
-                        unknown_name(what, name.get_ref(), names.into_iter()),
-                    );
-                }
-            }
-        };
-        check_ref(
-            self,
-            "storage",
-            &spec.storage,
-            &mut storage.keys(),
-            "storage target",
-        );
-        check_ref(self, "pool", &spec.pool, &mut pools.keys(), "pool");
-
-        let compute = spec
-            .compute
-            .as_ref()
-            .and_then(|c| self.command(file, c, &at("compute")));
-        let observe = spec
-            .observe
-            .as_ref()
-            .and_then(|c| self.command(file, c, &at("observe")));
-        match (spec.source, &spec.compute, &spec.observe) {
-            (false, None, _) => self.report(file, spec.key.span(), &at("compute"), "a non-source asset needs a [asset.compute] command (or declare `source = true`)".into()),
-            (true, Some(c), _) => self.report(file, c.span(), &at("compute"), "a source asset has no compute (its data arrives from outside); use `observe` to report its version".into()),
-            (false, Some(_), Some(o)) => self.report(file, o.span(), &at("observe"), "only source assets are observed".into()),
-            _ => {}
-        }
-
-        let automation = match &spec.automation {
-            None => Automation::Manual,
-            Some(a) => Automation::from_spec(a.get_ref()).unwrap_or_else(|m| {
-                self.report(file, a.span(), &at("automation"), m);
-                Automation::Manual
-            }),
-        };
-        // A source is observed (once, then at each tick of a cron schedule), never built.
-        let observable_cron = matches!(automation, Automation::Cron(_)) && spec.observe.is_some();
-        if spec.source
-            && !matches!(automation, Automation::Manual)
-            && !observable_cron
-            && let Some(a) = &spec.automation
-        {
-            self.report(
-                file,
-                a.span(),
-                &at("automation"),
-                "a source asset is not materialized by Cairn: its only automation is a cron schedule for its `observe` command".into(),
-            );
-        }
-        let freshness =
-            spec.freshness
-                .as_ref()
-                .and_then(|f| match FreshnessPolicy::from_spec(f.get_ref()) {
-                    Ok(p) => Some(p),
-                    Err(errors) => {
-                        for (field, message) in errors {
-                            let span = self.field_span_in(file, f.span(), &field);
-                            let field = if field.is_empty() {
-                                at("freshness")
-                            } else {
-                                at(&format!("freshness.{field}"))
-                            };
-                            self.report(file, span, &field, message);
-                        }
-                        None
-                    }
-                });
-        let retries = spec.retries.as_ref().map_or(RetryPolicy::default(), |r| {
-            let backoff = r
-                .get_ref()
-                .backoff
-                .as_deref()
-                .map(parse_duration)
-                .transpose();
-            match backoff {
-                Ok(b) => RetryPolicy {
-                    max: r.get_ref().max,
-                    backoff: b.unwrap_or(RetryPolicy::default().backoff),
-                },
-                Err(m) => {
-                    let span = self.field_span_in(file, r.span(), "backoff");
-                    self.report(file, span, &at("retries.backoff"), m);
-                    RetryPolicy::default()
-                }
-            }
-        });
-        let backfill = spec
-            .backfill
-            .as_ref()
-            .map_or(BackfillPolicy::default(), |b| {
-                BackfillPolicy::from_spec(b.get_ref()).unwrap_or_else(|(field, m)| {
-                    let span = self.field_span_in(file, b.span(), &field);
-                    self.report(file, span, &at(&format!("backfill.{field}")), m);
-                    BackfillPolicy::default()
-                })
-            });
-        if matches!(backfill, BackfillPolicy::SingleRun { .. })
-            && named_partitions.is_none()
-            && let Some(b) = &spec.backfill
-        {
-            self.report(
-                file,
-                b.span(),
-                &at("backfill"),
-                "a backfill policy needs a partitioned asset".into(),
-            );
-        }
-        let deidentifies = spec.deidentifies.as_ref().is_some_and(|d| *d.get_ref());
-        let deidentification_reason = match (deidentifies, &spec.deidentification_reason) {
-            (true, Some(reason)) if !reason.trim().is_empty() => Some(reason.clone()),
-            (true, _) => {
-                let span = spec
-                    .deidentifies
-                    .as_ref()
-                    .map_or(spec.key.span(), |d| d.span());
-                self.report(file, span, &at("deidentification_reason"), "`deidentifies = true` needs a `deidentification_reason` (how identifiers are removed)".into());
-                None
-            }
-            (false, Some(_)) => {
-                self.report(
-                    file,
-                    spec.key.span(),
-                    &at("deidentification_reason"),
-                    "a deidentification_reason without `deidentifies = true`".into(),
-                );
-                None
-            }
-            (false, None) => None,
-        };
-
-        let mut code_contents = Vec::with_capacity(spec.code.len());
-        for (i, path) in spec.code.iter().enumerate() {
-            match read_code(path.get_ref()) {
-                Ok(bytes) => code_contents.push(bytes),
-                Err(e) => self.report(
-                    file,
-                    path.span(),
-                    &at(&format!("code[{i}]")),
-                    format!("cannot read code file {:?}: {e}", path.get_ref()),
-                ),
-            }
-        }
-
+        let named_partitions = self.asset_partitions(&site, spec, known);
+        let deps = self.asset_deps(&site, spec, known, named_partitions.as_ref());
+        self.check_references(&site, spec, known);
+        let (compute, observe) = self.asset_commands(&site, spec);
+        let policies = self.asset_policies(&site, spec, named_partitions.is_some());
+        let deidentification_reason = self.deidentification_reason(&site, spec);
+        let code_contents = self.code_contents(&site, spec, known);
         if self.diagnostics.len() != before || deps.len() != spec.deps.len() {
             return None;
         }
-        let canonical = canonical_definition(&entry.canonical, partition_specs);
+        let canonical = canonical_definition(&entry.canonical, known.partition_specs);
         let (code_version, code_version_explicit) = match &spec.code_version {
             Some(v) => (v.clone(), true),
             None => (derive_code_version(&canonical, &code_contents), false),
         };
-        let (line, _) = self.lines[file].locate(spec.key.span().start);
+        let (line, _) = self.lines[entry.file].locate(spec.key.span().start);
         Some(AssetDef {
             group: spec
                 .group
@@ -385,17 +192,293 @@ impl Context<'_> {
             code_version,
             code_version_explicit,
             outputs: spec.outputs.clone(),
-            automation,
+            automation: policies.automation,
             compute,
             observe,
-            freshness,
-            retries,
-            backfill,
+            freshness: policies.freshness,
+            retries: policies.retries,
+            backfill: policies.backfill,
             defined_at: Location {
-                file: self.files[file].path.clone(),
+                file: self.files[entry.file].path.clone(),
                 line,
             },
         })
+    }
+
+    /// The named partitions definition the asset uses, if it names a known one.
+    fn asset_partitions(
+        &mut self,
+        site: &Site<'_>,
+        spec: &AssetSpec,
+        known: &Known<'_>,
+    ) -> Option<NamedPartitions> {
+        let name = spec.partitions.as_ref()?;
+        match known.partitions.get(name.get_ref()) {
+            Some(def) => Some(NamedPartitions {
+                name: name.get_ref().clone(),
+                def: def.clone(),
+            }),
+            None => {
+                self.report(
+                    site.file,
+                    name.span(),
+                    &site.at("partitions"),
+                    unknown_name(
+                        "partitions definition",
+                        name.get_ref(),
+                        known.partitions.keys(),
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// The dependencies that resolve (known, listed once, with a mapping between the two
+    /// partitions definitions); the others are reported.
+    fn asset_deps(
+        &mut self,
+        site: &Site<'_>,
+        spec: &AssetSpec,
+        known: &Known<'_>,
+        partitions: Option<&NamedPartitions>,
+    ) -> Vec<Dependency> {
+        let file = site.file;
+        let mut deps = Vec::with_capacity(spec.deps.len());
+        let mut seen_deps = HashMap::new();
+        for (i, dep) in spec.deps.iter().enumerate() {
+            let field = site.at(&format!("deps[{i}]"));
+            let name = dep.get_ref().asset();
+            let Some(&upstream) = known.ids.get(name) else {
+                let message = match AssetKey::parse(name) {
+                    Err(e) => e.to_string(),
+                    Ok(_) => unknown_name("dependency", name, known.ids.keys()),
+                };
+                self.report(file, dep.span(), &field, message);
+                continue;
+            };
+            if seen_deps.insert(name.to_owned(), i).is_some() {
+                self.report(
+                    file,
+                    dep.span(),
+                    &field,
+                    format!("\"{name}\" is listed twice in deps"),
+                );
+                continue;
+            }
+            let up_partitions = known.all[upstream]
+                .value
+                .partitions
+                .as_ref()
+                .and_then(|n| known.partitions.get(n.get_ref()));
+            match PartitionMapping::resolve(
+                dep.get_ref().mapping(),
+                partitions.map(|p| &p.def),
+                up_partitions,
+            ) {
+                Ok(mapping) => deps.push(Dependency {
+                    upstream: AssetId(upstream as u32),
+                    mapping,
+                }),
+                Err(message) => self.report(
+                    file,
+                    dep.span(),
+                    &field,
+                    format!(
+                        "cannot map partitions of \"{}\" to \"{name}\": {message}",
+                        site.key
+                    ),
+                ),
+            }
+        }
+        deps
+    }
+
+    /// The storage target and pool an asset names exist.
+    fn check_references(&mut self, site: &Site<'_>, spec: &AssetSpec, known: &Known<'_>) {
+        let mut check =
+            |field: &str, r: &Option<Spanned<String>>, names: Vec<&String>, what: &str| {
+                if let Some(name) = r
+                    && !names.iter().any(|n| *n == name.get_ref())
+                {
+                    self.report(
+                        site.file,
+                        name.span(),
+                        &site.at(field),
+                        unknown_name(what, name.get_ref(), names.into_iter()),
+                    );
+                }
+            };
+        check(
+            "storage",
+            &spec.storage,
+            known.storage.keys().collect(),
+            "storage target",
+        );
+        check("pool", &spec.pool, known.pools.keys().collect(), "pool");
+    }
+
+    /// The compute and observe commands, and which of them the asset may have.
+    fn asset_commands(
+        &mut self,
+        site: &Site<'_>,
+        spec: &AssetSpec,
+    ) -> (Option<Command>, Option<Command>) {
+        let file = site.file;
+        let compute = spec
+            .compute
+            .as_ref()
+            .and_then(|c| self.command(file, c, &site.at("compute")));
+        let observe = spec
+            .observe
+            .as_ref()
+            .and_then(|c| self.command(file, c, &site.at("observe")));
+        match (spec.source, &spec.compute, &spec.observe) {
+            (false, None, _) => self.report(file, spec.key.span(), &site.at("compute"), "a non-source asset needs a [asset.compute] command (or declare `source = true`)".into()),
+            (true, Some(c), _) => self.report(file, c.span(), &site.at("compute"), "a source asset has no compute (its data arrives from outside); use `observe` to report its version".into()),
+            (false, Some(_), Some(o)) => self.report(file, o.span(), &site.at("observe"), "only source assets are observed".into()),
+            _ => {}
+        }
+        (compute, observe)
+    }
+
+    /// Automation, freshness, retries and backfill policies.
+    fn asset_policies(&mut self, site: &Site<'_>, spec: &AssetSpec, partitioned: bool) -> Policies {
+        let file = site.file;
+        let automation = match &spec.automation {
+            None => Automation::Manual,
+            Some(a) => Automation::from_spec(a.get_ref()).unwrap_or_else(|m| {
+                self.report(file, a.span(), &site.at("automation"), m);
+                Automation::Manual
+            }),
+        };
+        // A source is observed (once, then at each tick of a cron schedule), never built.
+        let observable_cron = matches!(automation, Automation::Cron(_)) && spec.observe.is_some();
+        if spec.source
+            && !matches!(automation, Automation::Manual)
+            && !observable_cron
+            && let Some(a) = &spec.automation
+        {
+            self.report(
+                file,
+                a.span(),
+                &site.at("automation"),
+                "a source asset is not materialized by Cairn: its only automation is a cron schedule for its `observe` command".into(),
+            );
+        }
+        let freshness =
+            spec.freshness
+                .as_ref()
+                .and_then(|f| match FreshnessPolicy::from_spec(f.get_ref()) {
+                    Ok(p) => Some(p),
+                    Err(errors) => {
+                        for (field, message) in errors {
+                            let span = self.field_span_in(file, f.span(), &field);
+                            let field = if field.is_empty() {
+                                site.at("freshness")
+                            } else {
+                                site.at(&format!("freshness.{field}"))
+                            };
+                            self.report(file, span, &field, message);
+                        }
+                        None
+                    }
+                });
+        let retries = spec.retries.as_ref().map_or(RetryPolicy::default(), |r| {
+            let backoff = r
+                .get_ref()
+                .backoff
+                .as_deref()
+                .map(parse_duration)
+                .transpose();
+            match backoff {
+                Ok(b) => RetryPolicy {
+                    max: r.get_ref().max,
+                    backoff: b.unwrap_or(RetryPolicy::default().backoff),
+                },
+                Err(m) => {
+                    let span = self.field_span_in(file, r.span(), "backoff");
+                    self.report(file, span, &site.at("retries.backoff"), m);
+                    RetryPolicy::default()
+                }
+            }
+        });
+        let backfill = spec
+            .backfill
+            .as_ref()
+            .map_or(BackfillPolicy::default(), |b| {
+                BackfillPolicy::from_spec(b.get_ref()).unwrap_or_else(|(field, m)| {
+                    let span = self.field_span_in(file, b.span(), &field);
+                    self.report(file, span, &site.at(&format!("backfill.{field}")), m);
+                    BackfillPolicy::default()
+                })
+            });
+        if matches!(backfill, BackfillPolicy::SingleRun { .. })
+            && !partitioned
+            && let Some(b) = &spec.backfill
+        {
+            self.report(
+                file,
+                b.span(),
+                &site.at("backfill"),
+                "a backfill policy needs a partitioned asset".into(),
+            );
+        }
+        Policies {
+            automation,
+            freshness,
+            retries,
+            backfill,
+        }
+    }
+
+    /// Why a de-identification step's output is not PHI: required with
+    /// `deidentifies = true`, refused without it.
+    fn deidentification_reason(&mut self, site: &Site<'_>, spec: &AssetSpec) -> Option<String> {
+        let deidentifies = spec.deidentifies.as_ref().is_some_and(|d| *d.get_ref());
+        match (deidentifies, &spec.deidentification_reason) {
+            (true, Some(reason)) if !reason.trim().is_empty() => Some(reason.clone()),
+            (true, _) => {
+                let span = spec
+                    .deidentifies
+                    .as_ref()
+                    .map_or(spec.key.span(), |d| d.span());
+                self.report(site.file, span, &site.at("deidentification_reason"), "`deidentifies = true` needs a `deidentification_reason` (how identifiers are removed)".into());
+                None
+            }
+            (false, Some(_)) => {
+                self.report(
+                    site.file,
+                    spec.key.span(),
+                    &site.at("deidentification_reason"),
+                    "a deidentification_reason without `deidentifies = true`".into(),
+                );
+                None
+            }
+            (false, None) => None,
+        }
+    }
+
+    /// The contents of the asset's code files (part of its code version).
+    fn code_contents(
+        &mut self,
+        site: &Site<'_>,
+        spec: &AssetSpec,
+        known: &Known<'_>,
+    ) -> Vec<Vec<u8>> {
+        let mut contents = Vec::with_capacity(spec.code.len());
+        for (i, path) in spec.code.iter().enumerate() {
+            match (known.read_code)(path.get_ref()) {
+                Ok(bytes) => contents.push(bytes),
+                Err(e) => self.report(
+                    site.file,
+                    path.span(),
+                    &site.at(&format!("code[{i}]")),
+                    format!("cannot read code file {:?}: {e}", path.get_ref()),
+                ),
+            }
+        }
+        contents
     }
 
     fn field_span_in(&self, file: usize, span: Range<usize>, field: &str) -> Range<usize> {
