@@ -24,26 +24,25 @@ pub(crate) struct WriteTx<DB: Database> {
 }
 
 impl<DB: Db> WriteTx<DB> {
-    /// Starts a transaction with `begin` (`BEGIN IMMEDIATE` on SQLite).
+    /// Starts a transaction with `begin` (`BEGIN IMMEDIATE` on SQLite). The connection is
+    /// ours before `begin` runs, so a failed `begin`, or a caller that stops waiting for
+    /// it, closes the connection (see `Drop`) instead of returning it to the pool in a
+    /// transaction.
     pub(crate) async fn begin(pool: &Pool<DB>, begin: &'static str) -> Result<Self> {
-        let mut conn = pool.acquire().await?;
-        if let Err(e) = conn.execute(&Query::new(begin)).await {
-            conn.close_on_drop();
-            return Err(e);
-        }
-        Ok(Self { conn: Some(conn) })
+        let mut tx = Self {
+            conn: Some(pool.acquire().await?),
+        };
+        tx.execute(&Query::new(begin)).await?;
+        Ok(tx)
     }
 
-    /// Commits; on failure the connection is closed, never reused.
+    /// Commits; on failure (or if the caller stops waiting) the connection is closed,
+    /// never reused.
     pub(crate) async fn commit(mut self) -> Result<()> {
-        let mut conn = self.conn.take().expect("a transaction commits once");
-        match conn.execute(&Query::new("COMMIT")).await {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                conn.close_on_drop();
-                Err(e)
-            }
-        }
+        self.execute(&Query::new("COMMIT")).await?;
+        // Committed: the connection goes back to the pool.
+        drop(self.conn.take());
+        Ok(())
     }
 }
 
