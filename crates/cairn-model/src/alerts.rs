@@ -119,6 +119,7 @@ pub enum SmtpTls {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitSpec {
+    /// At least 2: one slot per hour is kept for the digest.
     pub max_per_hour: u32,
 }
 
@@ -656,13 +657,16 @@ impl Checker<'_> {
         };
         let max_per_hour = match spec.rate_limit {
             None => DEFAULT_MAX_PER_HOUR,
-            Some(RateLimitSpec { max_per_hour: 0 }) => {
+            // One slot of the hour is kept for the digest that says what was held back.
+            Some(RateLimitSpec {
+                max_per_hour: n @ 0..2,
+            }) => {
                 self.report(
                     span.clone(),
                     &format!("{at}.rate_limit.max_per_hour"),
-                    "must be at least 1".into(),
+                    "must be at least 2 (one alert an hour is kept for the digest of those over the limit)".into(),
                 );
-                0
+                n
             }
             Some(r) => r.max_per_hour,
         };
