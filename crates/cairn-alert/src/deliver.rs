@@ -125,13 +125,9 @@ impl DeliveryError {
 pub fn channel(def: &ChannelDef, secrets: Arc<dyn Secrets>) -> Box<dyn Channel> {
     match &def.transport {
         Transport::Email(email) => Box::new(SmtpChannel::new(def, email.clone(), secrets)),
-        Transport::Webhook { format, url } => Box::new(WebhookChannel {
-            name: def.name.clone(),
-            format: *format,
-            url: url.clone(),
-            timeout: def.timeout,
-            secrets,
-        }),
+        Transport::Webhook { format, url } => {
+            Box::new(WebhookChannel::new(def, *format, url.clone(), secrets))
+        }
     }
 }
 
@@ -318,12 +314,38 @@ impl SmtpChannel {
                 reason: e.to_string(),
             };
         }
+        // lettre reports a certificate the server cannot prove (untrusted, wrong name,
+        // expired) as a connection error; rustls' message is in the text. Retrying will
+        // not fix it, so it is classified as the TLS setup problem it is.
+        let reason = error_text(e);
+        if reason.contains("certificate") || reason.contains("InvalidCertificate") {
+            return DeliveryError::Tls {
+                channel,
+                endpoint,
+                reason,
+            };
+        }
         DeliveryError::Connect {
             channel,
             endpoint,
-            reason: e.to_string(),
+            reason,
         }
     }
+}
+
+/// An error and its sources, one line.
+fn error_text(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
 }
 
 impl Channel for SmtpChannel {
@@ -383,6 +405,21 @@ pub fn redact_url(url: &str) -> String {
 }
 
 impl WebhookChannel {
+    pub fn new(
+        def: &ChannelDef,
+        format: cairn_model::alerts::WebhookFormat,
+        url: UrlSource,
+        secrets: Arc<dyn Secrets>,
+    ) -> Self {
+        Self {
+            name: def.name.clone(),
+            format,
+            url,
+            timeout: def.timeout,
+            secrets,
+        }
+    }
+
     fn url(&self) -> Result<String, DeliveryError> {
         match &self.url {
             UrlSource::Plain(u) => Ok(u.clone()),
@@ -448,7 +485,7 @@ impl WebhookChannel {
                 return Err(DeliveryError::Connect {
                     channel: self.name.clone(),
                     endpoint,
-                    reason: scrub(&error_chain(e.without_url()), &url),
+                    reason: scrub(&error_text(&e.without_url()), &url),
                 });
             }
         };
@@ -478,17 +515,6 @@ impl WebhookChannel {
             reason,
         })
     }
-}
-
-fn error_chain(e: reqwest::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// Removes the URL, and every path segment and query value of it long enough to be a
