@@ -321,7 +321,10 @@ pub struct OutboxInput<'a> {
 
 /// What to do now. The caller sends `alerts` and `digests`, records each outcome, records
 /// `hold` as [`Outcome::HeldBack`] and `give_up` as [`Outcome::GaveUp`] (and may fire a
-/// `delivery_failing` incident about the channel), and plans again at `wake_at`.
+/// `delivery_failing` incident about the channel). It plans again at once after a plan
+/// that did anything (a firing delivered can make the resolve of an incident that
+/// already cleared due; this settles within a round or two, property-tested), else at
+/// `wake_at` or when something new happens.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OutboxPlan {
     pub alerts: Vec<DeliveryId>,
