@@ -340,34 +340,7 @@ pub(crate) mod tests {
 
     /// A graph with a public asset, a phi asset, and a phi asset with sensitive keys.
     pub(crate) fn graph() -> cairn_model::AssetGraph {
-        let text = r#"
-[partitions.daily]
-type = "daily"
-start = "2025-01-01"
-timezone = "UTC"
-
-[partitions.encounters]
-type = "dynamic"
-sensitive = true
-
-[[asset]]
-key = "ops/staffing"
-classification = "public"
-partitions = "daily"
-compute = { command = ["true"] }
-
-[[asset]]
-key = "ingest/adt"
-classification = "phi"
-partitions = "daily"
-compute = { command = ["true"] }
-
-[[asset]]
-key = "ingest/notes"
-classification = "phi"
-partitions = "encounters"
-compute = { command = ["true"] }
-"#;
+        let text = include_str!("../tests/fixtures/assets.toml");
         let files = [SourceFile {
             path: "assets/a.toml".into(),
             text: text.into(),

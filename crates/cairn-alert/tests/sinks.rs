@@ -31,28 +31,7 @@ const SYNTHETIC_PHI: &str = "Jane Doe MRN 12345678";
 const SECRET_TOKEN: &str = "T0SECRETTOKEN4242";
 
 fn graph() -> cairn_model::AssetGraph {
-    let text = r#"
-[partitions.daily]
-type = "daily"
-start = "2025-01-01"
-timezone = "UTC"
-
-[partitions.encounters]
-type = "dynamic"
-sensitive = true
-
-[[asset]]
-key = "ops/staffing"
-classification = "public"
-partitions = "daily"
-compute = { command = ["true"] }
-
-[[asset]]
-key = "ingest/notes"
-classification = "phi"
-partitions = "encounters"
-compute = { command = ["true"] }
-"#;
+    let text = include_str!("fixtures/assets.toml");
     let files = [SourceFile {
         path: "assets/a.toml".into(),
         text: text.into(),
