@@ -458,6 +458,8 @@ impl WebhookChannel {
                 });
             }
         }
+        // A client per message: alerts are few, and this keeps no idle connection (nor
+        // resolved address) to a host whose URL may have changed in the secrets.
         let client = reqwest::Client::builder()
             .timeout(self.timeout)
             .redirect(reqwest::redirect::Policy::none())

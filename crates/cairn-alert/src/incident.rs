@@ -26,7 +26,7 @@ use cairn_model::{AssetDef, Classification};
 pub const MAX_ERROR_CHARS: usize = 300;
 
 /// A partition as an alert may show it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PartitionLabel {
     /// A key that is not personal data (a day, a source system).
     Key(String),
@@ -54,7 +54,7 @@ pub struct PartitionRef<'a> {
 }
 
 /// What an incident is about.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Subject {
     /// One asset, maybe one partition of it.
     Asset {
@@ -303,18 +303,6 @@ impl Incident {
 pub struct Condition {
     family: &'static str,
     subject: Subject,
-}
-
-impl PartialOrd for Subject {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Subject {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.to_string().cmp(&other.to_string())
-    }
 }
 
 /// Whether an incident is firing or resolved, in a message.

@@ -430,10 +430,19 @@ pub fn plan(input: &OutboxInput<'_>) -> OutboxPlan {
             };
             let firing_history = alerts.get(&firing).unwrap_or(&empty);
             let firing_reached = firing_history.delivered || digested.contains(&firing);
-            let mut owed = vec![firing];
+            // A superseded incident (a warn that became a breach) whose firing was never
+            // attempted is not sent: the breach says more.
+            let stale = tracked.status == IncidentStatus::Superseded
+                && !alerts.contains_key(&firing)
+                && !digested.contains(&firing);
+            let mut owed = if stale { Vec::new() } else { vec![firing] };
             // A resolve follows a firing that reached someone; one that never did needs
-            // no "all clear".
-            if tracked.status == IncidentStatus::Resolved && target.resolve && firing_reached {
+            // no "all clear". News (a backfill finished) has nothing to resolve.
+            if tracked.status == IncidentStatus::Resolved
+                && target.resolve
+                && incident.event().has_resolution()
+                && firing_reached
+            {
                 owed.push(DeliveryId {
                     incident: incident.key().clone(),
                     channel: channel.clone(),
@@ -768,6 +777,50 @@ mod tests {
         ));
         let p = plan(&input(book.incidents(), &log, &lim, t(70)));
         assert_eq!(p.digests.len(), 1);
+    }
+
+    #[test]
+    fn a_superseded_warn_not_yet_sent_is_dropped_for_the_breach() {
+        let subject = Subject::Backfill { id: "x".into() };
+        let mut book = IncidentBook::new();
+        book.fire(
+            Incident::new(AlertEvent::FreshnessWarn, subject.clone(), 1, t(0)),
+            to("c"),
+        );
+        book.fire(
+            Incident::new(AlertEvent::FreshnessBreach, subject, 2, t(0)),
+            to("c"),
+        );
+        let lim = limits(10);
+        let p = plan(&input(book.incidents(), &[], &lim, t(0)));
+        assert_eq!(p.alerts.len(), 1);
+        assert_eq!(&p.alerts[0].incident, book.incidents()[1].incident.key());
+    }
+
+    #[test]
+    fn news_is_sent_once_and_never_resolved() {
+        let mut book = IncidentBook::new();
+        let news = Incident::new(
+            AlertEvent::BackfillFinished,
+            Subject::Backfill { id: "b".into() },
+            1,
+            t(0),
+        );
+        // Even a target that asks for resolves gets none for news.
+        book.fire(news, to("c"));
+        assert_eq!(book.incidents()[0].status, IncidentStatus::Resolved);
+        let lim = limits(10);
+        let p = plan(&input(book.incidents(), &[], &lim, t(0)));
+        assert_eq!(p.alerts.len(), 1);
+        let log = [record(
+            Sendable::Alert(p.alerts[0].clone()),
+            t(0),
+            Outcome::Delivered,
+        )];
+        assert_eq!(
+            plan(&input(book.incidents(), &log, &lim, t(1))),
+            OutboxPlan::default()
+        );
     }
 
     #[test]

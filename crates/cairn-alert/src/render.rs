@@ -50,8 +50,9 @@ pub struct DigestMessage<'a> {
     pub base_url: Option<&'a str>,
 }
 
-/// A message ready for a channel.
-#[derive(Clone, PartialEq)]
+/// A message ready for a channel. Its Debug shows the body: rendering already kept PHI
+/// and secrets out of it.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Rendered {
     pub idempotency_key: String,
     pub body: Body,
@@ -61,15 +62,6 @@ pub struct Rendered {
 pub enum Body {
     Email { subject: String, text: String },
     Json(Value),
-}
-
-impl std::fmt::Debug for Rendered {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Rendered")
-            .field("idempotency_key", &self.idempotency_key)
-            .field("body", &self.body)
-            .finish()
-    }
 }
 
 impl Rendered {

@@ -24,15 +24,32 @@ use cairn_model::alerts::AlertEvent;
 
 #[derive(Debug, Clone)]
 enum Change {
-    Fire { condition: u8, channels: Vec<u8> },
-    Clear { condition: u8 },
+    Fire {
+        event: AlertEvent,
+        condition: u8,
+        channels: Vec<u8>,
+    },
+    Clear {
+        event: AlertEvent,
+        condition: u8,
+    },
+}
+
+/// Backfill failures, and freshness warn and breach (one condition family: a breach
+/// supersedes an open warn).
+fn event() -> impl Strategy<Value = AlertEvent> {
+    prop_oneof![
+        Just(AlertEvent::BackfillFailed),
+        Just(AlertEvent::FreshnessWarn),
+        Just(AlertEvent::FreshnessBreach),
+    ]
 }
 
 fn changes() -> impl Strategy<Value = Vec<(u16, Change)>> {
     let change = prop_oneof![
-        3 => (0u8..4, prop::collection::vec(0u8..2, 1..3))
-            .prop_map(|(condition, channels)| Change::Fire { condition, channels }),
-        2 => (0u8..4).prop_map(|condition| Change::Clear { condition }),
+        3 => (event(), 0u8..4, prop::collection::vec(0u8..2, 1..3))
+            .prop_map(|(event, condition, channels)| Change::Fire { event, condition, channels }),
+        2 => (event(), 0u8..4).prop_map(|(event, condition)| Change::Clear { event, condition }),
     ];
     prop::collection::vec((0u16..240, change), 1..25)
 }
@@ -112,16 +129,12 @@ impl World {
                 origin += 1;
                 match &changes[next_change].1 {
                     Change::Fire {
+                        event,
                         condition,
                         channels,
                     } => {
                         let targets: BTreeSet<u8> = channels.iter().copied().collect();
-                        let incident = Incident::new(
-                            AlertEvent::BackfillFailed,
-                            subject(*condition),
-                            origin,
-                            now,
-                        );
+                        let incident = Incident::new(*event, subject(*condition), origin, now);
                         self.book.fire(
                             incident,
                             targets
@@ -133,9 +146,8 @@ impl World {
                                 .collect(),
                         );
                     }
-                    Change::Clear { condition } => {
-                        let probe =
-                            Incident::new(AlertEvent::BackfillFailed, subject(*condition), 0, now);
+                    Change::Clear { event, condition } => {
+                        let probe = Incident::new(*event, subject(*condition), 0, now);
                         self.book.clear(&probe.condition(), now);
                     }
                 }
@@ -287,6 +299,10 @@ proptest! {
             }
         }
         for tracked in w.book.incidents() {
+            // A warn superseded by a breach before it was sent is dropped for the breach.
+            if tracked.status == IncidentStatus::Superseded {
+                continue;
+            }
             for target in &tracked.targets {
                 let id = |phase| DeliveryId {
                     incident: tracked.incident.key().clone(),
