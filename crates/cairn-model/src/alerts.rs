@@ -970,19 +970,22 @@ fn check_plain_url(url: &str) -> Result<(), String> {
     if rest.contains('?') || rest.contains('#') {
         return Err("a URL with a query string may carry a token: use `url_secret` for it".into());
     }
-    let host = match authority.rsplit_once(':') {
-        Some((h, port)) if !h.ends_with(']') || authority.starts_with('[') => {
-            if !port.is_empty() && port.parse::<u16>().is_err() && !authority.starts_with('[') {
-                return Err(format!("{url:?} has a bad port"));
+    // `[::1]:8080`, `example.org:8443`, `example.org`.
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((h, tail)) if tail.is_empty() || tail.starts_with(':') => {
+                (h, tail.strip_prefix(':'))
             }
-            if authority.starts_with('[') && !h.ends_with(']') {
-                authority
-            } else {
-                h
-            }
-        }
-        _ => authority,
+            _ => return Err(format!("{url:?} has a bad host")),
+        },
+        None => match authority.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        },
     };
+    if port.is_some_and(|p| p.parse::<u16>().is_err()) {
+        return Err(format!("{url:?} has a bad port"));
+    }
     if host.is_empty() || host.contains(char::is_whitespace) {
         return Err(format!("{url:?} has no host"));
     }
@@ -1166,6 +1169,8 @@ select = "group:"
         assert!(check_plain_url("https://user:pw@example.org/").is_err());
         assert!(check_plain_url("https://example.org/?key=1").is_err());
         assert!(check_plain_url("ftp://example.org/").is_err());
+        assert!(check_plain_url("https://example.org:99999/").is_err());
+        assert!(check_plain_url("http://[::1/").is_err());
         assert!(is_loopback("127.0.0.2") && is_loopback("::1") && !is_loopback("10.0.0.1"));
     }
 
