@@ -82,6 +82,15 @@ pub fn targets(
         .collect()
 }
 
+/// Each channel's `max_per_hour`, as [`OutboxInput::limits`] wants it.
+pub fn limits(config: &AlertConfig) -> BTreeMap<String, u32> {
+    config
+        .channels
+        .iter()
+        .map(|(name, c)| (name.clone(), c.max_per_hour))
+        .collect()
+}
+
 /// An incident and its life so far.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tracked {
