@@ -56,18 +56,23 @@ pub struct PartitionRef<'a> {
 /// What an incident is about.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Subject {
-    /// One asset, maybe one partition of it.
-    Asset {
-        key: String,
-        partition: Option<PartitionLabel>,
-        classification: Classification,
-    },
+    /// One asset, maybe one partition of it: built only by [`Subject::asset`].
+    Asset(AssetSubject),
     /// A backfill, by id.
     Backfill { id: String },
     /// The reconciler.
     Reconciler,
     /// An alert channel (for `delivery_failing`).
     Channel { name: String },
+}
+
+/// An asset as an alert names it. Its fields are private so that the masking decision
+/// is always [`Subject::asset`]'s, made from the definition.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AssetSubject {
+    key: String,
+    partition: Option<PartitionLabel>,
+    classification: Classification,
 }
 
 impl Subject {
@@ -86,31 +91,31 @@ impl Subject {
                 PartitionLabel::Key(p.key.to_owned())
             }
         });
-        Subject::Asset {
+        Subject::Asset(AssetSubject {
             key: def.key.to_string(),
             partition,
             classification: def.classification.effective,
-        }
+        })
     }
 
     /// The effective classification, when the subject is an asset.
     pub fn classification(&self) -> Option<Classification> {
         match self {
-            Subject::Asset { classification, .. } => Some(*classification),
+            Subject::Asset(a) => Some(a.classification),
             _ => None,
         }
     }
 
     pub fn asset_key(&self) -> Option<&str> {
         match self {
-            Subject::Asset { key, .. } => Some(key),
+            Subject::Asset(a) => Some(&a.key),
             _ => None,
         }
     }
 
     pub fn partition(&self) -> Option<&PartitionLabel> {
         match self {
-            Subject::Asset { partition, .. } => partition.as_ref(),
+            Subject::Asset(a) => a.partition.as_ref(),
             _ => None,
         }
     }
@@ -119,12 +124,12 @@ impl Subject {
 impl fmt::Display for Subject {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Subject::Asset {
+            Subject::Asset(AssetSubject {
                 key,
                 partition: Some(p),
                 ..
-            } => write!(f, "{key} [{p}]"),
-            Subject::Asset { key, .. } => f.write_str(key),
+            }) => write!(f, "{key} [{p}]"),
+            Subject::Asset(a) => f.write_str(&a.key),
             Subject::Backfill { id } => write!(f, "backfill {id}"),
             Subject::Reconciler => f.write_str("the reconciler"),
             Subject::Channel { name } => write!(f, "alert channel {name}"),
