@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 
 /// Every crate of the architecture, with the workspace crates it may depend on (inward only).
-const CRATES: [(&str, &[&str]); 7] = [
+const CRATES: [(&str, &[&str]); 8] = [
     ("cairn-model", &[]),
+    ("cairn-alert", &["cairn-model"]),
     ("cairn-reconcile", &["cairn-model"]),
     ("cairn-store", &[]),
     ("cairn-exec", &["cairn-model", "cairn-store"]),
@@ -134,6 +135,28 @@ fn only_the_model_uses_petgraph() {
         }
     }
     assert!(dependencies("cairn-model").iter().any(|d| d == "petgraph"));
+}
+
+/// Alerts are decided and delivered from what the store persisted, not from the
+/// reconciler's memory: the alert crate knows nothing of the store, the engine, the API or
+/// the launcher (the binary's outbox feeds it).
+#[test]
+fn alerts_know_only_the_model() {
+    for name in dependencies("cairn-alert") {
+        assert!(
+            ![
+                "cairn-store",
+                "cairn-engine",
+                "cairn-api",
+                "cairn-exec",
+                "cairn-reconcile",
+                "sqlx",
+                "axum"
+            ]
+            .contains(&name.as_str()),
+            "cairn-alert must not depend on {name} (docs/ARCHITECTURE.md)"
+        );
+    }
 }
 
 /// The engine is the reconciler's shell: no HTTP, no GraphQL, no launching.
