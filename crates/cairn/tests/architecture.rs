@@ -245,3 +245,31 @@ fn the_api_reaches_no_engine_field() {
         }
     }
 }
+
+/// The reconciler's loop is the live view's only writer: the API changes what it holds
+/// through the reconciler's handle, whose commands the loop applies between ticks.
+#[test]
+fn only_the_reconciler_writes_the_view() {
+    let root = crates_dir();
+    let owner = root.join("cairn-engine/src/reconciler");
+    // Where `LiveView::write` is defined.
+    let definition = root.join("cairn-engine/src/live.rs");
+    let mut found = 0;
+    for (crate_dir, _) in CRATES {
+        for (path, text) in sources(crate_dir) {
+            if !text.contains("view.write()") || path == definition {
+                continue;
+            }
+            assert!(
+                path.starts_with(&owner),
+                "{}: writes the live view; send the reconciler a command through its Handle",
+                path.display()
+            );
+            found += 1;
+        }
+    }
+    assert!(
+        found > 0,
+        "no write of the view found in the reconciler: is the check still looking at the right thing?"
+    );
+}
