@@ -171,7 +171,7 @@ fn sources(crate_dir: &str) -> Vec<(PathBuf, String)> {
 
 /// Nothing is awaited (a store call above all) while the live view's write lock is held:
 /// API readers wait on that lock, so it covers applying changes and planning, never IO.
-/// A guard is held from `let [mut] NAME = ….view.write().await` until `drop(NAME)`,
+/// A guard is held from `let [mut] NAME = ….view[()].write().await` until `drop(NAME)`,
 /// `NAME.downgrade()` or the end of its block.
 #[test]
 fn nothing_is_awaited_while_the_views_write_lock_is_held() {
@@ -180,7 +180,9 @@ fn nothing_is_awaited_while_the_views_write_lock_is_held() {
         for (path, text) in sources(crate_dir) {
             let lines: Vec<&str> = text.lines().collect();
             for (i, line) in lines.iter().enumerate() {
-                if !line.contains("view.write().await") || !line.trim_start().starts_with("let ") {
+                let takes =
+                    line.contains("view.write().await") || line.contains("view().write().await");
+                if !takes || !line.trim_start().starts_with("let ") {
                     continue;
                 }
                 checked += 1;
@@ -257,7 +259,8 @@ fn only_the_reconciler_writes_the_view() {
     let mut found = 0;
     for (crate_dir, _) in CRATES {
         for (path, text) in sources(crate_dir) {
-            if !text.contains("view.write()") || path == definition {
+            let writes = text.contains("view.write()") || text.contains("view().write()");
+            if !writes || path == definition {
                 continue;
             }
             assert!(
