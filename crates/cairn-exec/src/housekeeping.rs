@@ -53,15 +53,15 @@ impl Housekeeper {
     /// Recovers what a previous process left behind; before this process executes
     /// anything, so none of them is its own.
     pub async fn recover_leftovers(&self) -> Result<Vec<RecoveredRun>, cairn_store::Error> {
-        let none_yet = |_: &str| false;
-        recover(
-            &self.store,
-            &self.worker,
-            &none_yet,
-            chrono::Utc::now(),
-            self.stale_after,
-        )
-        .await
+        self.recover(&|_| false).await
+    }
+
+    async fn recover(
+        &self,
+        is_mine: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<Vec<RecoveredRun>, cairn_store::Error> {
+        let now = chrono::Utc::now();
+        recover(&self.store, &self.worker, is_mine, now, self.stale_after).await
     }
 
     /// Until `shutdown`; a failed pass is logged and tried again at the next one.
@@ -85,15 +85,7 @@ impl Housekeeper {
             }
             let launcher = self.launcher.as_deref();
             let mine = |id: &str| launcher.is_some_and(|l| l.is_executing(id));
-            if let Err(e) = recover(
-                &self.store,
-                &self.worker,
-                &mine,
-                chrono::Utc::now(),
-                self.stale_after,
-            )
-            .await
-            {
+            if let Err(e) = self.recover(&mine).await {
                 tracing::warn!(error = %e, "recovery pass failed");
             }
         }

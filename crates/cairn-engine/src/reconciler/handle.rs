@@ -222,13 +222,9 @@ impl Handle {
         at: chrono::DateTime<chrono::Utc>,
         audit: impl FnOnce(u64) -> NewAudit + Send,
     ) -> Result<u64, Error> {
-        let added = self
-            .shared
-            .store
-            .add_dynamic_partitions(definition, keys, at, audit)
-            .await?;
-        self.reload();
-        Ok(added)
+        let store = &self.shared.store;
+        self.reloading(store.add_dynamic_partitions(definition, keys, at, audit))
+            .await
     }
 
     /// Removes keys from a dynamic partitions definition (their history stays); as
@@ -240,13 +236,20 @@ impl Handle {
         at: chrono::DateTime<chrono::Utc>,
         audit: impl FnOnce(u64) -> NewAudit + Send,
     ) -> Result<u64, Error> {
-        let removed = self
-            .shared
-            .store
-            .remove_dynamic_partitions(definition, keys, at, audit)
-            .await?;
+        let store = &self.shared.store;
+        self.reloading(store.remove_dynamic_partitions(definition, keys, at, audit))
+            .await
+    }
+
+    /// Dynamic keys are many and rarely change: the loop reloads them from the store
+    /// rather than being sent them.
+    async fn reloading(
+        &self,
+        change: impl Future<Output = cairn_store::Result<u64>>,
+    ) -> Result<u64, Error> {
+        let changed = change.await?;
         self.reload();
-        Ok(removed)
+        Ok(changed)
     }
 
     /// Refuses a change before it is stored when no loop would apply it.
