@@ -15,6 +15,10 @@ use tokio_util::sync::CancellationToken;
 use crate::Launcher;
 use crate::recovery::{RecoveredRun, recover};
 
+/// The passes are logged where `cairn up` logged them before they became a service, so
+/// that operators' `CAIRN_LOG` filters (`cairn::commands::up=info`) keep showing them.
+const LOG_TARGET: &str = "cairn::commands::up";
+
 pub struct Housekeeper {
     store: Store,
     /// This process's worker id.
@@ -72,8 +76,10 @@ impl Housekeeper {
                 next_prune += self.prune_every;
                 let policy = RetentionPolicy::default();
                 match self.store.prune(chrono::Utc::now(), &policy).await {
-                    Ok(report) => tracing::info!(?report, "retention pass"),
-                    Err(e) => tracing::warn!(error = %e, "retention pass failed"),
+                    Ok(report) => tracing::info!(target: LOG_TARGET, ?report, "retention pass"),
+                    Err(e) => {
+                        tracing::warn!(target: LOG_TARGET, error = %e, "retention pass failed")
+                    }
                 }
             }
             tokio::select! {
@@ -86,7 +92,7 @@ impl Housekeeper {
             let launcher = self.launcher.as_deref();
             let mine = |id: &str| launcher.is_some_and(|l| l.is_executing(id));
             if let Err(e) = self.recover(&mine).await {
-                tracing::warn!(error = %e, "recovery pass failed");
+                tracing::warn!(target: LOG_TARGET, error = %e, "recovery pass failed");
             }
         }
     }

@@ -28,6 +28,10 @@ use crate::{Engine, TickContext, TickInputs, TickReport, View};
 pub use handle::Handle;
 use handle::{Command, Shared};
 
+/// Where the loop logged when it was the binary's, so that operators' `CAIRN_LOG`
+/// filters (`cairn::reconciler=info`) keep showing what it does.
+const LOG_TARGET: &str = "cairn::reconciler";
+
 /// How the loop runs.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -165,9 +169,10 @@ impl Reconciler {
                         }
                         Err(Diagnostics(problems)) => {
                             for p in &problems {
-                                tracing::error!("{p}");
+                                tracing::error!(target: LOG_TARGET, "{p}");
                             }
                             tracing::error!(
+                                target: LOG_TARGET,
                                 problems = problems.len(),
                                 "definitions changed but are invalid; keeping the previous ones"
                             );
@@ -268,17 +273,17 @@ impl Reconciler {
                 shared.view.ticked();
                 let report = tick.report;
                 for change in &report.observed {
-                    tracing::info!(?change, "observed");
+                    tracing::info!(target: LOG_TARGET, ?change, "observed");
                 }
                 if report.enqueued > 0 {
-                    tracing::info!(enqueued = report.enqueued, "runs enqueued");
+                    tracing::info!(target: LOG_TARGET, enqueued = report.enqueued, "runs enqueued");
                     shared.enqueued.notify_one();
                 }
                 if opts.once {
                     break Outcome::Ticked(report);
                 }
             } else {
-                tracing::debug!("another reconciler holds the lease; standing by");
+                tracing::debug!(target: LOG_TARGET, "another reconciler holds the lease; standing by");
                 if opts.once {
                     break Outcome::LeaseHeld;
                 }

@@ -104,7 +104,6 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
             .with_context(|| format!("opening the store {store_url}"))?;
         let worker = config.worker_id.clone();
         let shutdown = CancellationToken::new();
-        spawn_signal_handler(shutdown.clone());
         let settings = Settings {
             reconciler: Options {
                 interval: args.tick,
@@ -121,16 +120,12 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
                 prune_every: args.prune_every,
             }),
         };
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        spawn_signal_handler(shutdown.clone());
         // Runs a previous process left behind are settled before anything new starts.
         let services = Services::start(&store, dir, graph, settings, &shutdown).await?;
-        let listener = match tokio::net::TcpListener::bind(args.listen).await {
-            Ok(listener) => listener,
-            Err(e) => {
-                shutdown.cancel();
-                services.join().await.ok();
-                return Err(e).with_context(|| format!("listening on {}", args.listen));
-            }
-        };
         let listening = listener.local_addr()?;
 
         let schema = cairn_api::schema::build(cairn_api::Api {
