@@ -70,7 +70,8 @@ impl Shared {
 /// A change of the view the loop applies; `done` hears when it has.
 pub(super) enum Command {
     SetSla {
-        sla: FreshnessOverride,
+        /// Boxed: a policy is large, and commands queue.
+        sla: Box<FreshnessOverride>,
         done: oneshot::Sender<()>,
     },
     ClearSla {
@@ -86,7 +87,7 @@ impl Command {
         let done = match self {
             Command::SetSla { sla, done } => {
                 if let Some(view) = view {
-                    view.engine.set_freshness_override(sla);
+                    view.engine.set_freshness_override(*sla);
                 }
                 done
             }
@@ -182,7 +183,10 @@ impl Handle {
                 .set_freshness_override(&sla.record, audit)
                 .await?;
             let (done, applied) = oneshot::channel();
-            self.send(Command::SetSla { sla, done })?;
+            self.send(Command::SetSla {
+                sla: Box::new(sla),
+                done,
+            })?;
             applied
         };
         applied(done).await
