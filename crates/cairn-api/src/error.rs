@@ -73,6 +73,15 @@ pub fn store_missing(e: cairn_store::Error, what: impl FnOnce() -> String) -> as
     }
 }
 
+/// A change through the reconciler's handle: the store's errors as [`store`]; a stopped
+/// reconciler (the server is shutting down) refused it before anything was written.
+pub fn reconciler(e: cairn_engine::reconciler::Error) -> async_graphql::Error {
+    match e {
+        cairn_engine::reconciler::Error::Store(e) => store(e),
+        e @ cairn_engine::reconciler::Error::Stopped => error(Code::NotReady, e.to_string()),
+    }
+}
+
 /// Store errors: not-found and invalid input keep their meaning, the rest is internal
 /// (logged with detail, reported without it).
 pub fn store(e: cairn_store::Error) -> async_graphql::Error {

@@ -38,8 +38,8 @@ pub struct AppState {
     pub worker: String,
     pub started_at: chrono::DateTime<chrono::Utc>,
     pub schema: CairnSchema,
-    /// The reconciler's view (for its tick count in `/metrics`).
-    pub view: cairn_engine::LiveView,
+    /// The reconciler (its tick count for `/metrics`).
+    pub reconciler: cairn_engine::Handle,
     /// Local mode or tokens, and the checks that go with them.
     pub guard: Guard,
     pub limits: Limits,
@@ -227,7 +227,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let uptime = (chrono::Utc::now() - state.started_at).num_milliseconds() as f64 / 1e3;
     text.push_str(&format!(
         "# HELP cairn_reconciler_ticks_total Reconciler ticks completed by this process (planned with the lease, runs enqueued).\n# TYPE cairn_reconciler_ticks_total counter\ncairn_reconciler_ticks_total {}\n",
-        state.view.ticks()
+        state.reconciler.ticks()
     ));
     text.push_str(&format!(
         "# HELP cairn_uptime_seconds Seconds since this process started.\n# TYPE cairn_uptime_seconds gauge\ncairn_uptime_seconds {uptime}\n"
@@ -276,14 +276,14 @@ mod tests {
         request_timeout: Duration,
         view: cairn_engine::LiveView,
     ) -> Arc<AppState> {
+        let reconciler = cairn_engine::Handle::detached(store.clone(), view);
         let schema = schema::build(Api {
             store: store.clone(),
-            view: view.clone(),
-            poke: Arc::default(),
+            reconciler: reconciler.clone(),
         });
         Arc::new(AppState {
             store: store.clone(),
-            view,
+            reconciler,
             worker: "w".into(),
             started_at: chrono::Utc::now(),
             schema,

@@ -1,16 +1,16 @@
-//! The reconciler's state, shared with readers. The reconciler takes the lock to apply
-//! new events and recompute what they touch, which is a few milliseconds (everything it
-//! reads from the store is read before); readers (API requests) take it shared. The only
-//! other writer is an SLA change, which writes the store first and then the view's copy.
-//! Nobody awaits the store while holding the write lock (tests/architecture.rs checks).
-//! Nothing is copied per request.
+//! The reconciler's state, shared with readers. The reconciler's loop
+//! ([`crate::reconciler`]) is its only writer: it takes the lock to apply new events and
+//! recompute what they touch, which is a few milliseconds (everything it reads from the
+//! store is read before), and to apply the settings the API changed (an SLA), which it
+//! receives as commands through its [`Handle`](crate::reconciler::Handle). Readers (API
+//! requests) take it shared. Nobody awaits the store while holding the write lock
+//! (tests/architecture.rs checks). Nothing is copied per request.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use cairn_reconcile::Staleness;
 use chrono::{DateTime, Utc};
-use tokio::sync::RwLock;
+use tokio::sync::{RwLock, watch};
 
 use crate::Engine;
 
@@ -23,14 +23,21 @@ pub struct View {
 }
 
 /// The shared handle; `None` until the reconciler has loaded the store once.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct LiveView {
     view: Arc<RwLock<Option<View>>>,
-    /// Ticks completed: planned with the lease, and what was planned enqueued.
-    ticks: Arc<AtomicU64>,
-    /// Serializes changes of settings the view copies from the store (SLA overrides), so
-    /// the copy follows the store's order without the view being locked during the write.
-    settings: Arc<tokio::sync::Mutex<()>>,
+    /// Ticks completed: planned with the lease, and what was planned enqueued. A watch, so
+    /// that tests wait for a tick instead of sleeping.
+    ticks: Arc<watch::Sender<u64>>,
+}
+
+impl Default for LiveView {
+    fn default() -> Self {
+        Self {
+            view: Arc::default(),
+            ticks: Arc::new(watch::channel(0).0),
+        }
+    }
 }
 
 impl LiveView {
@@ -42,11 +49,7 @@ impl LiveView {
         self.view.read().await
     }
 
-    /// Held while a setting is written to the store and then to the view.
-    pub async fn lock_settings(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.settings.lock().await
-    }
-
+    /// The reconciler's (and tests standing in for it); no IO while it is held.
     pub async fn write(&self) -> tokio::sync::RwLockWriteGuard<'_, Option<View>> {
         self.view.write().await
     }
@@ -54,30 +57,17 @@ impl LiveView {
     /// The reconciler completed a tick (`/metrics` shows the count, so a test or an
     /// operator can wait for a tick that started after something happened).
     pub fn ticked(&self) {
-        self.ticks.fetch_add(1, Ordering::Release);
+        self.ticks.send_modify(|n| *n += 1);
     }
 
     pub fn ticks(&self) -> u64 {
-        self.ticks.load(Ordering::Acquire)
-    }
-}
-
-/// How readers ask the reconciler for a tick now, and whether to reload the store's
-/// settings (dynamic partitions, SLA overrides) first.
-#[derive(Default)]
-pub struct Poke {
-    pub tick: tokio::sync::Notify,
-    pub reload: std::sync::atomic::AtomicBool,
-}
-
-impl Poke {
-    pub fn tick_now(&self) {
-        self.tick.notify_one();
+        *self.ticks.borrow()
     }
 
-    pub fn reload_now(&self) {
-        self.reload
-            .store(true, std::sync::atomic::Ordering::Release);
-        self.tick.notify_one();
+    /// Returns once more than `seen` ticks have completed.
+    pub async fn ticked_past(&self, seen: u64) {
+        let mut ticks = self.ticks.subscribe();
+        // The sender lives as long as `self`: the wait ends only with a tick.
+        let _ = ticks.wait_for(|&n| n > seen).await;
     }
 }

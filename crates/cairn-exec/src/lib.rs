@@ -2,9 +2,11 @@
 //! its own process group, with the run's environment, its output streamed into the run's
 //! log, a timeout, cancellation and the output protocol. Outcomes go to the store in one
 //! transaction with the run's completion; retries are the reconciler's (a failure is an
-//! event it plans from). Runs left behind by a dead worker are recovered.
+//! event it plans from). Runs left behind by a dead worker are recovered, and the store
+//! pruned, by the [`Housekeeper`].
 
 pub mod environment;
+pub mod housekeeping;
 pub mod launcher;
 pub mod output;
 pub mod process;
@@ -14,6 +16,7 @@ pub mod scratch;
 use std::path::PathBuf;
 
 pub use environment::{RunTarget, Secrets};
+pub use housekeeping::Housekeeper;
 pub use launcher::{Launcher, LauncherConfig};
 pub use output::{OutputLine, OutputReport};
 pub use recovery::{RecoveredRun, recover, worker_id};

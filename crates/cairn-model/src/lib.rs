@@ -4,6 +4,7 @@
 //! Invariant: no database, HTTP, process or async code here (see docs/ARCHITECTURE.md;
 //! `tests/architecture.rs` checks the dependency list).
 
+pub mod alerts;
 pub mod asset;
 pub mod classification;
 pub mod code_version;

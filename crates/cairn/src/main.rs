@@ -2,7 +2,7 @@
 
 mod clock;
 mod commands;
-mod reconciler;
+mod services;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 
 /// Every crate of the architecture, with the workspace crates it may depend on (inward only).
-const CRATES: [(&str, &[&str]); 7] = [
+const CRATES: [(&str, &[&str]); 8] = [
     ("cairn-model", &[]),
+    ("cairn-alert", &["cairn-model"]),
     ("cairn-reconcile", &["cairn-model"]),
     ("cairn-store", &[]),
     ("cairn-exec", &["cairn-model", "cairn-store"]),
@@ -136,6 +137,28 @@ fn only_the_model_uses_petgraph() {
     assert!(dependencies("cairn-model").iter().any(|d| d == "petgraph"));
 }
 
+/// Alerts are decided and delivered from what the store persisted, not from the
+/// reconciler's memory: the alert crate knows nothing of the store, the engine, the API or
+/// the launcher (the binary's outbox feeds it).
+#[test]
+fn alerts_know_only_the_model() {
+    for name in dependencies("cairn-alert") {
+        assert!(
+            ![
+                "cairn-store",
+                "cairn-engine",
+                "cairn-api",
+                "cairn-exec",
+                "cairn-reconcile",
+                "sqlx",
+                "axum"
+            ]
+            .contains(&name.as_str()),
+            "cairn-alert must not depend on {name} (docs/ARCHITECTURE.md)"
+        );
+    }
+}
+
 /// The engine is the reconciler's shell: no HTTP, no GraphQL, no launching.
 #[test]
 fn engine_knows_no_http_nor_launching() {
@@ -171,7 +194,7 @@ fn sources(crate_dir: &str) -> Vec<(PathBuf, String)> {
 
 /// Nothing is awaited (a store call above all) while the live view's write lock is held:
 /// API readers wait on that lock, so it covers applying changes and planning, never IO.
-/// A guard is held from `let [mut] NAME = ….view.write().await` until `drop(NAME)`,
+/// A guard is held from `let [mut] NAME = ….view[()].write().await` until `drop(NAME)`,
 /// `NAME.downgrade()` or the end of its block.
 #[test]
 fn nothing_is_awaited_while_the_views_write_lock_is_held() {
@@ -180,7 +203,9 @@ fn nothing_is_awaited_while_the_views_write_lock_is_held() {
         for (path, text) in sources(crate_dir) {
             let lines: Vec<&str> = text.lines().collect();
             for (i, line) in lines.iter().enumerate() {
-                if !line.contains("view.write().await") || !line.trim_start().starts_with("let ") {
+                let takes =
+                    line.contains("view.write().await") || line.contains("view().write().await");
+                if !takes || !line.trim_start().starts_with("let ") {
                     continue;
                 }
                 checked += 1;
@@ -244,4 +269,33 @@ fn the_api_reaches_no_engine_field() {
             rest = after;
         }
     }
+}
+
+/// The reconciler's loop is the live view's only writer: the API changes what it holds
+/// through the reconciler's handle, whose commands the loop applies between ticks.
+#[test]
+fn only_the_reconciler_writes_the_view() {
+    let root = crates_dir();
+    let owner = root.join("cairn-engine/src/reconciler");
+    // Where `LiveView::write` is defined.
+    let definition = root.join("cairn-engine/src/live.rs");
+    let mut found = 0;
+    for (crate_dir, _) in CRATES {
+        for (path, text) in sources(crate_dir) {
+            let writes = text.contains("view.write()") || text.contains("view().write()");
+            if !writes || path == definition {
+                continue;
+            }
+            assert!(
+                path.starts_with(&owner),
+                "{}: writes the live view; send the reconciler a command through its Handle",
+                path.display()
+            );
+            found += 1;
+        }
+    }
+    assert!(
+        found > 0,
+        "no write of the view found in the reconciler: is the check still looking at the right thing?"
+    );
 }

@@ -2,8 +2,9 @@
 //! [`subscription`] streams run status and logs. [`types`] holds the objects, and the
 //! redaction of PHI details for callers without the `phi` scope.
 //!
-//! Every resolver reads the reconciler's [`LiveView`] under a shared lock (no copies)
-//! and the store for history, runs and logs.
+//! Every resolver reads the reconciler's [`LiveView`](cairn_engine::LiveView) under a
+//! shared lock (no copies) and the store for history, runs and logs. Mutations change
+//! what the reconciler holds only through its [`Handle`].
 
 mod keys_audit;
 pub mod mutation;
@@ -12,11 +13,8 @@ pub mod scalars;
 pub mod subscription;
 pub mod types;
 
-use std::sync::Arc;
-
 use async_graphql::{Context, Schema};
-use cairn_engine::View;
-use cairn_engine::live::{LiveView, Poke};
+use cairn_engine::{Handle, View};
 use cairn_store::Store;
 use tokio::sync::RwLockReadGuard;
 
@@ -47,8 +45,8 @@ pub const MAX_KEYS: usize = 10_000;
 /// What resolvers share.
 pub struct Api {
     pub store: Store,
-    pub view: LiveView,
-    pub poke: Arc<Poke>,
+    /// The reconciler: its view for reading, and the way to change what it holds.
+    pub reconciler: Handle,
 }
 
 /// Depth and complexity limits keep one request from walking the whole store.
@@ -98,7 +96,7 @@ pub(crate) fn require<'a>(ctx: &Context<'a>, role: Role) -> async_graphql::Resul
 pub(crate) async fn view<'a>(
     ctx: &Context<'a>,
 ) -> async_graphql::Result<RwLockReadGuard<'a, View>> {
-    let guard = api(ctx).view.read().await;
+    let guard = api(ctx).reconciler.view().read().await;
     RwLockReadGuard::try_map(guard, Option::as_ref).map_err(|_| {
         error(
             Code::NotReady,

@@ -210,9 +210,6 @@ impl Mutation {
             set_at: Utc::now(),
         };
         let api = api(ctx);
-        // The store first, with no lock on the view held (readers never wait on a database
-        // write); SLA changes are serialized so the view's copy follows the store's order.
-        let _settings = api.view.lock_settings().await;
         asset_id(view(ctx).await?.engine.graph(), &asset)?;
         let audit = super::record(
             ctx,
@@ -220,19 +217,17 @@ impl Mutation {
             &asset,
             serde_json::json!({ "policy": policy_json }),
         );
-        api.store
-            .set_freshness_override(&record, &audit)
+        // The store first (with its audit record), then the reconciler's copy, which is in
+        // the view by the time this returns.
+        api.reconciler
+            .set_sla(cairn_engine::FreshnessOverride { policy, record }, &audit)
             .await
-            .map_err(error::store)?;
-        let mut guard = api.view.write().await;
-        let view = guard
-            .as_mut()
-            .ok_or_else(|| error::error(error::Code::NotReady, "the catalog is still loading"))?;
-        view.engine
-            .set_freshness_override(cairn_engine::FreshnessOverride { policy, record });
-        let out = Asset::new(view.engine.graph(), asset_id(view.engine.graph(), &asset)?);
-        drop(guard);
-        Ok(out)
+            .map_err(error::reconciler)?;
+        let view = view(ctx).await?;
+        Ok(Asset::new(
+            view.engine.graph(),
+            asset_id(view.engine.graph(), &asset)?,
+        ))
     }
 
     /// Removes an SLA override: the declared SLA (if any) is in force again (admin).
@@ -244,27 +239,23 @@ impl Mutation {
         require(ctx, Role::Admin)?;
         check_len("asset", &asset, MAX_NAME)?;
         let api = api(ctx);
-        let _settings = api.view.lock_settings().await;
         asset_id(view(ctx).await?.engine.graph(), &asset)?;
         let existed = api
-            .store
-            .clear_freshness_override(
+            .reconciler
+            .clear_sla(
                 &asset,
                 &record(ctx, "sla.clear", &asset, serde_json::json!({})),
             )
             .await
-            .map_err(error::store)?;
+            .map_err(error::reconciler)?;
         if !existed {
             return Err(bad(format!("{asset} has no SLA override")));
         }
-        let mut guard = api.view.write().await;
-        let view = guard
-            .as_mut()
-            .ok_or_else(|| error::error(error::Code::NotReady, "the catalog is still loading"))?;
-        view.engine.clear_freshness_override(&asset);
-        let out = Asset::new(view.engine.graph(), asset_id(view.engine.graph(), &asset)?);
-        drop(guard);
-        Ok(out)
+        let view = view(ctx).await?;
+        Ok(Asset::new(
+            view.engine.graph(),
+            asset_id(view.engine.graph(), &asset)?,
+        ))
     }
 
     /// Adds keys to a dynamic partitions definition (admin); returns how many were new.
@@ -425,7 +416,7 @@ async fn report(
             ReportError::Store(e) => error::store(e),
             e => bad(e.to_string()),
         })?;
-    api.poke.tick_now();
+    api.reconciler.tick_now();
     Ok(id.into())
 }
 
@@ -517,7 +508,7 @@ async fn launch(
     )
     .await
     .map_err(error::store)?;
-    api.poke.tick_now();
+    api.reconciler.tick_now();
     Ok(BackfillLaunch {
         partitions: request.total.into(),
         assets,
@@ -535,7 +526,7 @@ async fn change_dynamic(
     require(ctx, Role::Admin)?;
     check_len("definition", definition, MAX_NAME)?;
     let sensitive = check_dynamic(ctx, definition, keys).await?;
-    let store = &api(ctx).store;
+    let reconciler = &api(ctx).reconciler;
     let now = Utc::now();
     let action = if add {
         "partitions.add"
@@ -550,18 +541,16 @@ async fn change_dynamic(
             dynamic_details(keys, sensitive, changed),
         )
     };
-    let changed = if add {
-        store
+    if add {
+        reconciler
             .add_dynamic_partitions(definition, keys, now, audit)
             .await
     } else {
-        store
+        reconciler
             .remove_dynamic_partitions(definition, keys, now, audit)
             .await
     }
-    .map_err(error::store)?;
-    api(ctx).poke.reload_now();
-    Ok(changed)
+    .map_err(error::reconciler)
 }
 
 /// The definition must be a dynamic one and the keys usable; returns whether its keys

@@ -33,7 +33,7 @@ impl Subscription {
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<Run>> + use<>> {
         let api = api(ctx);
         let store = api.store.clone();
-        let live = api.view.clone();
+        let live = api.reconciler.view().clone();
         let caller = caller(ctx).clone();
         let error_selected = ctx.look_ahead().field("error").exists();
         let first = store

@@ -52,6 +52,8 @@ pub fn load_dir(dir: &Path) -> Result<AssetGraph, Diagnostics> {
             }
         })
         .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
+        // alerts.toml is not a definitions file: it is checked below, against the graph.
+        .filter(|p| !crate::alerts::is_alerts_file(dir, p))
         .collect();
     paths.sort();
     if !dir.is_dir() {
@@ -74,7 +76,7 @@ pub fn load_dir(dir: &Path) -> Result<AssetGraph, Diagnostics> {
         ));
     }
     let read_code = |rel: &str| std::fs::read(dir.join(rel));
-    let result = load_sources(&files, &read_code);
+    let result = crate::alerts::check_with_graph(dir, load_sources(&files, &read_code));
     match (result, diagnostics.is_empty()) {
         (Ok(graph), true) => Ok(graph),
         (Ok(_), false) => Err(Diagnostics(diagnostics)),

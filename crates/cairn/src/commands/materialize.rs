@@ -12,19 +12,18 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use cairn_exec::Launcher;
 use cairn_model::Selection;
 use cairn_store::RunStatus;
 use tokio_util::sync::CancellationToken;
 
 use super::up::ExecArgs;
-use crate::reconciler::{self, Links, Options};
+use crate::services::{Services, Settings};
 use cairn_engine::Engine;
 use cairn_engine::backfill::Scope;
+use cairn_engine::reconciler::Options;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -93,30 +92,22 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
         let shutdown = CancellationToken::new();
         let interrupted = CancellationToken::new();
         super::up::spawn_signal_handler(interrupted.clone());
-        let links = Links::new(Arc::new(graph));
-        let graph_rx = links.graph.subscribe();
-        let live = links.view.clone();
-        let worker = config.worker_id.clone();
-        let holder = worker.clone();
-        let launcher = Arc::new(
-            Launcher::new(store.clone(), config, graph_rx, links.enqueued.clone())
-                .on_run_end(links.run_ended.clone()),
-        );
-        let launcher_task = tokio::spawn(launcher.run(shutdown.clone(), Duration::from_secs(10)));
-        let reconciler_task = {
-            let (store, dir, stop) = (store.clone(), dir.to_owned(), shutdown.clone());
-            tokio::spawn(async move {
-                let opts = Options {
-                    interval: Duration::from_secs(1),
-                    max_runs: 10_000,
-                    once: false,
-                    automation: false,
-                    watch_definitions: false,
-                    holder: worker,
-                };
-                reconciler::run(&store, &dir, &links, &opts, &stop).await
-            })
+        let holder = config.worker_id.clone();
+        let settings = Settings {
+            reconciler: Options {
+                interval: Duration::from_secs(1),
+                max_runs: 10_000,
+                once: false,
+                automation: false,
+                watch_definitions: false,
+                holder: holder.clone(),
+            },
+            launcher: config,
+            drain: Duration::from_secs(10),
+            housekeeping: None,
         };
+        let services = Services::start(&store, dir, graph, settings, &shutdown).await?;
+        let live = services.reconciler.view().clone();
 
         let bar = indicatif::ProgressBar::new(request.total);
         bar.set_style(
@@ -161,8 +152,7 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
         };
         bar.finish_and_clear();
         shutdown.cancel();
-        launcher_task.await.context("the launcher panicked")?;
-        reconciler_task.await.context("the reconciler panicked")??;
+        services.join().await?;
 
         let b = store.get_backfill(&backfill.id).await?;
         let (done, failed, _) = totals(&b.progress);

@@ -1,12 +1,11 @@
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
-use crate::reconciler::{self, Links, Options, Outcome};
+use cairn_engine::reconciler::{Options, Outcome};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -27,7 +26,6 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
         let store = cairn_store::open(store_url)
             .await
             .with_context(|| format!("opening the store {store_url}"))?;
-        let links = Links::new(Arc::new(graph));
         let opts = Options {
             interval: args.interval,
             max_runs: args.max_runs,
@@ -42,7 +40,9 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
             let _ = tokio::signal::ctrl_c().await;
             stop.cancel();
         });
-        let outcome = reconciler::run(&store, dir, &links, &opts, &shutdown).await?;
+        let outcome = crate::services::reconciler(&store, dir, graph, opts)
+            .run(shutdown)
+            .await?;
         store.close().await;
         match outcome {
             Outcome::LeaseHeld => anyhow::bail!("another reconciler holds the lease on this store"),

@@ -10,10 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use cairn_exec::{Launcher, LauncherConfig, Secrets};
+use cairn_engine::reconciler::Options;
+use cairn_exec::{LauncherConfig, Secrets};
 use tokio_util::sync::CancellationToken;
 
-use crate::reconciler::{self, Links, Options};
+use crate::services::{Housekeeping, Services, Settings};
 
 /// How commands are executed; shared by `cairn up` and `cairn materialize`.
 #[derive(Debug, Clone, clap::Args)]
@@ -102,50 +103,34 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
             .await
             .with_context(|| format!("opening the store {store_url}"))?;
         let worker = config.worker_id.clone();
-        // Runs a previous process left behind are settled before anything new starts.
-        let none_yet = |_: &str| false;
-        for r in cairn_exec::recover(
-            &store,
-            &worker,
-            &none_yet,
-            chrono::Utc::now(),
-            args.exec.stale_after,
-        )
-        .await?
-        {
-            eprintln!(
-                "recovered run {} of {}: {}: {}",
-                r.run_id, r.asset, r.status, r.reason
-            );
-        }
+        let shutdown = CancellationToken::new();
+        let settings = Settings {
+            reconciler: Options {
+                interval: args.tick,
+                max_runs: 10_000,
+                once: false,
+                automation: true,
+                watch_definitions: true,
+                holder: worker.clone(),
+            },
+            launcher: config,
+            drain: args.shutdown_grace,
+            housekeeping: Some(Housekeeping {
+                stale_after: args.exec.stale_after,
+                prune_every: args.prune_every,
+            }),
+        };
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
-        let listening = listener.local_addr()?;
-        let shutdown = CancellationToken::new();
         spawn_signal_handler(shutdown.clone());
-
-        let links = Links::new(Arc::new(graph));
-        let graph_rx = links.graph.subscribe();
-        // Degraded mode: a store that refuses writes pauses claiming and planning, and
-        // this task probes it until it takes writes again.
-        let write_health = cairn_store::WriteHealth::default();
-        let recovering = {
-            let (health, store) = (write_health.clone(), store.clone());
-            tokio::spawn(async move { health.recover(&store).await })
-        };
-        let launcher = Arc::new(
-            Launcher::new(store.clone(), config, graph_rx, links.enqueued.clone())
-                .on_run_end(links.run_ended.clone())
-                .with_write_health(write_health.clone()),
-        );
-        let launcher_task =
-            tokio::spawn(launcher.clone().run(shutdown.clone(), args.shutdown_grace));
+        // Runs a previous process left behind are settled before anything new starts.
+        let services = Services::start(&store, dir, graph, settings, &shutdown).await?;
+        let listening = listener.local_addr()?;
 
         let schema = cairn_api::schema::build(cairn_api::Api {
             store: store.clone(),
-            view: links.view.clone(),
-            poke: links.poke.clone(),
+            reconciler: services.reconciler.clone(),
         });
         let mode = if args.local {
             cairn_api::AuthMode::Local
@@ -157,14 +142,14 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
             worker: worker.clone(),
             started_at: chrono::Utc::now(),
             schema,
-            view: links.view.clone(),
+            reconciler: services.reconciler.clone(),
             guard: cairn_api::Guard::new(mode, listening.port()),
             limits: cairn_api::Limits {
                 request_timeout: args.request_timeout,
                 max_body: args.max_body,
                 ws_init_timeout: args.ws_init_timeout,
             },
-            write_health: write_health.clone(),
+            write_health: services.write_health.clone(),
         }));
         let serve_options = cairn_api::serve::ServeOptions {
             header_timeout: args.header_timeout,
@@ -180,82 +165,15 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
         let mode = if args.local { "local mode, no token needed" } else { "bearer tokens required" };
         eprintln!("cairn up: {store_url} on http://{listening} (worker {worker}); GraphQL at /graphql, explorer at /graphiql ({mode}); Ctrl-C to stop");
 
-        // Other workers' dead runs (distributed mode) are found by their silence.
-        let recovery_store = store.clone();
-        let recovery_stop = shutdown.clone();
-        let (me, stale_after, prune_every) = (worker.clone(), args.exec.stale_after, args.prune_every);
-        let executing = launcher.clone();
-        let holder_died = links.holder_died.clone();
-        let recovery = tokio::spawn(async move {
-            // Retention (default policy) once at start, then every `--prune-every` (1 h).
-            let mut next_prune = tokio::time::Instant::now();
-            loop {
-                if tokio::time::Instant::now() >= next_prune {
-                    next_prune += prune_every;
-                    let policy = cairn_store::RetentionPolicy::default();
-                    match recovery_store.prune(chrono::Utc::now(), &policy).await {
-                        Ok(report) => tracing::info!(?report, "retention pass"),
-                        Err(e) => tracing::warn!(error = %e, "retention pass failed"),
-                    }
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(stale_after / 2) => {}
-                    _ = tokio::time::sleep_until(next_prune) => continue,
-                    // The reconciler's previous holder died: its runs are orphans now.
-                    _ = holder_died.notified() => {}
-                    _ = recovery_stop.cancelled() => break,
-                }
-                let mine = |id: &str| executing.is_executing(id);
-                if let Err(e) =
-                    cairn_exec::recover(&recovery_store, &me, &mine, chrono::Utc::now(), stale_after)
-                        .await
-                {
-                    tracing::warn!(error = %e, "recovery pass failed");
-                }
-            }
-        });
-
-        let opts = Options {
-            interval: args.tick,
-            max_runs: 10_000,
-            once: false,
-            automation: true,
-            watch_definitions: true,
-            holder: worker.clone(),
-        };
-        let result = loop {
-            let result = reconciler::run(&store, dir, &links, &opts, &shutdown).await;
-            // A store refusing writes is waited out (reads keep being served), then the
-            // reconciler starts over from the log.
-            match &result {
-                Err(e) if store_error(e).is_some_and(|f| write_health.report(f)) => {
-                    tokio::select! {
-                        _ = write_health.writable() => continue,
-                        _ = shutdown.cancelled() => break Ok(reconciler::Outcome::Stopped),
-                    }
-                }
-                _ => break result,
-            }
-        };
-        recovering.abort();
+        let result = services.join().await;
         if let Err(e) = &result {
-            eprintln!("error: the reconciler stopped: {e:#}");
-            shutdown.cancel();
+            eprintln!("error: {e:#}");
         }
-        launcher_task.await.context("the launcher panicked")?;
-        recovery.await.ok();
         server.await.context("the HTTP server panicked")??;
         store.close().await;
         eprintln!("cairn up: stopped");
         result.map(|_| ExitCode::SUCCESS)
     })
-}
-
-/// The store error behind a failure of the reconciler, if there is one.
-fn store_error(error: &anyhow::Error) -> Option<&cairn_store::Error> {
-    error
-        .chain()
-        .find_map(|cause| cause.downcast_ref::<cairn_store::Error>())
 }
 
 /// SIGINT or SIGTERM cancels `shutdown`.
