@@ -8,6 +8,7 @@
 pub mod environment;
 pub mod housekeeping;
 pub mod launcher;
+mod log_pump;
 pub mod output;
 pub mod process;
 pub mod recovery;
