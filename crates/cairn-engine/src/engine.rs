@@ -1,12 +1,12 @@
 //! The reconciler's shell: loads the pure core's state from the store, and writes plans
 //! back as runs. All decisions are `cairn_reconcile`'s; this module only moves data.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use cairn_model::partitions::{DynamicKeys, PartitionEnv, PartitionSet, PartitionsDef};
 use cairn_model::policy::{FreshnessPolicy, FreshnessSpec};
 use cairn_model::{AssetGraph, AssetId};
-use cairn_reconcile::freshness::{self, Freshness};
+use cairn_reconcile::freshness::{self, Freshness, FreshnessStatus};
 use cairn_reconcile::plan::{BackfillTarget, PlanInput, plan};
 use cairn_reconcile::staleness::{Inputs, Staleness, reason_names};
 use cairn_reconcile::{Failure, Materialized, Observed, Plan, State};
@@ -485,6 +485,7 @@ impl Engine {
             flying: &flying,
             stored: &stored,
             seen_before: self.tailed_from,
+            freshness_logged: None,
             max_runs,
             automation,
         });
@@ -547,12 +548,20 @@ impl Engine {
             .into_iter()
             .filter(|o| o.event_id().is_none_or(|e| e > cx.seen_before))
             .collect();
+        let facts = self.tick_facts(&observed, cx.freshness_logged, now);
+        writes.facts = facts.events;
+        writes.meta = facts.meta;
         let report = TickReport {
             enqueued: writes.runs.len(),
             backfills_finished: plan.backfills.iter().filter(|b| b.finished).count(),
             observed,
+            wake_at: facts.wake_at,
         };
-        TickPlan { writes, report }
+        TickPlan {
+            writes,
+            report,
+            freshness_logged: facts.freshness,
+        }
     }
 
     /// The store's runs for a plan.
@@ -621,6 +630,9 @@ pub struct TickContext<'a> {
     /// The newest event the state had at the previous tick: facts observed at older events
     /// were reported then.
     pub seen_before: EventId,
+    /// The freshness statuses last logged per asset, to log transitions against (None:
+    /// this caller does not track freshness).
+    pub freshness_logged: Option<&'a BTreeMap<String, FreshnessStatus>>,
     pub max_runs: usize,
     pub automation: bool,
 }
@@ -629,6 +641,8 @@ pub struct TickContext<'a> {
 pub struct TickPlan {
     pub writes: TickWrites,
     pub report: TickReport,
+    /// The freshness statuses logged once `writes` commit, when they changed.
+    pub freshness_logged: Option<BTreeMap<String, FreshnessStatus>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -637,4 +651,6 @@ pub struct TickReport {
     pub backfills_finished: usize,
     /// State changes first observed by this tick.
     pub observed: Vec<Observed>,
+    /// When a freshness status changes next with nothing happening (the loop wakes then).
+    pub wake_at: Option<DateTime<Utc>>,
 }

@@ -2,6 +2,7 @@
 
 mod clock;
 mod commands;
+mod outbox;
 mod services;
 
 use std::path::PathBuf;

@@ -150,9 +150,11 @@ impl Reconciler {
         let mut graph = (**shared.graph.borrow()).clone();
         let mut fingerprint = definitions_fingerprint(&self.assets_dir);
         let mut reload = true;
-        // The newest event whose observed facts a tick has reported (None: none yet; the
-        // first tick reports only what happens after the store was loaded).
-        let mut observed_through = None;
+        // What the log says was already reported (crates/cairn-engine/src/facts.rs). With
+        // nothing logged yet, the first tick reports only what happens after the load.
+        let logged = crate::facts::Logged::read(store).await?;
+        let mut observed_through = logged.observed_through;
+        let mut freshness_logged = logged.freshness;
         let lease = (opts.interval * 3).max(Duration::from_secs(30));
         let outcome = loop {
             if opts.watch_definitions {
@@ -260,16 +262,22 @@ impl Reconciler {
                     flying: &flying,
                     stored: &stored,
                     seen_before,
+                    freshness_logged: Some(&freshness_logged),
                     max_runs: opts.max_runs,
                     automation: opts.automation,
                 })
             });
             let applied_through = view.engine.max_event_id();
             drop(guard);
+            let mut wake_at = None;
             if let Some(tick) = tick {
-                // One transaction: runs, cron cursors, backfill progress.
+                // One transaction: runs, cron cursors, backfill progress, observed facts.
                 store.apply_plan(&tick.writes).await?;
                 observed_through = Some(applied_through);
+                if let Some(now_logged) = tick.freshness_logged {
+                    freshness_logged = now_logged;
+                }
+                wake_at = tick.report.wake_at;
                 shared.view.ticked();
                 let report = tick.report;
                 for change in &report.observed {
@@ -288,7 +296,7 @@ impl Reconciler {
                     break Outcome::LeaseHeld;
                 }
             }
-            if !self.wait(&shared, shutdown).await {
+            if !self.wait(&shared, shutdown, wake_at).await {
                 break Outcome::Stopped;
             }
         };
@@ -296,10 +304,21 @@ impl Reconciler {
         Ok(outcome)
     }
 
-    /// Waits for the next tick (its interval, a run's end, a poke), applying the API's
-    /// commands meanwhile; false on shutdown.
-    async fn wait(&mut self, shared: &Shared, shutdown: &CancellationToken) -> bool {
-        let next = tokio::time::Instant::now() + self.options.interval;
+    /// Waits for the next tick (its interval, a freshness status changing at `wake_at`,
+    /// a run's end, a poke), applying the API's commands meanwhile; false on shutdown.
+    async fn wait(
+        &mut self,
+        shared: &Shared,
+        shutdown: &CancellationToken,
+        wake_at: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> bool {
+        let mut pause = self.options.interval;
+        if let Some(at) = wake_at {
+            // Just past the change, so the tick sees it (never a busy loop: at least 10 ms).
+            let until = (at - self.clock.now()).to_std().unwrap_or_default();
+            pause = pause.min(until + Duration::from_millis(10));
+        }
+        let next = tokio::time::Instant::now() + pause;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(next) => return true,

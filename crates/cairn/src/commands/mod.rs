@@ -36,6 +36,19 @@ pub fn load_or_report(dir: &Path) -> Result<AssetGraph, anyhow::Error> {
     })
 }
 
+/// The alert rules (`assets/alerts.toml`), problems printed like [`load_or_report`]'s.
+pub fn load_alerts_or_report(
+    dir: &Path,
+    graph: &AssetGraph,
+) -> Result<cairn_model::alerts::AlertConfig, anyhow::Error> {
+    cairn_model::alerts::load_alerts(dir, graph).map_err(|Diagnostics(diagnostics)| {
+        for d in &diagnostics {
+            eprintln!("{d}");
+        }
+        anyhow::anyhow!("{} problem(s) in the alert rules", diagnostics.len())
+    })
+}
+
 /// A runtime for the commands that talk to the store.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
