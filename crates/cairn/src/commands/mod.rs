@@ -1,6 +1,7 @@
 //! One module per subcommand. Each `run` returns the process exit code; `Err` is for
 //! failures of Cairn itself (exit 2), not for problems it reports (exit 1).
 
+pub mod alerts;
 pub mod assets;
 pub mod backfill;
 pub mod graph;
