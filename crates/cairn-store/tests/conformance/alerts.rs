@@ -83,9 +83,18 @@ async fn an_outbox_step_commits_incidents_deliveries_their_events_and_the_cursor
     assert_eq!(all[0].closed_at, Some(at(20)));
     assert_eq!(all[0].subject, "ops/feed [2025-01-01]");
     assert_eq!(all[0].targets[0]["channel"], "hook");
-    assert!(store.recent_alert_incidents(true, 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .recent_alert_incidents(true, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let deliveries = store.recent_alert_deliveries(10).await.unwrap();
-    let outcomes: Vec<&str> = deliveries.iter().map(|d| d.attempt.outcome.as_str()).collect();
+    let outcomes: Vec<&str> = deliveries
+        .iter()
+        .map(|d| d.attempt.outcome.as_str())
+        .collect();
     assert_eq!(outcomes, ["delivered", "retryable"], "newest first");
     assert_eq!(
         store.get_meta(ALERTS_CURSOR).await.unwrap().as_deref(),
@@ -129,7 +138,12 @@ async fn a_restart_reloads_open_incidents_and_every_attempt_about_them(store: &S
 async fn a_lease_reads_back_with_its_expiry(store: &Store) {
     assert_eq!(store.lease("reconciler").await.unwrap(), None);
     let ttl = std::time::Duration::from_secs(30);
-    assert!(store.try_lease("reconciler", "w1", at(0), ttl).await.unwrap());
+    assert!(
+        store
+            .try_lease("reconciler", "w1", at(0), ttl)
+            .await
+            .unwrap()
+    );
     assert_eq!(
         store.lease("reconciler").await.unwrap(),
         Some(Lease {
