@@ -107,17 +107,20 @@ impl Engine {
             }
         }
         if let Some(logged) = logged {
-            let mut now_logged = logged.clone();
+            // Compared in place: the map is copied only when something changed.
+            let mut changed: Vec<(&str, FreshnessStatus)> = Vec::new();
+            let mut tracked = 0;
             for (id, asset) in self.graph.assets() {
                 let Some(f) = self.freshness(id, now) else {
                     continue;
                 };
+                tracked += 1;
                 if let Some(next) = f.next_change {
                     facts.wake_at = Some(facts.wake_at.map_or(next, |w| w.min(next)));
                 }
-                let key = asset.key.to_string();
+                let key = asset.key.as_str();
                 let before = logged
-                    .get(&key)
+                    .get(key)
                     .copied()
                     .unwrap_or(FreshnessStatus::Unknown);
                 if before == f.status {
@@ -125,7 +128,7 @@ impl Engine {
                 }
                 facts.events.push(
                     NewEvent::new(now, EventKind::FreshnessChanged)
-                        .asset(&key, "")
+                        .asset(key, "")
                         .payload(serde_json::json!({
                             "from": before.as_str(),
                             "to": f.status.as_str(),
@@ -133,15 +136,25 @@ impl Engine {
                             "detail": f.detail,
                         })),
                 );
-                now_logged.insert(key, f.status);
+                changed.push((key, f.status));
             }
-            // Assets no longer defined (or without a policy) are forgotten.
-            now_logged.retain(|k, _| {
-                self.graph
-                    .id_of(k)
-                    .is_some_and(|id| self.freshness_policy(id).is_some())
-            });
-            if &now_logged != logged {
+            // Assets no longer defined, or without a policy now, are forgotten.
+            let stale_entries = logged.len() + changed.len() > tracked
+                && logged.keys().any(|k| {
+                    self.graph
+                        .id_of(k)
+                        .is_none_or(|id| self.freshness_policy(id).is_none())
+                });
+            if !changed.is_empty() || stale_entries {
+                let mut now_logged = logged.clone();
+                for (key, status) in changed {
+                    now_logged.insert(key.to_owned(), status);
+                }
+                now_logged.retain(|k, _| {
+                    self.graph
+                        .id_of(k)
+                        .is_some_and(|id| self.freshness_policy(id).is_some())
+                });
                 facts
                     .meta
                     .push((FRESHNESS_LOGGED.to_owned(), encode_freshness(&now_logged)));
