@@ -1,12 +1,12 @@
 //! The reconciler's shell: loads the pure core's state from the store, and writes plans
 //! back as runs. All decisions are `cairn_reconcile`'s; this module only moves data.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use cairn_model::partitions::{DynamicKeys, PartitionEnv, PartitionSet, PartitionsDef};
 use cairn_model::policy::{FreshnessPolicy, FreshnessSpec};
 use cairn_model::{AssetGraph, AssetId};
-use cairn_reconcile::freshness::{self, Freshness, FreshnessStatus};
+use cairn_reconcile::freshness::{self, Freshness};
 use cairn_reconcile::plan::{BackfillTarget, PlanInput, plan};
 use cairn_reconcile::staleness::{Inputs, Staleness, reason_names};
 use cairn_reconcile::{Failure, Materialized, Observed, Plan, State};
@@ -630,9 +630,9 @@ pub struct TickContext<'a> {
     /// The newest event the state had at the previous tick: facts observed at older events
     /// were reported then.
     pub seen_before: EventId,
-    /// The freshness statuses last logged per asset, to log transitions against (None:
-    /// this caller does not track freshness).
-    pub freshness_logged: Option<&'a BTreeMap<String, FreshnessStatus>>,
+    /// The freshness statuses last logged, to log transitions against (None: this caller
+    /// does not track freshness).
+    pub freshness_logged: Option<&'a crate::facts::FreshnessLog>,
     pub max_runs: usize,
     pub automation: bool,
 }
@@ -641,8 +641,8 @@ pub struct TickContext<'a> {
 pub struct TickPlan {
     pub writes: TickWrites,
     pub report: TickReport,
-    /// The freshness statuses logged once `writes` commit, when they changed.
-    pub freshness_logged: Option<BTreeMap<String, FreshnessStatus>>,
+    /// What to take into the freshness log once `writes` commit.
+    pub freshness_logged: Option<crate::facts::FreshnessUpdate>,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 
+use cairn_model::AssetId;
 use cairn_reconcile::Observed;
 use cairn_reconcile::freshness::FreshnessStatus;
 use cairn_store::{EventId, EventKind, NewEvent, Result, Store};
@@ -64,25 +65,84 @@ fn encode_freshness(map: &BTreeMap<String, FreshnessStatus>) -> String {
     serde_json::to_string(&plain).expect("string map")
 }
 
+/// The freshness statuses last logged, and when each asset's status next changes with
+/// nothing happening, so that a tick evaluates only the assets whose status may have
+/// changed: those with new events, those whose change is due, and all of them after a
+/// reload or a settings change (the loop says which, [`FreshnessLog::touch`] and
+/// [`FreshnessLog::invalidate`]).
+#[derive(Debug, Clone, Default)]
+pub struct FreshnessLog {
+    /// As logged (durable: `reconciler.freshness`).
+    pub status: BTreeMap<String, FreshnessStatus>,
+    /// By asset index, as of each asset's last evaluation (in memory: a new process
+    /// evaluates all once; a reload renumbers assets and clears it). `None`: evaluate at
+    /// the next tick; `Some(None)`: only an event changes it.
+    next: Vec<Option<Option<DateTime<Utc>>>>,
+}
+
+impl FreshnessLog {
+    pub fn new(status: BTreeMap<String, FreshnessStatus>) -> Self {
+        Self {
+            status,
+            next: Vec::new(),
+        }
+    }
+
+    /// New events for these assets: evaluate them at the next tick.
+    pub fn touch(&mut self, assets: impl IntoIterator<Item = AssetId>) {
+        for id in assets {
+            if let Some(slot) = self.next.get_mut(id.index()) {
+                *slot = None;
+            }
+        }
+    }
+
+    /// Definitions or settings changed: evaluate every asset at the next tick.
+    pub fn invalidate(&mut self) {
+        self.next.clear();
+    }
+
+    /// Takes in what a committed tick evaluated.
+    pub fn apply(&mut self, update: FreshnessUpdate) {
+        for (id, key, status, next) in update.evaluated {
+            self.status.insert(key, status);
+            if self.next.len() <= id.index() {
+                self.next.resize(id.index() + 1, None);
+            }
+            self.next[id.index()] = Some(next);
+        }
+        for key in update.forget {
+            self.status.remove(&key);
+        }
+    }
+}
+
+/// What a tick evaluated, for [`FreshnessLog::apply`] once its writes commit.
+#[derive(Debug, Clone, Default)]
+pub struct FreshnessUpdate {
+    pub evaluated: Vec<(AssetId, String, FreshnessStatus, Option<DateTime<Utc>>)>,
+    /// Assets no longer defined, or without a policy now.
+    pub forget: Vec<String>,
+}
+
 /// The facts of one tick.
 #[derive(Debug, Clone, Default)]
 pub struct TickFacts {
     pub events: Vec<NewEvent>,
     pub meta: Vec<(String, String)>,
-    /// The freshness statuses now logged, when they changed.
-    pub freshness: Option<BTreeMap<String, FreshnessStatus>>,
+    pub freshness: Option<FreshnessUpdate>,
     /// The earliest time a freshness status changes without anything happening.
     pub wake_at: Option<DateTime<Utc>>,
 }
 
 impl Engine {
     /// The events for what a tick observed: `observed` (already filtered to what is new),
-    /// and freshness transitions against `logged` (None: freshness is not tracked by this
+    /// and freshness transitions against `log` (None: freshness is not tracked by this
     /// caller, e.g. a one-off `cairn materialize`).
     pub fn tick_facts(
         &self,
         observed: &[Observed],
-        logged: Option<&BTreeMap<String, FreshnessStatus>>,
+        log: Option<&FreshnessLog>,
         now: DateTime<Utc>,
     ) -> TickFacts {
         let mut facts = TickFacts::default();
@@ -106,26 +166,40 @@ impl Engine {
                 );
             }
         }
-        if let Some(logged) = logged {
-            // Compared in place: the map is copied only when something changed.
-            let mut changed: Vec<(&str, FreshnessStatus)> = Vec::new();
-            let mut tracked = 0;
+        if let Some(log) = log {
+            let mut update = FreshnessUpdate::default();
+            let mut status_changed = false;
+            let full = log.next.iter().all(Option::is_none);
+            let mut wake = |next: Option<DateTime<Utc>>| {
+                if let Some(next) = next {
+                    facts.wake_at = Some(facts.wake_at.map_or(next, |w| w.min(next)));
+                }
+            };
             for (id, asset) in self.graph.assets() {
+                let key = asset.key.as_str();
+                // Not due and nothing new since it was evaluated: it cannot have changed.
+                if let Some(&Some(next)) = log.next.get(id.index())
+                    && next.is_none_or(|t| t > now)
+                {
+                    wake(next);
+                    continue;
+                }
                 let Some(f) = self.freshness(id, now) else {
                     continue;
                 };
-                tracked += 1;
-                if let Some(next) = f.next_change {
-                    facts.wake_at = Some(facts.wake_at.map_or(next, |w| w.min(next)));
-                }
-                let key = asset.key.as_str();
-                let before = logged
+                wake(f.next_change);
+                update
+                    .evaluated
+                    .push((id, key.to_owned(), f.status, f.next_change));
+                let before = log
+                    .status
                     .get(key)
                     .copied()
                     .unwrap_or(FreshnessStatus::Unknown);
                 if before == f.status {
                     continue;
                 }
+                status_changed = true;
                 facts.events.push(
                     NewEvent::new(now, EventKind::FreshnessChanged)
                         .asset(key, "")
@@ -136,29 +210,33 @@ impl Engine {
                             "detail": f.detail,
                         })),
                 );
-                changed.push((key, f.status));
             }
-            // Assets no longer defined, or without a policy now, are forgotten.
-            let stale_entries = logged.len() + changed.len() > tracked
-                && logged.keys().any(|k| {
-                    self.graph
-                        .id_of(k)
-                        .is_none_or(|id| self.freshness_policy(id).is_none())
-                });
-            if !changed.is_empty() || stale_entries {
-                let mut now_logged = logged.clone();
-                for (key, status) in changed {
-                    now_logged.insert(key.to_owned(), status);
+            if full {
+                update.forget = log
+                    .status
+                    .keys()
+                    .filter(|k| {
+                        self.graph
+                            .id_of(k)
+                            .is_none_or(|id| self.freshness_policy(id).is_none())
+                    })
+                    .cloned()
+                    .collect();
+            }
+            if status_changed || !update.forget.is_empty() {
+                let mut logged = log.status.clone();
+                for (_, key, status, _) in &update.evaluated {
+                    logged.insert(key.clone(), *status);
                 }
-                now_logged.retain(|k, _| {
-                    self.graph
-                        .id_of(k)
-                        .is_some_and(|id| self.freshness_policy(id).is_some())
-                });
+                for key in &update.forget {
+                    logged.remove(key);
+                }
                 facts
                     .meta
-                    .push((FRESHNESS_LOGGED.to_owned(), encode_freshness(&now_logged)));
-                facts.freshness = Some(now_logged);
+                    .push((FRESHNESS_LOGGED.to_owned(), encode_freshness(&logged)));
+            }
+            if !update.evaluated.is_empty() || !update.forget.is_empty() {
+                facts.freshness = Some(update);
             }
         }
         if !facts.events.is_empty() {

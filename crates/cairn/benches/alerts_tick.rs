@@ -17,6 +17,7 @@ use cairn_alert::{
     AttemptRecord, DeliveryId, Incident, IncidentStatus, Outcome, Phase, RetryPolicy, Sendable,
     Subject, Target, Tracked,
 };
+use cairn_engine::facts::FreshnessLog;
 use cairn_engine::{Engine, TickContext, TickInputs};
 use cairn_model::alerts::AlertEvent;
 use cairn_reconcile::Staleness;
@@ -112,7 +113,7 @@ fn main() {
     });
     let flying = engine.in_flight_of(&[], now);
     let stored = TickInputs::default();
-    let tick = |logged: Option<&BTreeMap<String, FreshnessStatus>>| {
+    let tick = |logged: Option<&FreshnessLog>| {
         engine.plan_tick(&TickContext {
             staleness: &staleness,
             now,
@@ -128,18 +129,22 @@ fn main() {
     // Answers first: the same runs either way; tracking from nothing logs every asset
     // once; from what it logged, nothing.
     let before = tick(None);
-    let first = tick(Some(&BTreeMap::new()));
+    let mut log = FreshnessLog::default();
+    let first = tick(Some(&log));
     assert_eq!(before.writes.runs.len(), first.writes.runs.len());
     assert!(!before.writes.runs.is_empty(), "the newest day is planned");
     assert!(before.writes.facts.is_empty());
     let n = graph.len();
     assert_eq!(first.writes.facts.len(), n, "one transition per asset");
-    let logged = first.freshness_logged.expect("statuses changed");
-    let statuses: std::collections::BTreeSet<_> = logged.values().copied().collect();
-    assert!(statuses.contains(&FreshnessStatus::Fresh) || statuses.contains(&FreshnessStatus::Warn));
-    let steady = tick(Some(&logged));
+    log.apply(first.freshness_logged.expect("every asset evaluated"));
+    let statuses: std::collections::BTreeSet<_> = log.status.values().copied().collect();
+    assert!(
+        statuses.contains(&FreshnessStatus::Fresh) || statuses.contains(&FreshnessStatus::Warn)
+    );
+    let steady = tick(Some(&log));
     assert!(steady.writes.facts.is_empty() && steady.freshness_logged.is_none());
     assert!(steady.report.wake_at.is_some(), "a freshness change is due");
+    let logged = log;
 
     let without = time(runs, || {
         std::hint::black_box(tick(None));
@@ -155,12 +160,19 @@ fn main() {
     );
     // A whole steady tick as the loop runs it: its reads (runs in flight, the log's tail,
     // backfills and cron cursors, the lease), the plan, and the commit of what it writes.
-    let whole = |logged: Option<&BTreeMap<String, FreshnessStatus>>| {
+    let whole = |logged: Option<&FreshnessLog>| {
         rt.block_on(async {
             let active = store.active_runs().await.unwrap();
-            let changes = Engine::read_changes(&store, engine.max_event_id()).await.unwrap();
+            let changes = Engine::read_changes(&store, engine.max_event_id())
+                .await
+                .unwrap();
             assert!(changes.iter().all(|c| c.events.is_empty()));
-            assert!(store.try_lease("reconciler", "bench", now, Duration::from_secs(30)).await.unwrap());
+            assert!(
+                store
+                    .try_lease("reconciler", "bench", now, Duration::from_secs(30))
+                    .await
+                    .unwrap()
+            );
             let _stored = TickInputs::read(&store).await.unwrap();
             let flying = engine.in_flight_of(&active, now);
             let plan = engine.plan_tick(&TickContext {
@@ -194,7 +206,12 @@ fn main() {
         .take(100)
         .enumerate()
         .map(|(i, (_, def))| Tracked {
-            incident: Incident::new(AlertEvent::RunFailed, Subject::asset(def, None), i as i64, now),
+            incident: Incident::new(
+                AlertEvent::RunFailed,
+                Subject::asset(def, None),
+                i as i64,
+                now,
+            ),
             status: IncidentStatus::Open,
             closed_at: None,
             targets: vec![Target {

@@ -84,6 +84,8 @@ pub struct Reconciler {
     clock: Arc<dyn Clock>,
     dead_holders: Option<Arc<dyn DeadHolders>>,
     write_health: Option<WriteHealth>,
+    /// A command changed the view while the loop waited (freshness is evaluated afresh).
+    settings_changed: bool,
 }
 
 impl Reconciler {
@@ -97,6 +99,7 @@ impl Reconciler {
             clock: Arc::new(SystemClock),
             dead_holders: None,
             write_health: None,
+            settings_changed: false,
         }
     }
 
@@ -154,7 +157,7 @@ impl Reconciler {
         // nothing logged yet, the first tick reports only what happens after the load.
         let logged = crate::facts::Logged::read(store).await?;
         let mut observed_through = logged.observed_through;
-        let mut freshness_logged = logged.freshness;
+        let mut freshness_logged = crate::facts::FreshnessLog::new(logged.freshness);
         let lease = (opts.interval * 3).max(Duration::from_secs(30));
         let outcome = loop {
             if opts.watch_definitions {
@@ -237,6 +240,9 @@ impl Reconciler {
             };
             // Apply and plan under the lock, with no IO.
             let mut guard = shared.view.write().await;
+            if loaded.is_some() || std::mem::take(&mut self.settings_changed) {
+                freshness_logged.invalidate();
+            }
             if loaded.is_some() {
                 *guard = loaded;
             }
@@ -244,11 +250,13 @@ impl Reconciler {
             // them; applying them again changes nothing).
             while let Ok(command) = self.commands.try_recv() {
                 command.apply(&mut guard);
+                freshness_logged.invalidate();
             }
             let view = guard.as_mut().expect("loaded on the first pass");
             let seen_before = *observed_through.get_or_insert(view.engine.max_event_id());
             let flying = view.engine.in_flight_of(&active, now);
             let touched = view.engine.apply_changes(&changes, now);
+            freshness_logged.touch(touched.iter().map(|(id, _)| *id));
             // New events and new time windows: only what they affect is recomputed.
             view.staleness.update(view.engine.inputs(now), &touched);
             view.as_of = now;
@@ -274,8 +282,8 @@ impl Reconciler {
                 // One transaction: runs, cron cursors, backfill progress, observed facts.
                 store.apply_plan(&tick.writes).await?;
                 observed_through = Some(applied_through);
-                if let Some(now_logged) = tick.freshness_logged {
-                    freshness_logged = now_logged;
+                if let Some(update) = tick.freshness_logged {
+                    freshness_logged.apply(update);
                 }
                 wake_at = tick.report.wake_at;
                 shared.view.ticked();
@@ -332,6 +340,7 @@ impl Reconciler {
                     let mut view = shared.view.write().await;
                     command.apply(&mut view);
                     drop(view);
+                    self.settings_changed = true;
                 }
                 _ = shutdown.cancelled() => return false,
             }
