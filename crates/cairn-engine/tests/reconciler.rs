@@ -291,7 +291,10 @@ async fn freshness_transitions_are_logged_once_each_as_the_clock_passes_them() {
         "unknown".to_owned(),
         "fresh".to_owned(),
     );
-    assert_eq!(freshness_events(&service.store).await, std::slice::from_ref(&fresh));
+    assert_eq!(
+        freshness_events(&service.store).await,
+        std::slice::from_ref(&fresh)
+    );
 
     // Late by 91 minutes: warn, once, however many ticks see it.
     clock.set(at("2025-06-01T12:31:00Z"));

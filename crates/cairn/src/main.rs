@@ -2,7 +2,6 @@
 
 mod clock;
 mod commands;
-mod outbox;
 mod services;
 
 use std::path::PathBuf;

@@ -14,8 +14,8 @@ use cairn_engine::reconciler::Options;
 use cairn_exec::{LauncherConfig, Secrets};
 use tokio_util::sync::CancellationToken;
 
-use crate::outbox::{Outbox, OutboxOptions};
 use crate::services::{Housekeeping, Services, Settings};
+use cairn_outbox::{Outbox, OutboxOptions};
 
 /// How commands are executed; shared by `cairn up` and `cairn materialize`.
 #[derive(Debug, Clone, clap::Args)]

@@ -14,6 +14,10 @@
 //!    that one message, under the same idempotency key, which receivers may deduplicate.
 //!
 //! One outbox sends at a time per store: it holds the `alerts` lease.
+//!
+//! **Architecture invariant:** it reads the log, never the reconciler's memory, for what
+//! to alert on (the reconciler's view only names a masked partition's position), so a
+//! crash of either loses no alert.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
