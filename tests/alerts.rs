@@ -521,3 +521,58 @@ channels = ["hook"]
         .collect();
     assert_eq!(delivered.len(), 1, "{recorded}");
 }
+
+#[test]
+fn alerts_test_sends_a_test_message_through_a_channel_and_records_it() {
+    let hook = Hook::start();
+    let tmp = warehouse(
+        "[[asset]]\nkey = \"ops/feed\"\nclassification = \"public\"\ncompute = { command = [\"true\"] }\n",
+        &format!(
+            "{HOOK_CHANNEL}\n[[rule]]\nname = \"r\"\nevents = [\"run_failed\"]\nchannels = [\"hook\"]\n"
+        ),
+    );
+    let dir = tmp.path();
+    let run = |channel: &str, url: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cairn"));
+        command
+            .args(["alerts", "test", channel])
+            .current_dir(dir)
+            .env_remove("CAIRN_ASSETS")
+            .env_remove("CAIRN_STORE")
+            .env_remove("CAIRN_TEST_HOOK_URL");
+        if let Some(url) = url {
+            command.env("CAIRN_TEST_HOOK_URL", url);
+        }
+        command.output().unwrap()
+    };
+    let out = run("hook", Some(&hook.url));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bodies = hook.accepted();
+    assert_eq!(bodies.len(), 1);
+    assert_eq!(bodies[0]["type"], "test");
+    assert_eq!(bodies[0]["channel"], "hook");
+
+    // Without its secret: not delivered, said so, recorded.
+    let out = run("hook", None);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("CAIRN_TEST_HOOK_URL"), "{stderr}");
+    let out = run("nope", None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no channel \"nope\""));
+
+    let recorded = alerts(dir);
+    let outcomes: Vec<&str> = recorded["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes.len(), 2, "{recorded}");
+    assert_eq!(outcomes[1], "delivered");
+    assert_ne!(outcomes[0], "delivered");
+}
