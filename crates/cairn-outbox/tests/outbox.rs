@@ -15,8 +15,11 @@ use cairn_store::{EventFilter, EventKind};
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-/// Receives POSTs; answers 400 on paths ending in `/bad`, 200 elsewhere. Keeps (path, body).
-fn receiver() -> (String, Arc<Mutex<Vec<(String, serde_json::Value)>>>) {
+/// What the receiver accepted: (path, body), in order.
+type Received = Arc<Mutex<Vec<(String, serde_json::Value)>>>;
+
+/// Receives POSTs; answers 400 on paths ending in `/bad`, 200 elsewhere.
+fn receiver() -> (String, Received) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let got = Arc::new(Mutex::new(Vec::new()));
