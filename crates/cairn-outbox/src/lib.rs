@@ -98,6 +98,8 @@ struct Book {
     incidents: IncidentBook,
     attempts: Vec<AttemptRecord>,
     cursor: EventId,
+    /// Until when this process holds the `alerts` lease.
+    lease_until: DateTime<Utc>,
     /// When this process started watching the reconciler (a stall is not told before
     /// `stalled_after` has passed since: a restart finds the old lease expired).
     watching_since: DateTime<Utc>,
@@ -166,10 +168,16 @@ impl Outbox {
         now: DateTime<Utc>,
     ) -> cairn_store::Result<Option<DateTime<Utc>>> {
         let ttl = (self.options.poll * 10).max(Duration::from_secs(30));
-        if !self
-            .store
-            .try_lease(LEASE, &self.options.holder, now, ttl)
-            .await?
+        let ttl_chrono = chrono::Duration::from_std(ttl).unwrap_or_default();
+        // Renewed when half of it is left: a write every ~15 s, not every step.
+        let renew = book
+            .as_ref()
+            .is_none_or(|b| b.lease_until - now < ttl_chrono / 2);
+        if renew
+            && !self
+                .store
+                .try_lease(LEASE, &self.options.holder, now, ttl)
+                .await?
         {
             // Another process sends; whatever it changes is read afresh on takeover.
             *book = None;
@@ -179,6 +187,9 @@ impl Outbox {
             Some(book) => book,
             None => book.insert(self.load(now).await?),
         };
+        if renew {
+            book.lease_until = now + ttl_chrono;
+        }
         let more = self.read_facts(book, now).await?;
         let wake_at = self.deliver(book, now).await?;
         Ok(if more { Some(now) } else { wake_at })
@@ -214,6 +225,7 @@ impl Outbox {
             incidents: IncidentBook::restore(tracked),
             attempts,
             cursor,
+            lease_until: now,
             watching_since: now,
         })
     }
