@@ -408,3 +408,77 @@ backoff = "1m"
         }]
     );
 }
+
+#[test]
+fn explain_of_a_missing_partition_names_no_upstream_change() {
+    let g = graph(&daily_pair(""));
+    let mut log = Log::new(&g, NOW);
+    build_all(&mut log, "raw/a", 1..=5, "v1");
+    let inputs = Inputs {
+        graph: &g,
+        state: &log.state,
+        env: log.env(),
+    };
+    let staleness = Staleness::compute(inputs);
+    let (id, p) = log.index("clean/b", "2025-01-03");
+    assert_eq!(
+        explain(inputs, &staleness, id, p),
+        [Reason::Missing],
+        "never built: its upstream's data is not a change to it"
+    );
+}
+
+#[test]
+fn explain_names_the_stale_upstream_of_an_otherwise_fresh_partition() {
+    let g = graph(&daily_pair(""));
+    let mut log = Log::new(&g, NOW);
+    build_all(&mut log, "raw/a", 1..=5, "v1");
+    build_all(&mut log, "clean/b", 1..=5, "x");
+    // Rebuilt with old code and the same data: stale itself, no data change downstream.
+    log.mat_with("raw/a", "2025-01-03", "v1", "old-code");
+    assert_eq!(
+        render(&log),
+        "raw/a 2025-01-03: code_changed\nclean/b 2025-01-03: upstream_stale\n"
+    );
+    let inputs = Inputs {
+        graph: &g,
+        state: &log.state,
+        env: log.env(),
+    };
+    let staleness = Staleness::compute(inputs);
+    let (id, p) = log.index("clean/b", "2025-01-03");
+    assert_eq!(
+        explain(inputs, &staleness, id, p),
+        [Reason::UpstreamStale {
+            upstream: "raw/a".into(),
+            partition: "2025-01-03".into(),
+            upstream_reasons: vec!["code_changed"],
+        }]
+    );
+}
+
+#[test]
+fn update_picks_up_partitions_that_came_into_existence_since() {
+    let g = graph(&daily_pair(""));
+    let mut log = Log::new(&g, NOW);
+    build_all(&mut log, "raw/a", 1..=5, "v1");
+    build_all(&mut log, "clean/b", 1..=5, "x");
+    let mut staleness = Staleness::compute(Inputs {
+        graph: &g,
+        state: &log.state,
+        env: log.env(),
+    });
+    // A day later, 2025-01-06 exists; nothing was logged.
+    log.now = common::t("2025-01-07T12:00:00Z");
+    let inputs = Inputs {
+        graph: &g,
+        state: &log.state,
+        env: log.env(),
+    };
+    staleness.update(inputs, &[]);
+    assert_eq!(staleness, Staleness::compute(inputs));
+    assert_eq!(
+        common::render_staleness(&log, &staleness),
+        "raw/a 2025-01-06: missing\nclean/b 2025-01-06: missing, upstream_stale\n"
+    );
+}
