@@ -745,3 +745,21 @@ compute = { command = ["true"] }
         ["clean/by_system main", "clean/by_system ref"]
     );
 }
+
+#[test]
+fn a_reader_waits_while_its_fresh_upstream_is_run_again() {
+    let g = graph(&chain("\"eager\"", 2, ""));
+    let mut log = Log::new(&g, "2025-01-06T12:00:00Z");
+    log.mat("chain/a0", "2025-01-05", "v1");
+    let none = vec![PartitionSet::new(); g.len()];
+    assert_eq!(
+        planned(&log, &none, &[], &HashMap::new()).0,
+        ["chain/a1 2025-01-05"]
+    );
+    // a0's fresh day queued again (by hand): its reader waits for the new data.
+    let mut flying = none.clone();
+    let (a0, p) = log.index("chain/a0", "2025-01-05");
+    flying[a0.index()].insert(p);
+    let (lines, _) = planned(&log, &flying, &[], &HashMap::new());
+    assert!(lines.is_empty(), "{lines:?}");
+}
