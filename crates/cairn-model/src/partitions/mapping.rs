@@ -883,4 +883,24 @@ mod tests {
         assert!(resolve(spec, Some(&m), Some(&d)).is_ok());
         assert!(resolve(spec, Some(&d), Some(&m)).is_ok());
     }
+
+    #[test]
+    fn set_mappings_map_every_range_of_the_set() {
+        let keys = DynamicKeys::new();
+        let env = PartitionEnv {
+            now: now(),
+            dynamic: &keys,
+        };
+        let d = daily();
+        let yesterday = resolve(
+            Some("type = \"time_window\"\nstart_offset = -1\nend_offset = -1"),
+            Some(&d),
+            Some(&d),
+        )
+        .unwrap();
+        let down = PartitionSet::from_ranges([2..3, 5..7]);
+        let up = PartitionSet::from_ranges([1..2, 4..6]);
+        assert_eq!(yesterday.upstream_of_set(&down, env), up);
+        assert_eq!(yesterday.downstream_of_set(&up, env), down);
+    }
 }
