@@ -763,3 +763,30 @@ fn a_reader_waits_while_its_fresh_upstream_is_run_again() {
     let (lines, _) = planned(&log, &flying, &[], &HashMap::new());
     assert!(lines.is_empty(), "{lines:?}");
 }
+
+#[test]
+fn a_single_run_batch_ends_at_the_last_ready_partition() {
+    let g = graph(&chain(
+        "\"manual\"",
+        1,
+        "[asset.backfill]\npolicy = \"single_run\"\nmax_partitions_per_run = 31\n",
+    ));
+    let log = Log::new(&g, "2026-01-01T12:00:00Z");
+    let id = g.id_of("chain/a0").unwrap();
+    let backfill = [BackfillTarget {
+        id: "bf".into(),
+        targets: vec![(id, PartitionSet::from_range(0..20))],
+        since_event: 0,
+    }];
+    // A budget of 5 partitions: the batch stops there, though the backfill goes on.
+    let (_, p) = planned_with(
+        &log,
+        &[PartitionSet::new()],
+        &backfill,
+        &HashMap::new(),
+        5,
+        true,
+    );
+    assert_eq!(p.runs.len(), 1);
+    assert_eq!(p.runs[0].partitions, 0..5);
+}
