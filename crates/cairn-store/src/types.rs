@@ -768,6 +768,8 @@ pub struct PruneReport {
     pub events: u64,
     pub run_logs: u64,
     pub runs: u64,
+    /// Closed alert incidents and delivery attempts (after `event_days`).
+    pub alerts: u64,
 }
 
 /// A new random id (UUID v7: time-ordered, so ids sort roughly by creation).

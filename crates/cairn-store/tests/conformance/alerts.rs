@@ -8,6 +8,7 @@ conformance!(
     an_outbox_step_commits_incidents_deliveries_their_events_and_the_cursor_together,
     a_restart_reloads_open_incidents_and_every_attempt_about_them,
     a_lease_reads_back_with_its_expiry,
+    retention_prunes_closed_incidents_and_old_attempts_but_never_an_open_incident_s,
 );
 
 fn incident(key: &str, status: &str, opened: i64, closed: Option<i64>) -> StoredIncident {
@@ -150,5 +151,61 @@ async fn a_lease_reads_back_with_its_expiry(store: &Store) {
             holder: "w1".into(),
             expires_at: at(30)
         })
+    );
+}
+
+async fn retention_prunes_closed_incidents_and_old_attempts_but_never_an_open_incident_s(
+    store: &Store,
+) {
+    let day = 86_400;
+    store
+        .apply_outbox(&OutboxWrite {
+            incidents: vec![
+                incident("inc-open", "open", 0, None),
+                incident("inc-closed-long-ago", "resolved", 0, Some(day)),
+                incident("inc-closed-lately", "resolved", 0, Some(95 * day)),
+            ],
+            deliveries: vec![
+                delivery("inc-open", 1, "delivered"),
+                delivery("inc-closed-long-ago", 2, "delivered"),
+                delivery("inc-closed-lately", 3, "delivered"),
+                delivery("inc-closed-lately", 95 * day, "delivered"),
+            ],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // 100 days on, with 90 days of events kept.
+    let report = store
+        .prune(at(100 * day), &RetentionPolicy::default())
+        .await
+        .unwrap();
+    assert_eq!(report.alerts, 3, "two old attempts and one incident");
+    let left: Vec<String> = store
+        .recent_alert_incidents(false, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.key)
+        .collect();
+    assert_eq!(left, ["inc-closed-lately", "inc-open"], "same age: by key");
+    let attempts: Vec<(String, i64)> = store
+        .recent_alert_deliveries(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| {
+            (
+                d.attempt.incident.unwrap(),
+                (d.attempt.at - at(0)).num_seconds(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        attempts,
+        [
+            ("inc-closed-lately".to_owned(), 95 * day),
+            ("inc-open".to_owned(), 1)
+        ]
     );
 }
