@@ -178,13 +178,14 @@ pub(crate) fn crawl(w: &World, token: &str) -> Crawl {
 
     // The overview: lists of everything.
     let overview = format!(
-        "{{ me {{ {} }} assets(first: 500) {{ items {{ {} }} total nextCursor }} graph {{ {} }} graphLayout {{ {} }} logPosition runs(first: 500) {{ items {{ {} }} nextCursor }} backfills(first: 500) {{ {} }} }}",
+        "{{ me {{ {} }} assets(first: 500) {{ items {{ {} }} total nextCursor }} graph {{ {} }} graphLayout {{ {} }} logPosition runs(first: 500) {{ items {{ {} }} nextCursor }} backfills(first: 500) {{ {} }} alerts(all: true, first: 500) {{ {} }} }}",
         sel("Me", false, &mut covered),
         sel("Asset", false, &mut covered),
         sel("Lineage", false, &mut covered),
         sel("GraphLayout", false, &mut covered),
         sel("Run", false, &mut covered),
         sel("Backfill", false, &mut covered),
+        sel("Alerts", false, &mut covered),
     );
     covered.extend(
         [
@@ -195,6 +196,7 @@ pub(crate) fn crawl(w: &World, token: &str) -> Crawl {
             "logPosition",
             "runs",
             "backfills",
+            "alerts",
         ]
         .map(|f| format!("Query.{f}"))
         .into_iter()
