@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::environment::{self, EnvRequest, RunTarget, Secrets};
+use crate::lineage::{self, RunLineage};
 use crate::log_pump::LogPump;
 use crate::output::OutputReport;
 use crate::process;
@@ -71,6 +72,8 @@ pub struct Launcher {
     executing: Arc<Mutex<std::collections::HashSet<String>>>,
     /// Whether the store takes writes: no run is claimed while it does not.
     write_health: WriteHealth,
+    /// OpenLineage events, when the definitions have `[openlineage]`.
+    lineage: lineage::Emitter,
 }
 
 impl Launcher {
@@ -80,6 +83,7 @@ impl Launcher {
         graph: watch::Receiver<Arc<AssetGraph>>,
         wake: Arc<Notify>,
     ) -> Self {
+        let lineage = lineage::Emitter::new(config.secrets.clone(), config.assets_dir.clone());
         Self {
             store,
             config: Arc::new(config),
@@ -88,7 +92,14 @@ impl Launcher {
             run_ended: Arc::default(),
             executing: Arc::default(),
             write_health: WriteHealth::default(),
+            lineage,
         }
+    }
+
+    /// Sends OpenLineage events through `emitter` (tests shorten its retries).
+    pub fn with_lineage(mut self, emitter: lineage::Emitter) -> Self {
+        self.lineage = emitter;
+        self
     }
 
     /// Shares the process's degraded mode: claim failures that are write faults are
@@ -189,6 +200,9 @@ impl Launcher {
             kill.cancel();
             while tasks.join_next().await.is_some() {}
         }
+        // The runs' last events are out (or given up on) before the process exits, but a
+        // dead endpoint does not hold a shutdown for long.
+        self.lineage.flush(LINEAGE_FLUSH).await;
     }
 
     /// Executes one claimed run to a terminal state (or leaves it to whoever canceled it):
@@ -196,17 +210,37 @@ impl Launcher {
     /// output, record the outcome.
     pub async fn execute(&self, run: Run, kill: CancellationToken) {
         let graph = self.graph.borrow().clone();
+        let lineage = graph.openlineage().map(|to| {
+            let range = run.range.as_ref().map(|(a, b)| (a.as_str(), b.as_str()));
+            let subject = lineage::Subject::of_run(
+                &graph,
+                &run.id,
+                &run.asset,
+                run.partition.as_deref(),
+                range,
+            );
+            RunLineage::new(self.lineage.clone(), to.clone(), subject)
+        });
         let mut exec = Execution {
             store: &self.store,
             config: &self.config,
             run: &run,
             log: Vec::new(),
             secrets: Vec::new(),
+            lineage,
+            versions: Vec::new(),
         };
         let prepared = match self.prepare(&graph, &run).await {
             Ok(p) => p,
             Err(error) => return exec.fail(error, vec![]).await,
         };
+        if let Some(l) = &mut exec.lineage {
+            let ranges = prepared.target.partitions.ranges();
+            if let (Some(first), Some(last)) = (ranges.first(), ranges.last()) {
+                l.subject
+                    .locate(first.start, last.end - 1, prepared.target.keys.len());
+            }
+        }
         exec.secrets = prepared.run_env.secret_values.clone();
         // Inputs are read from here on: anything newer makes this materialization stale.
         let inputs_as_of = match self.store.last_event_id().await {
@@ -228,6 +262,9 @@ impl Launcher {
         else {
             return;
         };
+        if let Some(l) = &mut exec.lineage {
+            l.start();
+        }
         let pump = LogPump::start(
             &mut child,
             self.store.clone(),
@@ -589,6 +626,7 @@ impl Outcome<'_> {
             Ending::Canceled => {
                 exec.note("canceled; its process group was killed".into());
                 exec.flush().await;
+                exec.lineage_end(lineage::Ending::Abort);
             }
         }
     }
@@ -631,11 +669,30 @@ struct Execution<'a> {
     log: Vec<String>,
     /// Values masked in everything written about the run: its log, error and events.
     secrets: Vec<String>,
+    /// The run's OpenLineage events, when the definitions ask for them.
+    lineage: Option<RunLineage>,
+    /// What a success recorded, per partition (as events may show it): the data version.
+    versions: Vec<(String, String)>,
 }
 
 impl Execution<'_> {
     fn note(&mut self, line: String) {
         self.log.push(environment::mask(&line, &self.secrets));
+    }
+
+    /// The run's end, once it is recorded (an event never says what the store does not).
+    fn lineage_end(&mut self, ending: lineage::Ending) {
+        if let Some(l) = &mut self.lineage {
+            l.end(&ending);
+        }
+    }
+
+    /// The run ended elsewhere (canceled or recovered while this launcher finished it):
+    /// an event that was started is closed as aborted.
+    fn lineage_ended_elsewhere(&mut self) {
+        if self.lineage.as_ref().is_some_and(RunLineage::started) {
+            self.lineage_end(lineage::Ending::Abort);
+        }
     }
 
     async fn flush(&mut self) {
@@ -668,7 +725,18 @@ impl Execution<'_> {
         let mut delay = Duration::from_millis(100);
         for _ in 0..END_ATTEMPTS {
             match crate::recovery::interrupt(self.store, self.run, &reason, Utc::now()).await {
-                Ok(_) | Err(cairn_store::Error::IllegalTransition { .. }) => return,
+                Ok(run) => {
+                    // The last interruption in a row is recorded as a failure.
+                    self.lineage_end(match run.status {
+                        RunStatus::Failed => lineage::Ending::Fail { error: run.error },
+                        _ => lineage::Ending::Abort,
+                    });
+                    return;
+                }
+                Err(cairn_store::Error::IllegalTransition { .. }) => {
+                    self.lineage_ended_elsewhere();
+                    return;
+                }
                 Err(e) => {
                     tracing::warn!(run = %self.run.id, error = %e, "recording the interruption failed; retrying");
                     tokio::time::sleep(delay).await;
@@ -698,10 +766,23 @@ impl Execution<'_> {
         let mut delay = Duration::from_millis(100);
         for _ in 0..END_ATTEMPTS {
             match self.store.transition(&t).await {
-                Ok(_) => return,
+                Ok(_) => {
+                    let ending = match t.to {
+                        RunStatus::Succeeded => lineage::Ending::Complete {
+                            versions: std::mem::take(&mut self.versions),
+                        },
+                        RunStatus::Failed => lineage::Ending::Fail {
+                            error: t.error.clone(),
+                        },
+                        _ => lineage::Ending::Abort,
+                    };
+                    self.lineage_end(ending);
+                    return;
+                }
                 // Already canceled or recovered elsewhere: that outcome stands.
                 Err(cairn_store::Error::IllegalTransition { .. }) => {
                     tracing::info!(run = %self.run.id, "the run had already ended elsewhere");
+                    self.lineage_ended_elsewhere();
                     return;
                 }
                 // What it reported cannot be recorded: a failure that says so.
@@ -765,10 +846,11 @@ impl Execution<'_> {
                 }
             }
         };
+        let shown = self.shown_keys(target);
         if asset.is_source {
             // An observation reports what is there; a version it did not give is unknown.
             let mut events = Vec::with_capacity(target.keys.len());
-            for key in &target.keys {
+            for (i, key) in target.keys.iter().enumerate() {
                 let Some(version) = report
                     .data_version_of(key)
                     .map(str::to_owned)
@@ -778,6 +860,7 @@ impl Execution<'_> {
                     return;
                 };
                 let metadata = serde_json::Value::Object(report.metadata_of(key));
+                self.keep_version(&shown, i, &version);
                 events.push(
                     NewEvent::observation(Utc::now(), asset.key.as_str(), key, &version, metadata)
                         .run(&self.run.id),
@@ -795,7 +878,7 @@ impl Execution<'_> {
         let provenance_hash = Materialization::provenance_hash_of(&provenance);
         let at = Utc::now();
         let mut events = Vec::with_capacity(target.keys.len());
-        for key in &target.keys {
+        for (i, key) in target.keys.iter().enumerate() {
             let data_version = report
                 .data_version_of(key)
                 .map(str::to_owned)
@@ -808,6 +891,7 @@ impl Execution<'_> {
                     serde_json::to_value(&report.checks).unwrap_or_default(),
                 );
             }
+            self.keep_version(&shown, i, &data_version);
             let m = Materialization {
                 data_version,
                 code_version: asset.code_version.clone(),
@@ -830,6 +914,37 @@ impl Execution<'_> {
 
 /// Attempts at recording a run's end before leaving it to recovery.
 const END_ATTEMPTS: u32 = 8;
+
+/// How long a stopping launcher waits for its OpenLineage events to be sent.
+const LINEAGE_FLUSH: Duration = Duration::from_secs(5);
+
+impl Execution<'_> {
+    /// Per partition the run builds, in order, its key as lineage events may show it
+    /// (a masked key shows its index in the definition); nothing without lineage.
+    fn shown_keys(&self, target: &RunTarget) -> Vec<String> {
+        let Some(l) = &self.lineage else {
+            return vec![];
+        };
+        let positions = target
+            .partitions
+            .ranges()
+            .iter()
+            .flat_map(|r| r.start..r.end);
+        target
+            .keys
+            .iter()
+            .zip(positions.map(Some).chain(std::iter::repeat(None)))
+            .map(|(key, position)| l.subject.shown_key(key, position))
+            .collect()
+    }
+
+    /// Remembers the data version of the `i`th partition for the run's COMPLETE event.
+    fn keep_version(&mut self, shown: &[String], i: usize, version: &str) {
+        if let Some(key) = shown.get(i) {
+            self.versions.push((key.clone(), version.to_owned()));
+        }
+    }
+}
 
 /// What the run read: per dependency, the upstream partitions (as key ranges).
 fn provenance(
