@@ -214,7 +214,8 @@ pub struct Run {
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RunFacets {
-    #[serde(skip_serializing_if = "Option::is_none")]
+    // Cairn's own facets keep a `cairn_` prefix, as the spec asks of custom facets.
+    #[serde(rename = "cairn_partition", skip_serializing_if = "Option::is_none")]
     pub cairn_partition: Option<PartitionFacet>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_message: Option<ErrorMessageFacet>,
