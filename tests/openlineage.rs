@@ -164,3 +164,105 @@ fn materialize_writes_valid_openlineage_events_for_every_run() {
         assert!(es[0]["eventTime"].as_str() <= es[1]["eventTime"].as_str());
     }
 }
+
+/// Events in the file so far (none when it does not exist yet).
+fn events_so_far(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+fn up(dir: &Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["up", "--listen", "127.0.0.1:0", "--tick", "1s"])
+        .current_dir(dir)
+        .env_remove("CAIRN_STORE")
+        .env_remove("CAIRN_ASSETS")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// `kill -9` of `cairn up` while a run is running: the dead process cannot end the run,
+/// so the next `cairn up`, which recovers it, emits its ABORT; the re-run then emits its
+/// own START and COMPLETE.
+#[test]
+fn a_run_whose_process_died_is_aborted_by_the_process_that_recovers_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let assets = dir.path().join("assets");
+    std::fs::create_dir_all(&assets).unwrap();
+    std::fs::write(
+        assets.join("warehouse.toml"),
+        r#"
+[openlineage]
+namespace = "cairn://test"
+file = "events.jsonl"
+
+[[asset]]
+key = "slow/job"
+classification = "public"
+automation = "eager"
+compute = { shell = "if [ -f ../second ]; then exit 0; fi; sleep 60" }
+"#,
+    )
+    .unwrap();
+    let path = assets.join("events.jsonl");
+    let types_of = |job_run: &str| -> Vec<String> {
+        events_so_far(&path)
+            .iter()
+            .filter(|e| e["run"]["runId"] == job_run)
+            .map(|e| e["eventType"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    let mut first = up(dir.path());
+    wait_until("the first START", || !events_so_far(&path).is_empty());
+    let killed = events_so_far(&path)[0]["run"]["runId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    assert_eq!(types_of(&killed), ["START"]);
+
+    std::fs::write(dir.path().join("second"), "").unwrap();
+    let mut second = up(dir.path());
+    wait_until("the re-run's COMPLETE", || {
+        events_so_far(&path)
+            .iter()
+            .any(|e| e["eventType"] == "COMPLETE")
+    });
+    let pid = nix::unistd::Pid::from_raw(second.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    second.wait().unwrap();
+
+    let events = events(&path);
+    let schemas = openlineage_schema::Schemas::load();
+    for e in &events {
+        schemas.assert_valid(e);
+    }
+    assert_eq!(types_of(&killed), ["START", "ABORT"]);
+    let rerun = events
+        .iter()
+        .find(|e| e["eventType"] == "COMPLETE")
+        .unwrap()["run"]["runId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(rerun, killed);
+    assert_eq!(types_of(&rerun), ["START", "COMPLETE"]);
+}

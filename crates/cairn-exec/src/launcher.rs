@@ -114,6 +114,27 @@ impl Launcher {
         self
     }
 
+    /// The end of runs recovery settled (their worker died, so nobody else will say it):
+    /// `ABORT` for an interruption, `FAIL` for the interruption that failed the partition.
+    /// Only the end: the dead process sent the START, if it got that far.
+    pub fn lineage_recovered(&self, runs: &[crate::RecoveredRun]) {
+        let graph = self.graph.borrow().clone();
+        let Some(to) = graph.openlineage() else {
+            return;
+        };
+        for r in runs {
+            let subject = lineage::Subject::of_run(&graph, &r.run_id, &r.asset, None, None);
+            let ending = match r.status {
+                RunStatus::Failed => lineage::Ending::Fail {
+                    error: Some(r.reason.clone()),
+                },
+                _ => lineage::Ending::Abort,
+            };
+            let event = lineage::build(&to.namespace, &subject, Utc::now(), Some(&ending));
+            self.lineage.emit(to, &event);
+        }
+    }
+
     /// Whether this launcher is executing run `id` (for recovery: a run claimed by this
     /// worker that it no longer executes lost its end).
     pub fn is_executing(&self, id: &str) -> bool {
