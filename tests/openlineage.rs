@@ -16,7 +16,7 @@ use serde_json::Value;
 const DEFS: &str = r#"
 [openlineage]
 namespace = "cairn://test"
-file = "lineage/events.jsonl"
+file = "../lineage/events.jsonl"
 
 [partitions.sites]
 type = "static"
@@ -75,7 +75,7 @@ fn materialize_writes_valid_openlineage_events_for_every_run() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "two assets fail: {stderr}");
 
-    let path = assets.join("lineage/events.jsonl");
+    let path = dir.path().join("lineage/events.jsonl");
     let events = events(&path);
     let raw = std::fs::read_to_string(&path).unwrap();
     for leaked in ["Jane Roe", "7730021"] {
@@ -210,7 +210,7 @@ fn a_run_whose_process_died_is_aborted_by_the_process_that_recovers_it() {
         r#"
 [openlineage]
 namespace = "cairn://test"
-file = "events.jsonl"
+file = "../events.jsonl"
 
 [[asset]]
 key = "slow/job"
@@ -220,7 +220,7 @@ compute = { shell = "if [ -f ../second ]; then exit 0; fi; sleep 60" }
 "#,
     )
     .unwrap();
-    let path = assets.join("events.jsonl");
+    let path = dir.path().join("events.jsonl");
     let types_of = |job_run: &str| -> Vec<String> {
         events_so_far(&path)
             .iter()

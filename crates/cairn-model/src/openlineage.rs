@@ -6,7 +6,7 @@
 //! is *named* here (`api_key_secret`) and read from the secrets file or environment when
 //! an event is sent, never written in the definitions.
 
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use schemars::JsonSchema;
@@ -36,8 +36,9 @@ pub struct OpenLineageSpec {
     /// HTTP transport: how long one POST may take, e.g. "5s"; default 10s.
     #[schemars(with = "Option<String>")]
     pub timeout: Option<Spanned<String>>,
-    /// File transport: a JSON-lines file events are appended to, relative to the assets
-    /// directory or absolute.
+    /// File transport: a JSON-lines file events are appended to: absolute, or relative to
+    /// the assets directory and outside it, e.g. "../lineage.jsonl" (every file in the
+    /// assets directory is watched for changes to the definitions).
     #[schemars(with = "Option<String>")]
     pub file: Option<Spanned<String>>,
 }
@@ -59,7 +60,7 @@ pub enum LineageTransport {
         timeout: Duration,
     },
     File {
-        /// As written: relative paths are relative to the assets directory.
+        /// As written: relative paths are relative to the assets directory (and outside it).
         path: PathBuf,
     },
 }
@@ -186,7 +187,15 @@ impl OpenLineageSpec {
                     errors.push(SpecError {
                         field: "file",
                         span: file.span(),
-                        message: "must be a file path, e.g. \"lineage.jsonl\"".into(),
+                        message: "must be a file path, e.g. \"../lineage.jsonl\"".into(),
+                    });
+                } else if inside_assets_dir(Path::new(path)) {
+                    errors.push(SpecError {
+                        field: "file",
+                        span: file.span(),
+                        message: format!(
+                            "{path:?} is inside the assets directory, where every file is watched for changes to the definitions (each event would reload them): write it outside, e.g. \"../lineage.jsonl\", or as an absolute path"
+                        ),
                     });
                 }
                 Some(LineageTransport::File {
@@ -202,6 +211,24 @@ impl OpenLineageSpec {
             _ => Err(errors),
         }
     }
+}
+
+/// Whether a relative path stays within the directory it is relative to (lexically: the
+/// model reads no file system). Absolute paths are the user's to place.
+fn inside_assets_dir(path: &Path) -> bool {
+    if path.is_absolute() {
+        return false;
+    }
+    let mut depth: usize = 0;
+    for c in path.components() {
+        match c {
+            Component::ParentDir if depth == 0 => return false,
+            Component::ParentDir => depth -= 1,
+            Component::Normal(_) => depth += 1,
+            _ => {}
+        }
+    }
+    true
 }
 
 /// A secret's name as the secrets file writes it: `A-Z`, `0-9`, `_`, not starting with a digit.

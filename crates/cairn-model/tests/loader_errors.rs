@@ -381,7 +381,7 @@ fn openlineage_settings_load_into_the_graph() {
     use cairn_model::openlineage::LineageTransport;
     let graph = load(&[(
         "assets/warehouse.toml",
-        "[openlineage]\nnamespace = \"cairn://hospital\"\nfile = \"lineage/events.jsonl\"\n",
+        "[openlineage]\nnamespace = \"cairn://hospital\"\nfile = \"../lineage/events.jsonl\"\n",
     )])
     .unwrap();
     let config = graph.openlineage().expect("configured");
@@ -389,7 +389,7 @@ fn openlineage_settings_load_into_the_graph() {
     assert_eq!(
         config.transport,
         LineageTransport::File {
-            path: "lineage/events.jsonl".into()
+            path: "../lineage/events.jsonl".into()
         }
     );
     let graph = load(&[(
@@ -461,7 +461,7 @@ fn openlineage_problems_name_file_line_and_field() {
     expect_one(
         &[(
             file,
-            "[openlineage]\nnamespace = \"\"\nfile = \"l.jsonl\"\n",
+            "[openlineage]\nnamespace = \"\"\nfile = \"../l.jsonl\"\n",
         )],
         file,
         2,
@@ -471,13 +471,25 @@ fn openlineage_problems_name_file_line_and_field() {
     expect_one(
         &[(
             file,
-            "[openlineage]\nnamespace = \"x\"\nfile = \"l.jsonl\"\ntimeout = \"5s\"\n",
+            "[openlineage]\nnamespace = \"x\"\nfile = \"../l.jsonl\"\ntimeout = \"5s\"\n",
         )],
         file,
         4,
         "openlineage.timeout",
         "HTTP transport",
     );
+    for inside in ["l.jsonl", "./lineage/../l.jsonl", "lineage/events.jsonl"] {
+        expect_one(
+            &[(
+                file,
+                &format!("[openlineage]\nnamespace = \"x\"\nfile = \"{inside}\"\n"),
+            )],
+            file,
+            3,
+            "openlineage.file",
+            "inside the assets directory",
+        );
+    }
     expect_one(
         &[(
             file,
@@ -492,11 +504,11 @@ fn openlineage_problems_name_file_line_and_field() {
         &[
             (
                 file,
-                "[openlineage]\nnamespace = \"x\"\nfile = \"l.jsonl\"\n",
+                "[openlineage]\nnamespace = \"x\"\nfile = \"../l.jsonl\"\n",
             ),
             (
                 "assets/z.toml",
-                "[openlineage]\nnamespace = \"y\"\nfile = \"m.jsonl\"\n",
+                "[openlineage]\nnamespace = \"y\"\nfile = \"../m.jsonl\"\n",
             ),
         ],
         "assets/z.toml",
