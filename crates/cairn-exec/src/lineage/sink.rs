@@ -142,13 +142,27 @@ impl Emitter {
     fn queue(&self) -> &mpsc::Sender<Message> {
         self.inner.queue.get_or_init(|| {
             let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-            tokio::spawn(send_all(rx, self.inner.clone()));
+            // The task gets copies, not the handle's state (which holds the sender): when
+            // the last handle is dropped the queue closes and the task ends.
+            let to_task = Task {
+                secrets: self.inner.secrets.clone(),
+                assets_dir: self.inner.assets_dir.clone(),
+                retry: self.inner.retry,
+            };
+            tokio::spawn(send_all(rx, to_task));
             tx
         })
     }
 }
 
-async fn send_all(mut rx: mpsc::Receiver<Message>, inner: Arc<Inner>) {
+/// What the sending task needs.
+struct Task {
+    secrets: Secrets,
+    assets_dir: PathBuf,
+    retry: Retry,
+}
+
+async fn send_all(mut rx: mpsc::Receiver<Message>, inner: Task) {
     // One client for the process: connections to the endpoint are reused between events.
     // No redirects: an API key must not follow one to another host.
     let client = reqwest::Client::builder()
