@@ -266,3 +266,79 @@ compute = { shell = "if [ -f ../second ]; then exit 0; fi; sleep 60" }
     assert_ne!(rerun, killed);
     assert_eq!(types_of(&rerun), ["START", "COMPLETE"]);
 }
+
+/// A run canceled while its command runs ends with ABORT (canceled is not failed).
+#[test]
+fn a_canceled_run_is_aborted() {
+    let dir = tempfile::tempdir().unwrap();
+    let assets = dir.path().join("assets");
+    std::fs::create_dir_all(&assets).unwrap();
+    std::fs::write(
+        assets.join("warehouse.toml"),
+        r#"
+[openlineage]
+namespace = "cairn://test"
+file = "../events.jsonl"
+
+[[asset]]
+key = "slow/job"
+classification = "public"
+automation = "eager"
+compute = { shell = "if [ -f ../second ]; then exit 0; fi; sleep 60" }
+"#,
+    )
+    .unwrap();
+    let path = dir.path().join("events.jsonl");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args([
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--tick",
+            "1s",
+            "--heartbeat",
+            "200ms",
+        ])
+        .current_dir(dir.path())
+        .env_remove("CAIRN_STORE")
+        .env_remove("CAIRN_ASSETS")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the START", || !events_so_far(&path).is_empty());
+    let run = events_so_far(&path)[0]["run"]["runId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Re-runs after the cancel finish at once, so the server stops quickly.
+    std::fs::write(dir.path().join("second"), "").unwrap();
+    let cancel = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["runs", "--cancel", &run])
+        .current_dir(dir.path())
+        .env_remove("CAIRN_STORE")
+        .env_remove("CAIRN_ASSETS")
+        .output()
+        .unwrap();
+    assert!(
+        cancel.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cancel.stderr)
+    );
+    wait_until("the ABORT", || {
+        events_so_far(&path)
+            .iter()
+            .any(|e| e["run"]["runId"] == run.as_str() && e["eventType"] == "ABORT")
+    });
+    let pid = nix::unistd::Pid::from_raw(server.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    server.wait().unwrap();
+    let schemas = openlineage_schema::Schemas::load();
+    let mine: Vec<String> = events(&path)
+        .iter()
+        .inspect(|e| schemas.assert_valid(e))
+        .filter(|e| e["run"]["runId"] == run.as_str())
+        .map(|e| e["eventType"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(mine, ["START", "ABORT"]);
+}
