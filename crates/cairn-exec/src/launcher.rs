@@ -96,12 +96,6 @@ impl Launcher {
         }
     }
 
-    /// Sends OpenLineage events through `emitter` (tests shorten its retries).
-    pub fn with_lineage(mut self, emitter: lineage::Emitter) -> Self {
-        self.lineage = emitter;
-        self
-    }
-
     /// Shares the process's degraded mode: claim failures that are write faults are
     /// reported to it, and claiming pauses while it says the store refuses writes.
     pub fn with_write_health(mut self, health: WriteHealth) -> Self {
@@ -119,20 +113,7 @@ impl Launcher {
     /// Only the end: the dead process sent the START, if it got that far.
     pub fn lineage_recovered(&self, runs: &[crate::RecoveredRun]) {
         let graph = self.graph.borrow().clone();
-        let Some(to) = graph.openlineage() else {
-            return;
-        };
-        for r in runs {
-            let subject = lineage::Subject::of_run(&graph, &r.run_id, &r.asset, None, None);
-            let ending = match r.status {
-                RunStatus::Failed => lineage::Ending::Fail {
-                    error: Some(r.reason.clone()),
-                },
-                _ => lineage::Ending::Abort,
-            };
-            let event = lineage::build(&to.namespace, &subject, Utc::now(), Some(&ending));
-            self.lineage.emit(to, &event);
-        }
+        self.lineage.emit_recovered(&graph, runs);
     }
 
     /// Whether this launcher is executing run `id` (for recovery: a run claimed by this
@@ -867,7 +848,10 @@ impl Execution<'_> {
                 }
             }
         };
-        let shown = self.shown_keys(target);
+        // The keys as lineage events may show them (none without lineage).
+        let shown = self.lineage.as_ref().map_or_else(Vec::new, |l| {
+            l.subject.shown_keys(&target.keys, &target.partitions)
+        });
         if asset.is_source {
             // An observation reports what is there; a version it did not give is unknown.
             let mut events = Vec::with_capacity(target.keys.len());
@@ -881,7 +865,9 @@ impl Execution<'_> {
                     return;
                 };
                 let metadata = serde_json::Value::Object(report.metadata_of(key));
-                self.keep_version(&shown, i, &version);
+                if let Some(key) = shown.get(i) {
+                    self.versions.push((key.clone(), version.clone()));
+                }
                 events.push(
                     NewEvent::observation(Utc::now(), asset.key.as_str(), key, &version, metadata)
                         .run(&self.run.id),
@@ -912,7 +898,9 @@ impl Execution<'_> {
                     serde_json::to_value(&report.checks).unwrap_or_default(),
                 );
             }
-            self.keep_version(&shown, i, &data_version);
+            if let Some(key) = shown.get(i) {
+                self.versions.push((key.clone(), data_version.clone()));
+            }
             let m = Materialization {
                 data_version,
                 code_version: asset.code_version.clone(),
@@ -938,34 +926,6 @@ const END_ATTEMPTS: u32 = 8;
 
 /// How long a stopping launcher waits for its OpenLineage events to be sent.
 const LINEAGE_FLUSH: Duration = Duration::from_secs(5);
-
-impl Execution<'_> {
-    /// Per partition the run builds, in order, its key as lineage events may show it
-    /// (a masked key shows its index in the definition); nothing without lineage.
-    fn shown_keys(&self, target: &RunTarget) -> Vec<String> {
-        let Some(l) = &self.lineage else {
-            return vec![];
-        };
-        let positions = target
-            .partitions
-            .ranges()
-            .iter()
-            .flat_map(|r| r.start..r.end);
-        target
-            .keys
-            .iter()
-            .zip(positions.map(Some).chain(std::iter::repeat(None)))
-            .map(|(key, position)| l.subject.shown_key(key, position))
-            .collect()
-    }
-
-    /// Remembers the data version of the `i`th partition for the run's COMPLETE event.
-    fn keep_version(&mut self, shown: &[String], i: usize, version: &str) {
-        if let Some(key) = shown.get(i) {
-            self.versions.push((key.clone(), version.to_owned()));
-        }
-    }
-}
 
 /// What the run read: per dependency, the upstream partitions (as key ranges).
 fn provenance(

@@ -17,6 +17,7 @@
 
 pub mod sink;
 
+use cairn_model::partitions::PartitionSet;
 use cairn_model::{AssetGraph, AssetId};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
@@ -160,6 +161,16 @@ impl Subject {
             (true, Some(p)) => format!("masked:{p}"),
             (true, None) => "masked".to_owned(),
         }
+    }
+
+    /// The keys a run builds (`RunTarget::keys`, in the order of `partitions`' indices) as
+    /// events show them: a masked key shows its index in the definition.
+    pub fn shown_keys(&self, keys: &[String], partitions: &PartitionSet) -> Vec<String> {
+        let positions = partitions.ranges().iter().flat_map(|r| r.start..r.end);
+        keys.iter()
+            .zip(positions.map(Some).chain(std::iter::repeat(None)))
+            .map(|(key, position)| self.shown_key(key, position))
+            .collect()
     }
 }
 

@@ -20,10 +20,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use cairn_model::AssetGraph;
 use cairn_model::openlineage::{LineageTransport, OpenLineageConfig};
+use cairn_store::RunStatus;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::environment::Secrets;
+use crate::recovery::RecoveredRun;
 
 /// Events waiting to be sent, at most. A run makes two; a stalled endpoint (each event
 /// retried for up to a minute) fills this only after hundreds of runs.
@@ -115,6 +118,26 @@ impl Emitter {
                     "OpenLineage: the event queue is full (the endpoint is slow or down); events are being dropped"
                 );
             }
+        }
+    }
+
+    /// The ends of runs recovery settled (their process died, so it could not send them):
+    /// `ABORT` for an interruption, `FAIL` for the interruption that failed the partition.
+    /// Only the end: the dead process sent the START if it got that far.
+    pub fn emit_recovered(&self, graph: &AssetGraph, runs: &[RecoveredRun]) {
+        let Some(to) = graph.openlineage() else {
+            return;
+        };
+        for r in runs {
+            let subject = super::Subject::of_run(graph, &r.run_id, &r.asset, None, None);
+            let ending = match r.status {
+                RunStatus::Failed => super::Ending::Fail {
+                    error: Some(r.reason.clone()),
+                },
+                _ => super::Ending::Abort,
+            };
+            let event = super::build(&to.namespace, &subject, chrono::Utc::now(), Some(&ending));
+            self.emit(to, &event);
         }
     }
 

@@ -280,3 +280,22 @@ fn run_ids_become_uuids_deterministically() {
     assert_eq!(parsed.get_version_num(), 8);
     assert_eq!(parsed.get_variant(), uuid::Variant::RFC4122);
 }
+
+#[test]
+fn shown_keys_mask_sensitive_keys_by_their_index() {
+    use cairn_model::partitions::PartitionSet;
+    let g = graph();
+    let keys: Vec<String> = ["ENC-1", "ENC-2", "ENC-9"].map(String::from).into();
+    let set = PartitionSet::from_ranges(vec![3..5, 9..10]);
+    let s = Subject::of_run(&g, RUN, "clinical/notes", None, Some(("ENC-1", "ENC-9")));
+    assert_eq!(
+        s.shown_keys(&keys, &set),
+        ["masked:3", "masked:4", "masked:9"]
+    );
+    let s = Subject::of_run(&g, RUN, "mart/labs", None, Some(("a", "b")));
+    assert_eq!(
+        s.shown_keys(&keys, &set),
+        keys,
+        "not sensitive: as they are"
+    );
+}
