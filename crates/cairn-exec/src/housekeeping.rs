@@ -91,8 +91,13 @@ impl Housekeeper {
             }
             let launcher = self.launcher.as_deref();
             let mine = |id: &str| launcher.is_some_and(|l| l.is_executing(id));
-            if let Err(e) = self.recover(&mine).await {
-                tracing::warn!(target: LOG_TARGET, error = %e, "recovery pass failed");
+            match self.recover(&mine).await {
+                Ok(recovered) => {
+                    if let Some(l) = launcher {
+                        l.lineage_recovered(&recovered);
+                    }
+                }
+                Err(e) => tracing::warn!(target: LOG_TARGET, error = %e, "recovery pass failed"),
             }
         }
     }

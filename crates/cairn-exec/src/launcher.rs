@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::environment::{self, EnvRequest, RunTarget, Secrets};
+use crate::lineage::{self, RunLineage};
 use crate::log_pump::LogPump;
 use crate::output::OutputReport;
 use crate::process;
@@ -71,6 +72,8 @@ pub struct Launcher {
     executing: Arc<Mutex<std::collections::HashSet<String>>>,
     /// Whether the store takes writes: no run is claimed while it does not.
     write_health: WriteHealth,
+    /// OpenLineage events, when the definitions have `[openlineage]`.
+    lineage: lineage::Emitter,
 }
 
 impl Launcher {
@@ -80,6 +83,7 @@ impl Launcher {
         graph: watch::Receiver<Arc<AssetGraph>>,
         wake: Arc<Notify>,
     ) -> Self {
+        let lineage = lineage::Emitter::new(config.secrets.clone(), config.assets_dir.clone());
         Self {
             store,
             config: Arc::new(config),
@@ -88,6 +92,7 @@ impl Launcher {
             run_ended: Arc::default(),
             executing: Arc::default(),
             write_health: WriteHealth::default(),
+            lineage,
         }
     }
 
@@ -101,6 +106,14 @@ impl Launcher {
     pub fn on_run_end(mut self, notify: Arc<Notify>) -> Self {
         self.run_ended = notify;
         self
+    }
+
+    /// The end of runs recovery settled (their worker died, so nobody else will say it):
+    /// `ABORT` for an interruption, `FAIL` for the interruption that failed the partition.
+    /// Only the end: the dead process sent the START, if it got that far.
+    pub fn lineage_recovered(&self, runs: &[crate::RecoveredRun]) {
+        let graph = self.graph.borrow().clone();
+        self.lineage.emit_recovered(&graph, runs);
     }
 
     /// Whether this launcher is executing run `id` (for recovery: a run claimed by this
@@ -189,6 +202,9 @@ impl Launcher {
             kill.cancel();
             while tasks.join_next().await.is_some() {}
         }
+        // The runs' last events are out (or given up on) before the process exits, but a
+        // dead endpoint does not hold a shutdown for long.
+        self.lineage.flush(LINEAGE_FLUSH).await;
     }
 
     /// Executes one claimed run to a terminal state (or leaves it to whoever canceled it):
@@ -196,17 +212,37 @@ impl Launcher {
     /// output, record the outcome.
     pub async fn execute(&self, run: Run, kill: CancellationToken) {
         let graph = self.graph.borrow().clone();
+        let lineage = graph.openlineage().map(|to| {
+            let range = run.range.as_ref().map(|(a, b)| (a.as_str(), b.as_str()));
+            let subject = lineage::Subject::of_run(
+                &graph,
+                &run.id,
+                &run.asset,
+                run.partition.as_deref(),
+                range,
+            );
+            RunLineage::new(self.lineage.clone(), to.clone(), subject)
+        });
         let mut exec = Execution {
             store: &self.store,
             config: &self.config,
             run: &run,
             log: Vec::new(),
             secrets: Vec::new(),
+            lineage,
+            versions: Vec::new(),
         };
         let prepared = match self.prepare(&graph, &run).await {
             Ok(p) => p,
             Err(error) => return exec.fail(error, vec![]).await,
         };
+        if let Some(l) = &mut exec.lineage {
+            let ranges = prepared.target.partitions.ranges();
+            if let (Some(first), Some(last)) = (ranges.first(), ranges.last()) {
+                l.subject
+                    .locate(first.start, last.end - 1, prepared.target.keys.len());
+            }
+        }
         exec.secrets = prepared.run_env.secret_values.clone();
         // Inputs are read from here on: anything newer makes this materialization stale.
         let inputs_as_of = match self.store.last_event_id().await {
@@ -228,6 +264,9 @@ impl Launcher {
         else {
             return;
         };
+        if let Some(l) = &mut exec.lineage {
+            l.start();
+        }
         let pump = LogPump::start(
             &mut child,
             self.store.clone(),
@@ -589,6 +628,7 @@ impl Outcome<'_> {
             Ending::Canceled => {
                 exec.note("canceled; its process group was killed".into());
                 exec.flush().await;
+                exec.lineage_end(lineage::Ending::Abort);
             }
         }
     }
@@ -631,11 +671,30 @@ struct Execution<'a> {
     log: Vec<String>,
     /// Values masked in everything written about the run: its log, error and events.
     secrets: Vec<String>,
+    /// The run's OpenLineage events, when the definitions ask for them.
+    lineage: Option<RunLineage>,
+    /// What a success recorded, per partition (as events may show it): the data version.
+    versions: Vec<(String, String)>,
 }
 
 impl Execution<'_> {
     fn note(&mut self, line: String) {
         self.log.push(environment::mask(&line, &self.secrets));
+    }
+
+    /// The run's end, once it is recorded (an event never says what the store does not).
+    fn lineage_end(&mut self, ending: lineage::Ending) {
+        if let Some(l) = &mut self.lineage {
+            l.end(&ending);
+        }
+    }
+
+    /// The run ended elsewhere (canceled or recovered while this launcher finished it):
+    /// an event that was started is closed as aborted.
+    fn lineage_ended_elsewhere(&mut self) {
+        if self.lineage.as_ref().is_some_and(RunLineage::started) {
+            self.lineage_end(lineage::Ending::Abort);
+        }
     }
 
     async fn flush(&mut self) {
@@ -668,7 +727,18 @@ impl Execution<'_> {
         let mut delay = Duration::from_millis(100);
         for _ in 0..END_ATTEMPTS {
             match crate::recovery::interrupt(self.store, self.run, &reason, Utc::now()).await {
-                Ok(_) | Err(cairn_store::Error::IllegalTransition { .. }) => return,
+                Ok(run) => {
+                    // The last interruption in a row is recorded as a failure.
+                    self.lineage_end(match run.status {
+                        RunStatus::Failed => lineage::Ending::Fail { error: run.error },
+                        _ => lineage::Ending::Abort,
+                    });
+                    return;
+                }
+                Err(cairn_store::Error::IllegalTransition { .. }) => {
+                    self.lineage_ended_elsewhere();
+                    return;
+                }
                 Err(e) => {
                     tracing::warn!(run = %self.run.id, error = %e, "recording the interruption failed; retrying");
                     tokio::time::sleep(delay).await;
@@ -698,10 +768,23 @@ impl Execution<'_> {
         let mut delay = Duration::from_millis(100);
         for _ in 0..END_ATTEMPTS {
             match self.store.transition(&t).await {
-                Ok(_) => return,
+                Ok(_) => {
+                    let ending = match t.to {
+                        RunStatus::Succeeded => lineage::Ending::Complete {
+                            versions: std::mem::take(&mut self.versions),
+                        },
+                        RunStatus::Failed => lineage::Ending::Fail {
+                            error: t.error.clone(),
+                        },
+                        _ => lineage::Ending::Abort,
+                    };
+                    self.lineage_end(ending);
+                    return;
+                }
                 // Already canceled or recovered elsewhere: that outcome stands.
                 Err(cairn_store::Error::IllegalTransition { .. }) => {
                     tracing::info!(run = %self.run.id, "the run had already ended elsewhere");
+                    self.lineage_ended_elsewhere();
                     return;
                 }
                 // What it reported cannot be recorded: a failure that says so.
@@ -765,10 +848,14 @@ impl Execution<'_> {
                 }
             }
         };
+        // The keys as lineage events may show them (none without lineage).
+        let shown = self.lineage.as_ref().map_or_else(Vec::new, |l| {
+            l.subject.shown_keys(&target.keys, &target.partitions)
+        });
         if asset.is_source {
             // An observation reports what is there; a version it did not give is unknown.
             let mut events = Vec::with_capacity(target.keys.len());
-            for key in &target.keys {
+            for (i, key) in target.keys.iter().enumerate() {
                 let Some(version) = report
                     .data_version_of(key)
                     .map(str::to_owned)
@@ -778,6 +865,9 @@ impl Execution<'_> {
                     return;
                 };
                 let metadata = serde_json::Value::Object(report.metadata_of(key));
+                if let Some(key) = shown.get(i) {
+                    self.versions.push((key.clone(), version.clone()));
+                }
                 events.push(
                     NewEvent::observation(Utc::now(), asset.key.as_str(), key, &version, metadata)
                         .run(&self.run.id),
@@ -795,7 +885,7 @@ impl Execution<'_> {
         let provenance_hash = Materialization::provenance_hash_of(&provenance);
         let at = Utc::now();
         let mut events = Vec::with_capacity(target.keys.len());
-        for key in &target.keys {
+        for (i, key) in target.keys.iter().enumerate() {
             let data_version = report
                 .data_version_of(key)
                 .map(str::to_owned)
@@ -807,6 +897,9 @@ impl Execution<'_> {
                     "checks".into(),
                     serde_json::to_value(&report.checks).unwrap_or_default(),
                 );
+            }
+            if let Some(key) = shown.get(i) {
+                self.versions.push((key.clone(), data_version.clone()));
             }
             let m = Materialization {
                 data_version,
@@ -830,6 +923,9 @@ impl Execution<'_> {
 
 /// Attempts at recording a run's end before leaving it to recovery.
 const END_ATTEMPTS: u32 = 8;
+
+/// How long a stopping launcher waits for its OpenLineage events to be sent.
+const LINEAGE_FLUSH: Duration = Duration::from_secs(5);
 
 /// What the run read: per dependency, the upstream partitions (as key ranges).
 fn provenance(

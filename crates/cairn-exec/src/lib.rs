@@ -8,6 +8,7 @@
 pub mod environment;
 pub mod housekeeping;
 pub mod launcher;
+pub mod lineage;
 mod log_pump;
 pub mod output;
 pub mod process;

@@ -959,7 +959,7 @@ pub fn is_loopback(host: &str) -> bool {
 
 /// A plain webhook URL: http(s), a host, no user info, no query string or fragment;
 /// `http` only to a loopback host.
-fn check_plain_url(url: &str) -> Result<(), String> {
+pub(crate) fn check_plain_url(url: &str) -> Result<(), String> {
     let (scheme, rest) = url
         .split_once("://")
         .ok_or_else(|| format!("{url:?} is not an http(s) URL"))?;

@@ -8,6 +8,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 
 use crate::asset::{AssetDef, AssetId};
 use crate::classification::Classification;
+use crate::openlineage::OpenLineageConfig;
 use crate::partitions::PartitionsDef;
 
 /// A storage target: where data lands, and the most sensitive class it may hold.
@@ -39,6 +40,8 @@ pub struct AssetGraph {
     partitions: BTreeMap<String, Arc<PartitionsDef>>,
     storage: BTreeMap<String, StorageTarget>,
     pools: BTreeMap<String, Pool>,
+    /// Where run events go, when the definitions say (`[openlineage]`).
+    openlineage: Option<Arc<OpenLineageConfig>>,
 }
 
 impl AssetGraph {
@@ -67,6 +70,7 @@ impl AssetGraph {
             partitions,
             storage,
             pools,
+            openlineage: None,
         })
     }
 
@@ -180,6 +184,16 @@ impl AssetGraph {
 
     pub fn pools(&self) -> &BTreeMap<String, Pool> {
         &self.pools
+    }
+
+    /// The `[openlineage]` settings, if any file has them.
+    pub fn openlineage(&self) -> Option<&Arc<OpenLineageConfig>> {
+        self.openlineage.as_ref()
+    }
+
+    pub fn with_openlineage(mut self, config: Option<OpenLineageConfig>) -> Self {
+        self.openlineage = config.map(Arc::new);
+        self
     }
 }
 

@@ -13,6 +13,7 @@ pub mod graph;
 pub mod key;
 pub mod layout;
 pub mod loader;
+pub mod openlineage;
 pub mod partitions;
 pub mod policy;
 pub mod schema;

@@ -31,13 +31,16 @@ pub struct FileSpec {
     /// Concurrency pools.
     #[serde(default)]
     pub pools: BTreeMap<String, PoolSpec>,
+    /// Where OpenLineage run events go (at most one file may have it; conventionally
+    /// `warehouse.toml`).
+    pub openlineage: Option<crate::openlineage::OpenLineageSpec>,
     /// Assets.
     #[serde(default)]
     pub asset: Vec<AssetSpec>,
 }
 
 /// Top-level keys a definitions file may have.
-pub const FILE_KEYS: [&str; 4] = ["partitions", "storage", "pools", "asset"];
+pub const FILE_KEYS: [&str; 5] = ["partitions", "storage", "pools", "openlineage", "asset"];
 
 #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -375,3 +375,145 @@ deps = ["ingest/adt"
         follow_on.message
     );
 }
+
+#[test]
+fn openlineage_settings_load_into_the_graph() {
+    use cairn_model::openlineage::LineageTransport;
+    let graph = load(&[(
+        "assets/warehouse.toml",
+        "[openlineage]\nnamespace = \"cairn://hospital\"\nfile = \"../lineage/events.jsonl\"\n",
+    )])
+    .unwrap();
+    let config = graph.openlineage().expect("configured");
+    assert_eq!(config.namespace, "cairn://hospital");
+    assert_eq!(
+        config.transport,
+        LineageTransport::File {
+            path: "../lineage/events.jsonl".into()
+        }
+    );
+    let graph = load(&[(
+        "assets/warehouse.toml",
+        "[openlineage]\nnamespace = \"cairn://hospital\"\nurl = \"http://localhost:5000/api/v1/lineage\"\napi_key_secret = \"MARQUEZ_KEY\"\ntimeout = \"3s\"\n",
+    )])
+    .unwrap();
+    assert_eq!(
+        graph.openlineage().unwrap().transport,
+        LineageTransport::Http {
+            url: "http://localhost:5000/api/v1/lineage".into(),
+            api_key_secret: Some("MARQUEZ_KEY".into()),
+            timeout: std::time::Duration::from_secs(3),
+        }
+    );
+    assert!(load(&[]).unwrap().openlineage().is_none());
+}
+
+#[test]
+fn openlineage_problems_name_file_line_and_field() {
+    let file = "assets/warehouse.toml";
+    expect_one(
+        &[(
+            file,
+            "[openlineage]\nnamespace = \"x\"\nurl = \"http://marquez.example.org/api/v1/lineage\"\n",
+        )],
+        file,
+        3,
+        "openlineage.url",
+        "plain http is allowed only to a loopback host",
+    );
+    expect_one(
+        &[(
+            file,
+            "[openlineage]\nnamespace = \"x\"\nurl = \"https://u:p@marquez.example.org/api\"\n",
+        )],
+        file,
+        3,
+        "openlineage.url",
+        "api_key_secret",
+    );
+    expect_one(
+        &[(
+            file,
+            "[openlineage]\nnamespace = \"x\"\nurl = \"https://m.example.org/api\"\napi_key_secret = \"sk-live-123\"\n",
+        )],
+        file,
+        4,
+        "openlineage.api_key_secret",
+        "not its value",
+    );
+    expect_one(
+        &[(
+            file,
+            "[openlineage]\nnamespace = \"x\"\nurl = \"https://m.example.org/api\"\nfile = \"l.jsonl\"\n",
+        )],
+        file,
+        4,
+        "openlineage.file",
+        "not both",
+    );
+    expect_one(
+        &[(file, "\n[openlineage]\nnamespace = \"x\"\n")],
+        file,
+        2,
+        "openlineage.url",
+        "say where events go",
+    );
+    expect_one(
+        &[(
+            file,
+            "[openlineage]\nnamespace = \"\"\nfile = \"../l.jsonl\"\n",
+        )],
+        file,
+        2,
+        "openlineage.namespace",
+        "non-empty",
+    );
+    expect_one(
+        &[(
+            file,
+            "[openlineage]\nnamespace = \"x\"\nfile = \"../l.jsonl\"\ntimeout = \"5s\"\n",
+        )],
+        file,
+        4,
+        "openlineage.timeout",
+        "HTTP transport",
+    );
+    for inside in ["l.jsonl", "./lineage/../l.jsonl", "lineage/events.jsonl"] {
+        expect_one(
+            &[(
+                file,
+                &format!("[openlineage]\nnamespace = \"x\"\nfile = \"{inside}\"\n"),
+            )],
+            file,
+            3,
+            "openlineage.file",
+            "inside the assets directory",
+        );
+    }
+    expect_one(
+        &[(
+            file,
+            "[openlineage]\nnamespace = \"x\"\nfiel = \"l.jsonl\"\n",
+        )],
+        file,
+        3,
+        "openlineage.fiel",
+        "did you mean `file`",
+    );
+    expect_one(
+        &[
+            (
+                file,
+                "[openlineage]\nnamespace = \"x\"\nfile = \"../l.jsonl\"\n",
+            ),
+            (
+                "assets/z.toml",
+                "[openlineage]\nnamespace = \"y\"\nfile = \"../m.jsonl\"\n",
+            ),
+        ],
+        "assets/z.toml",
+        1,
+        "openlineage",
+        "already defined at assets/warehouse.toml:1",
+    );
+}

@@ -81,8 +81,10 @@ impl Services {
         let housekeeper = settings
             .housekeeping
             .map(|h| Housekeeper::new(store.clone(), worker.clone(), h.stale_after, h.prune_every));
+        let mut leftovers = Vec::new();
         if let Some(housekeeper) = &housekeeper {
-            for r in housekeeper.recover_leftovers().await? {
+            leftovers = housekeeper.recover_leftovers().await?;
+            for r in &leftovers {
                 eprintln!(
                     "recovered run {} of {}: {}: {}",
                     r.run_id, r.asset, r.status, r.reason
@@ -111,6 +113,8 @@ impl Services {
             .on_run_end(handle.run_ended())
             .with_write_health(write_health.clone()),
         );
+        // The runs a previous process left are ended in lineage too (it could not).
+        launcher.lineage_recovered(&leftovers);
         let launching = tokio::spawn(launcher.clone().run(shutdown.clone(), settings.drain));
         let housekeeping = housekeeper.map(|h| {
             let h = h.watching(launcher).on_holder_died(handle.holder_died());

@@ -18,6 +18,7 @@ mod classify;
 
 use crate::diagnostic::{Diagnostic, LineIndex};
 use crate::graph::{AssetGraph, Pool, StorageTarget};
+use crate::openlineage::{OpenLineageConfig, OpenLineageSpec};
 use crate::partitions::{PartitionsDef, PartitionsSpec};
 use crate::spec::{AssetSpec, FILE_KEYS, PoolSpec, StorageSpec};
 
@@ -136,11 +137,12 @@ pub fn load_sources(
         &pools,
         read_code,
     );
+    let openlineage = cx.build_openlineage(raw.openlineage.as_ref());
     cx.diagnostics.sort();
     cx.diagnostics.dedup();
     cx.causes_first();
     match graph {
-        Some(graph) if cx.diagnostics.is_empty() => Ok(graph),
+        Some(graph) if cx.diagnostics.is_empty() => Ok(graph.with_openlineage(openlineage)),
         _ => Err(Diagnostics(cx.diagnostics)),
     }
 }
@@ -159,6 +161,7 @@ struct RawEntries {
     partitions: BTreeMap<String, Entry<PartitionsSpec>>,
     storage: BTreeMap<String, Entry<StorageSpec>>,
     pools: BTreeMap<String, Entry<PoolSpec>>,
+    openlineage: Option<Entry<OpenLineageSpec>>,
     assets: Vec<Entry<AssetSpec>>,
 }
 
@@ -275,6 +278,7 @@ impl Context<'_> {
                     "partitions" => self.read_table(file, "partitions", value, &mut raw.partitions),
                     "storage" => self.read_table(file, "storage", value, &mut raw.storage),
                     "pools" => self.read_table(file, "pools", value, &mut raw.pools),
+                    "openlineage" => self.read_openlineage(file, value, &mut raw.openlineage),
                     other => self.report(
                         file,
                         key_span,
@@ -385,6 +389,62 @@ impl Context<'_> {
                 continue;
             }
             out.insert(name, entry);
+        }
+    }
+
+    /// `[openlineage]`: one table, in one file (the definitions are one warehouse, with one
+    /// lineage destination).
+    fn read_openlineage(
+        &mut self,
+        file: usize,
+        value: Spanned<DeValue<'_>>,
+        out: &mut Option<Entry<OpenLineageSpec>>,
+    ) {
+        let span = value.span();
+        if !matches!(value.get_ref(), DeValue::Table(_)) {
+            self.report(
+                file,
+                span,
+                "openlineage",
+                "`openlineage` must be a table: write [openlineage]".into(),
+            );
+            return;
+        }
+        let Some(entry) = self.deserialize::<OpenLineageSpec>(file, "openlineage", value) else {
+            return;
+        };
+        if let Some(first) = out {
+            let (line, _) = self.lines[first.file].locate(first.span.start);
+            let first_at = format!("{}:{line}", self.files[first.file].path.display());
+            self.report(
+                file,
+                span,
+                "openlineage",
+                format!("`openlineage` is already defined at {first_at}: write it once (in warehouse.toml)"),
+            );
+            return;
+        }
+        *out = Some(entry);
+    }
+
+    fn build_openlineage(
+        &mut self,
+        entry: Option<&Entry<OpenLineageSpec>>,
+    ) -> Option<OpenLineageConfig> {
+        let entry = entry?;
+        match entry.value.build(entry.span.clone()) {
+            Ok(config) => Some(config),
+            Err(errors) => {
+                for e in errors {
+                    self.report(
+                        entry.file,
+                        e.span,
+                        &format!("openlineage.{}", e.field),
+                        e.message,
+                    );
+                }
+                None
+            }
         }
     }
 
