@@ -17,6 +17,7 @@ pub mod error;
 mod events;
 pub mod health;
 mod leases;
+pub mod metrics;
 mod open;
 mod retention;
 mod run_logs;
@@ -30,6 +31,7 @@ mod write_tx;
 pub use db::Dialect;
 pub use error::{Error, Result, WriteFault};
 pub use health::{Degraded, WriteHealth};
+pub use metrics::StoreMetrics;
 pub use open::{StoreUrl, default_sqlite_path, resolve_url};
 pub use types::*;
 
@@ -194,6 +196,7 @@ delegate! {
     fn lease_holder(&self, name: &str) -> Result<Option<String>>;
     fn interruptions_in_a_row(&self, asset: &str, partition: Option<&str>) -> Result<u32>;
     fn run_counts(&self) -> Result<Vec<RunCount>>;
+    fn metrics(&self, now: chrono::DateTime<chrono::Utc>, bounds: &[std::time::Duration]) -> Result<StoreMetrics>;
 }
 
 impl Store {

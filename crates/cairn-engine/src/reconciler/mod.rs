@@ -25,8 +25,8 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::{Clock, SystemClock};
 use crate::{Engine, TickContext, TickInputs, TickReport, View};
 
-pub use handle::Handle;
 use handle::{Command, Shared};
+pub use handle::{Handle, Pulse};
 
 /// Where the loop logged when it was the binary's, so that operators' `CAIRN_LOG`
 /// filters (`cairn::reconciler=info`) keep showing what it does.
@@ -88,7 +88,7 @@ pub struct Reconciler {
 
 impl Reconciler {
     pub fn new(store: Store, assets_dir: &Path, graph: Arc<AssetGraph>, options: Options) -> Self {
-        let (shared, commands) = Shared::new(store, graph);
+        let (shared, commands) = Shared::new(store, graph, Some(options.interval));
         Self {
             shared,
             commands,
@@ -155,6 +155,9 @@ impl Reconciler {
         let mut observed_through = None;
         let lease = (opts.interval * 3).max(Duration::from_secs(30));
         let outcome = loop {
+            // The tick's duration covers all of it: definitions, the store's reads, planning
+            // and the write.
+            let started = std::time::Instant::now();
             if opts.watch_definitions {
                 let now_fp = definitions_fingerprint(&self.assets_dir);
                 if now_fp != fingerprint {
@@ -270,6 +273,7 @@ impl Reconciler {
                 // One transaction: runs, cron cursors, backfill progress.
                 store.apply_plan(&tick.writes).await?;
                 observed_through = Some(applied_through);
+                shared.passed(Some(started.elapsed()));
                 shared.view.ticked();
                 let report = tick.report;
                 for change in &report.observed {
@@ -283,6 +287,7 @@ impl Reconciler {
                     break Outcome::Ticked(report);
                 }
             } else {
+                shared.passed(None);
                 tracing::debug!(target: LOG_TARGET, "another reconciler holds the lease; standing by");
                 if opts.once {
                     break Outcome::LeaseHeld;
