@@ -237,10 +237,9 @@ impl Collector for Scrape {
                 ([("state", "delayed")], s.queue.delayed),
             ],
         )?;
-        let oldest = s
-            .queue
-            .oldest_ready
-            .map_or(0.0, |at| (self.now - at).num_milliseconds().max(0) as f64 / 1e3);
+        let oldest = s.queue.oldest_ready.map_or(0.0, |at| {
+            (self.now - at).num_milliseconds().max(0) as f64 / 1e3
+        });
         gauge(
             e,
             "cairn_queue_oldest_ready_seconds",
@@ -254,7 +253,10 @@ impl Collector for Scrape {
             MetricType::Counter,
             s.alert_deliveries.iter().map(|d| {
                 (
-                    [("channel", d.channel.as_str()), ("outcome", d.outcome.as_str())],
+                    [
+                        ("channel", d.channel.as_str()),
+                        ("outcome", d.outcome.as_str()),
+                    ],
                     d.count,
                 )
             }),
@@ -351,7 +353,8 @@ impl Scrape {
             e,
             "cairn_freshness_seconds_to_breach",
             "Seconds until the asset breaches its SLA if nothing is materialized (negative: since the breach began); absent when time alone never brings a breach.",
-            under_sla().filter_map(|(key, (_, to_breach))| to_breach.map(|s| ([("asset", key)], s))),
+            under_sla()
+                .filter_map(|(key, (_, to_breach))| to_breach.map(|s| ([("asset", key)], s))),
         )?;
         gauges(
             e,
@@ -367,13 +370,12 @@ impl Scrape {
             "An asset's partitions by staleness reason (fresh, missing, code_changed, upstream_changed, upstream_stale, failed); a stale partition counts under each of its reasons.",
             assets.iter().flat_map(|a| {
                 let key = a.key.as_str();
-                std::iter::once(([("asset", key), ("reason", "fresh")], a.counts.fresh))
-                    .chain(
-                        REASONS
-                            .iter()
-                            .zip(a.counts.by_reason)
-                            .map(move |((_, reason), n)| ([("asset", key), ("reason", *reason)], n)),
-                    )
+                std::iter::once(([("asset", key), ("reason", "fresh")], a.counts.fresh)).chain(
+                    REASONS
+                        .iter()
+                        .zip(a.counts.by_reason)
+                        .map(move |((_, reason), n)| ([("asset", key), ("reason", *reason)], n)),
+                )
             }),
         )
     }

@@ -57,7 +57,9 @@ pub fn reconciler(pulse: Pulse) -> (Value, Option<String>) {
                 "last_tick_seconds": last_tick.map(|d| d.as_secs_f64()),
             });
             let problem = match since_last_pass {
-                None => Some("the reconciler has not completed a pass yet (loading the store)".into()),
+                None => {
+                    Some("the reconciler has not completed a pass yet (loading the store)".into())
+                }
                 Some(age) if age > bound => Some(format!(
                     "the reconciler last completed a pass {:.0} s ago (more than {:.0} s)",
                     age.as_secs_f64(),

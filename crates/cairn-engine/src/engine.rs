@@ -270,13 +270,7 @@ impl Engine {
     /// (when it began, if it is); None without an SLA or when time alone never brings one.
     pub fn freshness_breach_at(&self, id: AssetId, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let policy = self.freshness_policy(id)?;
-        freshness::breach_at(
-            policy,
-            self.graph.asset(id),
-            id,
-            &self.state,
-            self.env(now),
-        )
+        freshness::breach_at(policy, self.graph.asset(id), id, &self.state, self.env(now))
     }
 
     pub fn env(&self, now: DateTime<Utc>) -> PartitionEnv<'_> {
