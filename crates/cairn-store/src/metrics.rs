@@ -219,6 +219,6 @@ mod tests {
             details.iter().any(|d| d.contains("events_alert_sent")),
             "{details:?}"
         );
-        assert!(!details.iter().any(|d| *d == "SCAN events"), "{details:?}");
+        assert!(!details.contains(&"SCAN events"), "{details:?}");
     }
 }

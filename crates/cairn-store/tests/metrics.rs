@@ -77,7 +77,10 @@ async fn runs_durations_and_the_queue_are_counted_by_asset_and_status(store: &St
         .unwrap();
     // Claimed (never started) and canceled while queued: counted, never in a histogram.
     let canceled = NewRun::new("c/z", None, at(1000));
-    store.enqueue(&[canceled.clone()], at(1000)).await.unwrap();
+    store
+        .enqueue(std::slice::from_ref(&canceled), at(1000))
+        .await
+        .unwrap();
     store
         .transition(&RunTransition {
             run_id: canceled.id.clone(),
