@@ -46,16 +46,18 @@ pub(super) struct Shared {
     pub(super) holder_died: Arc<Notify>,
     /// The loop's interval between ticks; `None` for a handle with no loop behind it.
     interval: Option<Duration>,
-    /// How the loop's latest pass went (`/readyz`, `/metrics`).
-    pulse: std::sync::Mutex<Passes>,
+    /// How the loop's latest pass went (`/readyz`, `/metrics`). A watch, so that tests
+    /// wait for a pass instead of sleeping.
+    passes: watch::Sender<Passes>,
     /// Durations of the ticks that planned (`/metrics`).
     tick_durations: Histogram,
 }
 
-/// What the loop records at the end of each pass: a few plain values behind a mutex taken
+/// What the loop records at the end of each pass: a few plain values, replaced in place
 /// once per pass, so the tick allocates nothing for it.
 #[derive(Debug, Clone, Copy, Default)]
 struct Passes {
+    count: u64,
     last: Option<Instant>,
     leader: bool,
     last_tick: Option<Duration>,
@@ -80,7 +82,7 @@ impl Shared {
             run_ended: Arc::default(),
             holder_died: Arc::default(),
             interval,
-            pulse: Default::default(),
+            passes: watch::channel(Passes::default()).0,
             // 1 ms to about 33 s: a tick is milliseconds, a full load of a big log seconds.
             tick_durations: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
         };
@@ -93,12 +95,14 @@ impl Shared {
         if let Some(took) = tick {
             self.tick_durations.observe(took.as_secs_f64());
         }
-        let mut pulse = self.pulse.lock().unwrap_or_else(|e| e.into_inner());
-        pulse.last = Some(Instant::now());
-        pulse.leader = tick.is_some();
-        if tick.is_some() {
-            pulse.last_tick = tick;
-        }
+        self.passes.send_modify(|p| {
+            p.count += 1;
+            p.last = Some(Instant::now());
+            p.leader = tick.is_some();
+            if tick.is_some() {
+                p.last_tick = tick;
+            }
+        });
     }
 }
 
@@ -204,12 +208,26 @@ impl Handle {
         if self.shared.commands.is_closed() {
             return Pulse::Stopped;
         }
-        let passes = *self.shared.pulse.lock().unwrap_or_else(|e| e.into_inner());
+        let passes = *self.shared.passes.borrow();
         Pulse::Running {
             interval,
             since_last_pass: passes.last.map(|at| at.elapsed()),
             leader: passes.leader,
             last_tick: passes.last_tick,
+        }
+    }
+
+    /// Passes the loop completed (ticks with the lease, and passes standing by).
+    pub fn passes(&self) -> u64 {
+        self.shared.passes.borrow().count
+    }
+
+    /// Returns once more than `seen` passes have completed (or the loop has ended).
+    pub async fn passed_past(&self, seen: u64) {
+        let mut passes = self.shared.passes.subscribe();
+        tokio::select! {
+            _ = passes.wait_for(|p| p.count > seen) => {}
+            _ = self.shared.commands.closed() => {}
         }
     }
 
