@@ -19,7 +19,7 @@ use cairn_engine::Pulse;
 use cairn_model::AssetId;
 use cairn_reconcile::freshness::FreshnessStatus;
 use cairn_reconcile::staleness::{REASONS, ReasonCounts};
-use cairn_store::StoreMetrics;
+use cairn_store::{RunStatus, StoreMetrics};
 use chrono::{DateTime, Utc};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
@@ -139,6 +139,24 @@ fn asset_metrics(view: &cairn_engine::View, id: AssetId, now: DateTime<Utc>) -> 
     }
 }
 
+/// Every status of every asset with runs, 0 included: a status that empties (the last
+/// queued run claimed) then reads 0 rather than vanishing from graphs and sums.
+fn runs_by_status(
+    runs: &[cairn_store::metrics::RunsOf],
+) -> impl Iterator<Item = ([(&'static str, &str); 2], u64)> {
+    // The store's rows come sorted by asset, then status.
+    let assets: std::collections::BTreeSet<&str> = runs.iter().map(|r| r.asset.as_str()).collect();
+    assets.into_iter().flat_map(move |asset| {
+        RunStatus::ALL.iter().map(move |status| {
+            let count = runs
+                .iter()
+                .find(|r| r.asset == asset && r.status == status.as_str())
+                .map_or(0, |r| r.count);
+            ([("asset", asset), ("status", status.as_str())], count)
+        })
+    })
+}
+
 const FRESHNESS_STATUSES: [FreshnessStatus; 4] = [
     FreshnessStatus::Fresh,
     FreshnessStatus::Warn,
@@ -194,13 +212,8 @@ impl Collector for Scrape {
         gauges(
             e,
             "cairn_runs",
-            "Runs in the store by asset and status.",
-            s.runs.iter().map(|r| {
-                (
-                    [("asset", r.asset.as_str()), ("status", r.status.as_str())],
-                    r.count,
-                )
-            }),
+            "Runs in the store by asset and status (every status, 0 included, of each asset that has runs).",
+            runs_by_status(&s.runs),
         )?;
         let bounds: Vec<f64> = RUN_DURATION_BOUNDS
             .iter()
