@@ -169,6 +169,9 @@ fn schema_command_prints_the_committed_schema() {
     let out = cairn(&["schema", "asset"], &repo());
     let committed = std::fs::read_to_string(repo().join("schemas/asset.schema.json")).unwrap();
     assert_eq!(stdout(&out), committed);
+    let out = cairn(&["schema", "alerts"], &repo());
+    let committed = std::fs::read_to_string(repo().join("schemas/alerts.schema.json")).unwrap();
+    assert_eq!(stdout(&out), committed);
 }
 
 #[test]

@@ -26,6 +26,66 @@ pub(crate) fn queries_read_the_catalog_runs_and_backfills(backend: &Backend) {
     let me = w.q(&admin, "{ me { role phi } }", json!({}))["me"].clone();
     assert_eq!(me, json!({ "role": "ADMIN", "phi": true }));
 
+    // alerts: what the outbox recorded, to any role (an incident holds only what an
+    // alert shows).
+    let none = w.q(
+        &viewer,
+        "{ alerts { incidents { key } deliveries { id } } }",
+        json!({}),
+    );
+    assert_eq!(none["alerts"], json!({ "incidents": [], "deliveries": [] }));
+    let at = chrono::Utc::now();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let store = cairn_store::open(&w.store).await.unwrap();
+            store
+                .apply_outbox(&cairn_store::OutboxWrite {
+                    incidents: vec![cairn_store::StoredIncident {
+                        key: "inc-1".into(),
+                        event: "run_failed".into(),
+                        subject: "ops/census [masked:0]".into(),
+                        asset: Some("ops/census".into()),
+                        status: "open".into(),
+                        opened_at: at,
+                        closed_at: None,
+                        incident: json!({}),
+                        targets: json!([{ "channel": "oncall", "resolve": true }]),
+                    }],
+                    deliveries: vec![cairn_store::NewDelivery {
+                        at,
+                        channel: "oncall".into(),
+                        phase: "firing".into(),
+                        incident: Some("inc-1".into()),
+                        message: "alert-1".into(),
+                        outcome: "retryable".into(),
+                        error: Some("HTTP 503".into()),
+                        items: None,
+                    }],
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            store.close().await;
+        });
+    let alerts = w.q(
+        &viewer,
+        "{ alerts { incidents { key event subject asset status channels } deliveries { channel phase incident outcome error } } }",
+        json!({}),
+    )["alerts"]
+        .clone();
+    assert_eq!(
+        alerts,
+        json!({
+            "incidents": [{ "key": "inc-1", "event": "run_failed", "subject": "ops/census [masked:0]",
+                            "asset": "ops/census", "status": "open", "channels": ["oncall"] }],
+            "deliveries": [{ "channel": "oncall", "phase": "firing", "incident": "inc-1",
+                             "outcome": "retryable", "error": "HTTP 503" }],
+        })
+    );
+
     // assets: every filter.
     let assets = |args: &str| -> Vec<String> {
         let d = w.q(

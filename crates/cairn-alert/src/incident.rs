@@ -26,7 +26,9 @@ use cairn_model::{AssetDef, Classification};
 pub const MAX_ERROR_CHARS: usize = 300;
 
 /// A partition as an alert may show it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum PartitionLabel {
     /// A key that is not personal data (a day, a source system).
     Key(String),
@@ -54,7 +56,10 @@ pub struct PartitionRef<'a> {
 }
 
 /// What an incident is about.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum Subject {
     /// One asset, maybe one partition of it: built only by [`Subject::asset`].
     Asset(AssetSubject),
@@ -68,7 +73,9 @@ pub enum Subject {
 
 /// An asset as an alert names it. Its fields are private so that the masking decision
 /// is always [`Subject::asset`]'s, made from the definition.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct AssetSubject {
     key: String,
     partition: Option<PartitionLabel>,
@@ -158,7 +165,9 @@ impl fmt::Debug for MaskedText {
 }
 
 /// A stable identifier of one incident, derived from what opened it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct IncidentKey(String);
 
 impl IncidentKey {
@@ -179,7 +188,9 @@ impl fmt::Display for IncidentKey {
 }
 
 /// Something that needs a person: what happened, to what, when, and what to look at.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// It (de)serializes for the outbox's stored copy; a new one is only ever made by
+/// [`Incident::new`] from a [`Subject`] built from the definition.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Incident {
     key: IncidentKey,
     event: AlertEvent,
@@ -288,13 +299,7 @@ impl Incident {
     /// The condition the incident is about: another firing with the same condition while
     /// this one is open is the same incident. Freshness warn and breach share one.
     pub fn condition(&self) -> Condition {
-        Condition {
-            family: match self.event {
-                AlertEvent::FreshnessWarn | AlertEvent::FreshnessBreach => "freshness",
-                other => other.as_str(),
-            },
-            subject: self.subject.clone(),
-        }
+        Condition::of(self.event, self.subject.clone())
     }
 
     /// For `freshness`: breach outranks warn (a breach while warn is open escalates).
@@ -310,8 +315,23 @@ pub struct Condition {
     subject: Subject,
 }
 
+impl Condition {
+    /// The condition a firing of `event` about `subject` would have: what a clear names.
+    pub fn of(event: AlertEvent, subject: Subject) -> Self {
+        Condition {
+            family: match event {
+                AlertEvent::FreshnessWarn | AlertEvent::FreshnessBreach => "freshness",
+                other => other.as_str(),
+            },
+            subject,
+        }
+    }
+}
+
 /// Whether an incident is firing or resolved, in a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum Phase {
     Firing,
     Resolved,
@@ -323,6 +343,12 @@ impl Phase {
             Phase::Firing => "firing",
             Phase::Resolved => "resolved",
         }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Phase::Firing, Phase::Resolved]
+            .into_iter()
+            .find(|p| p.as_str() == raw)
     }
 }
 

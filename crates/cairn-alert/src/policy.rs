@@ -45,6 +45,18 @@ pub enum IncidentStatus {
 }
 
 impl IncidentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentStatus::Open => "open",
+            IncidentStatus::Resolved => "resolved",
+            IncidentStatus::Superseded => "superseded",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == raw)
+    }
+
     pub const ALL: [IncidentStatus; 3] = [
         IncidentStatus::Open,
         IncidentStatus::Resolved,
@@ -58,7 +70,7 @@ impl IncidentStatus {
 }
 
 /// A channel an incident is routed to, and whether that route wants the resolve.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Target {
     pub channel: String,
     pub resolve: bool,
@@ -126,6 +138,21 @@ pub struct IncidentBook {
 impl IncidentBook {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The book as stored: incidents in the order they opened (an open one per
+    /// condition; should the store hold two, the later one counts).
+    pub fn restore(incidents: Vec<Tracked>) -> Self {
+        let mut book = Self {
+            incidents,
+            open: BTreeMap::new(),
+        };
+        for (i, tracked) in book.incidents.iter().enumerate() {
+            if tracked.status == IncidentStatus::Open {
+                book.open.insert(tracked.incident.condition(), i);
+            }
+        }
+        book
     }
 
     pub fn incidents(&self) -> &[Tracked] {
@@ -248,6 +275,30 @@ pub enum Outcome {
     HeldBack,
     /// Given up (after a permanent failure or too many attempts); recorded once.
     GaveUp,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 5] = [
+        Outcome::Delivered,
+        Outcome::Retryable,
+        Outcome::Permanent,
+        Outcome::HeldBack,
+        Outcome::GaveUp,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Delivered => "delivered",
+            Outcome::Retryable => "retryable",
+            Outcome::Permanent => "permanent",
+            Outcome::HeldBack => "held_back",
+            Outcome::GaveUp => "gave_up",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.as_str() == raw)
+    }
 }
 
 /// One recorded attempt (or hold, or give-up).

@@ -258,6 +258,51 @@ fn teams(headline: &str, facts: &[(&str, String)], firing: bool, link: Option<&s
     })
 }
 
+/// A test message for `cairn alerts test CHANNEL`: proves the channel's settings and
+/// secrets work end to end. It concerns no asset, so it carries no data.
+pub fn render_test(
+    channel: &str,
+    at: DateTime<Utc>,
+    idempotency_key: &str,
+    format: Format,
+) -> Rendered {
+    let headline = format!("[Cairn] Test message for channel {channel}");
+    let facts = [
+        ("Channel", channel.to_owned()),
+        ("Sent at", rfc3339(at)),
+        ("Sent by", "cairn alerts test".to_owned()),
+    ];
+    let body = match format {
+        Format::Email => {
+            let mut text = format!(
+                "This is a test message from Cairn. If you can read it, alerts to channel \
+                 {channel} reach you.\n\n"
+            );
+            for (label, value) in &facts {
+                text.push_str(&format!("{label}: {value}\n"));
+            }
+            Body::Email {
+                subject: headline,
+                text,
+            }
+        }
+        Format::Webhook(WebhookFormat::Json) => Body::Json(json!({
+            "version": JSON_VERSION,
+            "type": "test",
+            "idempotency_key": idempotency_key,
+            "channel": channel,
+            "summary": headline,
+            "at": rfc3339(at),
+        })),
+        Format::Webhook(WebhookFormat::Slack) => Body::Json(slack(&headline, &facts, None)),
+        Format::Webhook(WebhookFormat::Teams) => Body::Json(teams(&headline, &facts, false, None)),
+    };
+    Rendered {
+        idempotency_key: idempotency_key.to_owned(),
+        body,
+    }
+}
+
 pub fn render_digest(digest: &DigestMessage<'_>, format: Format) -> Rendered {
     let n = digest.items.len();
     let headline = format!(

@@ -492,6 +492,7 @@ impl Engine {
             flying: &flying,
             stored: &stored,
             seen_before: self.tailed_from,
+            freshness_logged: None,
             max_runs,
             automation,
         });
@@ -554,12 +555,20 @@ impl Engine {
             .into_iter()
             .filter(|o| o.event_id().is_none_or(|e| e > cx.seen_before))
             .collect();
+        let facts = self.tick_facts(&observed, cx.freshness_logged, now);
+        writes.facts = facts.events;
+        writes.meta = facts.meta;
         let report = TickReport {
             enqueued: writes.runs.len(),
             backfills_finished: plan.backfills.iter().filter(|b| b.finished).count(),
             observed,
+            wake_at: facts.wake_at,
         };
-        TickPlan { writes, report }
+        TickPlan {
+            writes,
+            report,
+            freshness_logged: facts.freshness,
+        }
     }
 
     /// The store's runs for a plan.
@@ -628,6 +637,9 @@ pub struct TickContext<'a> {
     /// The newest event the state had at the previous tick: facts observed at older events
     /// were reported then.
     pub seen_before: EventId,
+    /// The freshness statuses last logged, to log transitions against (None: this caller
+    /// does not track freshness).
+    pub freshness_logged: Option<&'a crate::facts::FreshnessLog>,
     pub max_runs: usize,
     pub automation: bool,
 }
@@ -636,6 +648,8 @@ pub struct TickContext<'a> {
 pub struct TickPlan {
     pub writes: TickWrites,
     pub report: TickReport,
+    /// What to take into the freshness log once `writes` commit.
+    pub freshness_logged: Option<crate::facts::FreshnessUpdate>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -644,4 +658,6 @@ pub struct TickReport {
     pub backfills_finished: usize,
     /// State changes first observed by this tick.
     pub observed: Vec<Observed>,
+    /// When a freshness status changes next with nothing happening (the loop wakes then).
+    pub wake_at: Option<DateTime<Utc>>,
 }

@@ -7,6 +7,7 @@
 pub mod backfill;
 pub mod clock;
 pub mod engine;
+pub mod facts;
 pub mod live;
 pub mod reconciler;
 pub mod report;

@@ -298,3 +298,103 @@ async fn the_pulse_shows_the_passes_of_a_leader_and_of_a_standby() {
     let detached = Handle::detached(store, cairn_engine::LiveView::new());
     assert_eq!(detached.pulse(), Pulse::Detached);
 }
+
+/// The `freshness_changed` events in the log: (asset, from, to).
+async fn freshness_events(store: &Store) -> Vec<(String, String, String)> {
+    store
+        .events(&cairn_store::EventFilter {
+            kinds: vec![cairn_store::EventKind::FreshnessChanged],
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| {
+            (
+                e.asset.unwrap_or_default(),
+                e.payload["from"].as_str().unwrap().to_owned(),
+                e.payload["to"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn freshness_transitions_are_logged_once_each_as_the_clock_passes_them() {
+    let clock = ManualClock::new(at("2025-06-01T12:00:00Z"));
+    let service = Service::start(&clock).await;
+    service
+        .store
+        .append(&[cairn_store::NewEvent::new(
+            at("2025-06-01T11:00:00Z"),
+            cairn_store::EventKind::Materialization,
+        )
+        .asset("mart/summary", "")
+        .payload(serde_json::json!({ "data_version": "d1", "code_version": "v1" }))])
+        .await
+        .unwrap();
+    let policy = serde_json::json!({ "max_lag": "2h", "warn_lag": "90m" });
+    let over = FreshnessOverride {
+        policy: cairn_engine::parse_freshness(&policy).unwrap(),
+        record: cairn_store::FreshnessOverride {
+            asset: "mart/summary".into(),
+            policy,
+            set_by: "test".into(),
+            set_at: Utc::now(),
+        },
+    };
+    service
+        .handle
+        .set_sla(over, &audit("sla.set"))
+        .await
+        .unwrap();
+    service.tick().await;
+    let fresh = (
+        "mart/summary".to_owned(),
+        "unknown".to_owned(),
+        "fresh".to_owned(),
+    );
+    assert_eq!(
+        freshness_events(&service.store).await,
+        std::slice::from_ref(&fresh)
+    );
+
+    // Late by 91 minutes: warn, once, however many ticks see it.
+    clock.set(at("2025-06-01T12:31:00Z"));
+    service.tick().await;
+    service.tick().await;
+    let warn = (
+        "mart/summary".to_owned(),
+        "fresh".to_owned(),
+        "warn".to_owned(),
+    );
+    assert_eq!(
+        freshness_events(&service.store).await,
+        [fresh.clone(), warn.clone()]
+    );
+
+    // Past max_lag: breach, with nothing materialized in between.
+    clock.set(at("2025-06-01T13:00:01Z"));
+    service.tick().await;
+    service.tick().await;
+    let breach = (
+        "mart/summary".to_owned(),
+        "warn".to_owned(),
+        "breach".to_owned(),
+    );
+    assert_eq!(
+        freshness_events(&service.store).await,
+        [fresh, warn, breach]
+    );
+    // What was logged is durable: a restarted reconciler compares against it.
+    let logged = cairn_engine::facts::Logged::read(&service.store)
+        .await
+        .unwrap();
+    assert_eq!(
+        logged.freshness.get("mart/summary").map(|s| s.as_str()),
+        Some("breach")
+    );
+    assert!(logged.observed_through.is_some());
+    service.stop().await;
+}

@@ -35,6 +35,18 @@ impl FreshnessStatus {
             FreshnessStatus::Breach => "breach",
         }
     }
+
+    /// The inverse of [`FreshnessStatus::as_str`].
+    pub fn parse(raw: &str) -> Option<Self> {
+        [
+            FreshnessStatus::Unknown,
+            FreshnessStatus::Fresh,
+            FreshnessStatus::Warn,
+            FreshnessStatus::Breach,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == raw)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

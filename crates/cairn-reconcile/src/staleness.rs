@@ -401,4 +401,18 @@ mod tests {
         assert_eq!(c.fresh, 1);
         assert_eq!(c.by_reason, [2, 1, 0, 0, 1]);
     }
+
+    #[test]
+    fn asset_staleness_len_counts_every_partition_and_only_an_empty_one_is_empty() {
+        assert!(AssetStaleness::default().is_empty());
+        assert_eq!(AssetStaleness::default().len(), 0);
+        let s = AssetStaleness {
+            flags: vec![0, MISSING, 0],
+            not_fresh: PartitionSet::single(1),
+        };
+        assert_eq!(s.len(), 3);
+        assert!(!s.is_empty());
+        assert_eq!(s.flags(1), MISSING);
+        assert_eq!(s.flags(3), 0, "past the end: no reason");
+    }
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use cairn_model::AssetId;
 use cairn_model::partitions::PartitionSet;
-use cairn_reconcile::plan::{BackfillTarget, PlanInput, Trigger, plan};
+use cairn_reconcile::plan::{BackfillTarget, Observed, PlanInput, Progress, Trigger, plan};
 use cairn_reconcile::staleness::{Inputs, Staleness};
 use common::{Log, graph, t};
 
@@ -26,6 +26,18 @@ fn planned(
     backfills: &[BackfillTarget],
     cron: &HashMap<AssetId, chrono::DateTime<chrono::Utc>>,
 ) -> (Vec<String>, cairn_reconcile::Plan) {
+    planned_with(log, in_flight, backfills, cron, 1_000_000, true)
+}
+
+/// [`planned`] with a run budget, and with automation policies on or off.
+fn planned_with(
+    log: &Log<'_>,
+    in_flight: &[PartitionSet],
+    backfills: &[BackfillTarget],
+    cron: &HashMap<AssetId, chrono::DateTime<chrono::Utc>>,
+    max_runs: usize,
+    automation: bool,
+) -> (Vec<String>, cairn_reconcile::Plan) {
     let inputs = Inputs {
         graph: log.graph,
         state: &log.state,
@@ -39,8 +51,8 @@ fn planned(
         running: &[],
         backfills,
         cron_handled: cron,
-        max_runs: 1_000_000,
-        automation: true,
+        max_runs,
+        automation,
     });
     let lines = p
         .runs
@@ -491,4 +503,290 @@ fn a_waiting_backfill_says_which_upstream_partitions_it_waits_for_and_why() {
     );
     // a0 is no target of the backfill: it waits for nothing itself.
     assert!(b.waiting_for.iter().all(|(id, _)| *id != a0));
+}
+
+#[test]
+fn without_automation_only_backfills_are_planned() {
+    let g = graph(&chain("\"eager\"", 1, ""));
+    let log = Log::new(&g, "2025-01-06T12:00:00Z");
+    let a0 = g.id_of("chain/a0").unwrap();
+    let backfill = [BackfillTarget {
+        id: "bf".into(),
+        targets: vec![(a0, PartitionSet::from_range(0..2))],
+        since_event: 0,
+    }];
+    let none = vec![PartitionSet::new(); 1];
+    let (lines, _) = planned_with(&log, &none, &backfill, &HashMap::new(), 100, true);
+    assert_eq!(
+        lines,
+        [
+            "chain/a0 2025-01-01",
+            "chain/a0 2025-01-02",
+            "chain/a0 2025-01-05"
+        ]
+    );
+    let (lines, p) = planned_with(&log, &none, &backfill, &HashMap::new(), 100, false);
+    assert_eq!(lines, ["chain/a0 2025-01-01", "chain/a0 2025-01-02"]);
+    assert!(
+        p.runs
+            .iter()
+            .all(|r| matches!(r.trigger, Trigger::Backfill { .. }))
+    );
+}
+
+#[test]
+fn max_runs_caps_the_whole_plan_across_assets() {
+    let toml =
+        chain("\"manual\"", 1, "") + &chain("\"manual\"", 1, "").replace("chain/a0", "other/b0");
+    let g = graph(&toml);
+    let log = Log::new(&g, "2025-01-06T12:00:00Z");
+    let (a, b) = (g.id_of("chain/a0").unwrap(), g.id_of("other/b0").unwrap());
+    let backfill = [BackfillTarget {
+        id: "bf".into(),
+        targets: vec![
+            (a, PartitionSet::from_range(0..4)),
+            (b, PartitionSet::from_range(0..4)),
+        ],
+        since_event: 0,
+    }];
+    let none = vec![PartitionSet::new(); 2];
+    let count = |max_runs| {
+        let (_, p) = planned_with(&log, &none, &backfill, &HashMap::new(), max_runs, true);
+        let of = |id: AssetId| p.runs.iter().filter(|r| r.asset == id).count();
+        (of(a), of(b))
+    };
+    let first_in_order = if g.topological_order()[0] == a {
+        (3, 0)
+    } else {
+        (0, 3)
+    };
+    assert_eq!(
+        count(3),
+        first_in_order,
+        "three runs, all of the first asset"
+    );
+    assert_eq!(count(6).0 + count(6).1, 6);
+    assert_eq!(count(100), (4, 4));
+    assert_eq!(count(0), (0, 0));
+}
+
+#[test]
+fn a_retry_is_planned_the_moment_its_backoff_ends() {
+    let g = graph(&chain(
+        "\"eager\"",
+        1,
+        "[asset.retries]\nmax = 2\nbackoff = \"10m\"\n",
+    ));
+    let mut log = Log::new(&g, "2025-01-06T12:00:00Z");
+    let none = vec![PartitionSet::new(); 1];
+    log.fail("chain/a0", "2025-01-05");
+    log.now = t("2025-01-06T12:09:59Z");
+    assert!(planned(&log, &none, &[], &HashMap::new()).0.is_empty());
+    log.now = t("2025-01-06T12:10:00Z");
+    assert_eq!(
+        planned(&log, &none, &[], &HashMap::new()).0,
+        ["chain/a0 2025-01-05"]
+    );
+}
+
+#[test]
+fn an_observation_made_at_the_tick_itself_handles_that_tick() {
+    let toml = r#"
+[[asset]]
+key = "raw/registry"
+source = true
+observe = { command = ["true"] }
+automation = { cron = "0 * * * *" }
+"#;
+    let g = graph(toml);
+    let registry = g.id_of("raw/registry").unwrap();
+    let tick = t("2025-01-06T12:00:00Z");
+    let mut log = Log::new(&g, "2025-01-06T12:00:00Z");
+    log.mat("raw/registry", "", "v1");
+    log.now = t("2025-01-06T12:30:00Z");
+    let none = vec![PartitionSet::new(); 1];
+    let (lines, p) = planned(&log, &none, &[], &HashMap::new());
+    assert!(lines.is_empty(), "{lines:?}");
+    assert_eq!(p.cron_handled, [(registry, tick)]);
+}
+
+#[test]
+fn a_backfill_is_finished_once_every_partition_is_rebuilt_or_failed_for_good() {
+    // No retries (the default): one failure is final.
+    let g = graph(&chain("\"manual\"", 1, ""));
+    let mut log = Log::new(&g, "2025-01-06T12:00:00Z");
+    let a0 = g.id_of("chain/a0").unwrap();
+    let backfill = [BackfillTarget {
+        id: "bf".into(),
+        targets: vec![(a0, PartitionSet::from_range(0..3))],
+        since_event: 0,
+    }];
+    log.mat("chain/a0", "2025-01-01", "v1")
+        .mat("chain/a0", "2025-01-02", "v1")
+        .fail("chain/a0", "2025-01-03"); // event 3
+    let none = vec![PartitionSet::new(); 1];
+    let (lines, p) = planned(&log, &none, &backfill, &HashMap::new());
+    assert!(lines.is_empty(), "{lines:?}");
+    let b = &p.backfills[0];
+    assert_eq!(
+        b.per_asset,
+        [(
+            a0,
+            Progress {
+                requested: 3,
+                done: 2,
+                failed: 1,
+                ..Progress::default()
+            }
+        )]
+    );
+    assert!(b.finished);
+    assert!(b.waiting_for.is_empty(), "{:?}", b.waiting_for);
+    assert_eq!(
+        p.observed,
+        [
+            Observed::RetriesExhausted {
+                asset: a0,
+                partition: 2,
+                failure_event_id: 3,
+                failures: 1
+            },
+            Observed::BackfillFinished { id: "bf".into() }
+        ]
+    );
+    assert_eq!(p.observed[0].event_id(), Some(3));
+    assert_eq!(p.observed[1].event_id(), None);
+    // The failed day queued again by hand: in flight, so not finished yet.
+    let mut flying = none.clone();
+    flying[a0.index()].insert(2);
+    let (_, p) = planned(&log, &flying, &backfill, &HashMap::new());
+    assert_eq!(p.backfills[0].per_asset[0].1.in_flight, 1);
+    assert_eq!(p.backfills[0].per_asset[0].1.waiting, 0);
+    assert!(!p.backfills[0].finished);
+    assert!(
+        p.observed
+            .iter()
+            .all(|o| !matches!(o, Observed::BackfillFinished { .. }))
+    );
+}
+
+#[test]
+fn a_backfill_whose_partitions_all_go_waits_for_nothing() {
+    let g = graph(&chain("\"manual\"", 1, ""));
+    let log = Log::new(&g, "2025-01-06T12:00:00Z");
+    let a0 = g.id_of("chain/a0").unwrap();
+    let backfill = [BackfillTarget {
+        id: "bf".into(),
+        targets: vec![(a0, PartitionSet::from_range(0..3))],
+        since_event: 0,
+    }];
+    let (lines, p) = planned(&log, &[PartitionSet::new()], &backfill, &HashMap::new());
+    assert_eq!(lines.len(), 3);
+    assert_eq!(p.backfills[0].per_asset[0].1.planned, 3);
+    assert_eq!(p.backfills[0].per_asset[0].1.waiting, 0);
+    assert!(
+        p.backfills[0].waiting_for.is_empty(),
+        "{:?}",
+        p.backfills[0].waiting_for
+    );
+    assert!(!p.backfills[0].finished);
+}
+
+#[test]
+fn eager_assets_do_not_ask_manual_upstreams_to_run() {
+    let toml = r#"
+[[asset]]
+key = "raw/a"
+partitions = "daily"
+compute = { command = ["true"] }
+
+[[asset]]
+key = "clean/b"
+partitions = "daily"
+automation = "eager"
+deps = ["raw/a"]
+compute = { command = ["true"] }
+"#;
+    let g = graph(toml);
+    let log = Log::new(&g, "2025-01-06T12:00:00Z");
+    let none = vec![PartitionSet::new(); g.len()];
+    let (lines, _) = planned(&log, &none, &[], &HashMap::new());
+    assert!(lines.is_empty(), "{lines:?}");
+}
+
+#[test]
+fn a_static_mapped_reader_waits_only_for_the_keys_it_reads() {
+    // `main` reads main; `ref` reads main and ref.
+    let toml = r#"
+[[asset]]
+key = "clean/sys_src"
+partitions = "systems"
+compute = { command = ["true"] }
+
+[[asset]]
+key = "clean/by_system"
+partitions = "systems"
+automation = "eager"
+deps = [{ asset = "clean/sys_src", mapping = { type = "static", map = { main = ["main"], ref = ["main", "ref"] } } }]
+compute = { command = ["true"] }
+"#;
+    let g = graph(toml);
+    let mut log = Log::new(&g, "2025-01-06T12:00:00Z");
+    log.mat("clean/sys_src", "main", "v1");
+    let none = vec![PartitionSet::new(); g.len()];
+    assert_eq!(
+        planned(&log, &none, &[], &HashMap::new()).0,
+        ["clean/by_system main"],
+        "ref reads the missing ref: it waits"
+    );
+    log.mat("clean/sys_src", "ref", "v1");
+    assert_eq!(
+        planned(&log, &none, &[], &HashMap::new()).0,
+        ["clean/by_system main", "clean/by_system ref"]
+    );
+}
+
+#[test]
+fn a_reader_waits_while_its_fresh_upstream_is_run_again() {
+    let g = graph(&chain("\"eager\"", 2, ""));
+    let mut log = Log::new(&g, "2025-01-06T12:00:00Z");
+    log.mat("chain/a0", "2025-01-05", "v1");
+    let none = vec![PartitionSet::new(); g.len()];
+    assert_eq!(
+        planned(&log, &none, &[], &HashMap::new()).0,
+        ["chain/a1 2025-01-05"]
+    );
+    // a0's fresh day queued again (by hand): its reader waits for the new data.
+    let mut flying = none.clone();
+    let (a0, p) = log.index("chain/a0", "2025-01-05");
+    flying[a0.index()].insert(p);
+    let (lines, _) = planned(&log, &flying, &[], &HashMap::new());
+    assert!(lines.is_empty(), "{lines:?}");
+}
+
+#[test]
+fn a_single_run_batch_ends_at_the_last_ready_partition() {
+    let g = graph(&chain(
+        "\"manual\"",
+        1,
+        "[asset.backfill]\npolicy = \"single_run\"\nmax_partitions_per_run = 31\n",
+    ));
+    let log = Log::new(&g, "2026-01-01T12:00:00Z");
+    let id = g.id_of("chain/a0").unwrap();
+    let backfill = [BackfillTarget {
+        id: "bf".into(),
+        targets: vec![(id, PartitionSet::from_range(0..20))],
+        since_event: 0,
+    }];
+    // A budget of 5 partitions: the batch stops there, though the backfill goes on.
+    let (_, p) = planned_with(
+        &log,
+        &[PartitionSet::new()],
+        &backfill,
+        &HashMap::new(),
+        5,
+        true,
+    );
+    assert_eq!(p.runs.len(), 1);
+    assert_eq!(p.runs[0].partitions, 0..5);
 }

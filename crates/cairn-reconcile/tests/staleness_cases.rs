@@ -326,3 +326,159 @@ compute = { command = ["true"] }
     log.mat("raw/h", &key, "v2");
     assert_eq!(render(&log), "agg/all : upstream_changed\n");
 }
+
+#[test]
+fn explain_names_at_most_three_changed_upstream_partitions_per_dependency_in_order() {
+    let toml = r#"
+[[asset]]
+key = "raw/a"
+partitions = "daily"
+compute = { command = ["true"] }
+
+[[asset]]
+key = "marts/w"
+partitions = "weekly"
+deps = ["raw/a"]
+compute = { command = ["true"] }
+"#;
+    let g = graph(toml);
+    let mut log = Log::new(&g, "2025-01-15T12:00:00Z");
+    build_all(&mut log, "raw/a", 1..=14, "v1"); // events 1..=14
+    log.mat("marts/w", "2024-12-30", "x") // event 15
+        .mat("marts/w", "2025-01-06", "x"); // event 16, inputs read as of 15
+    // Four days of the week of 01-06 change (events 17..=20).
+    for d in 7..=10 {
+        log.mat("raw/a", &format!("2025-01-{d:02}"), "v2");
+    }
+    let inputs = Inputs {
+        graph: &g,
+        state: &log.state,
+        env: log.env(),
+    };
+    let staleness = Staleness::compute(inputs);
+    let (id, p) = log.index("marts/w", "2025-01-06");
+    let changed = |day: &str, event: i64| Reason::UpstreamChanged {
+        upstream: "raw/a".into(),
+        partition: day.into(),
+        data_changed_at_event: event,
+        inputs_read_at_event: 16 - 1,
+    };
+    assert_eq!(
+        explain(inputs, &staleness, id, p),
+        [
+            changed("2025-01-07", 17),
+            changed("2025-01-08", 18),
+            changed("2025-01-09", 19),
+        ],
+        "the first three changed days, each once; the fourth is left out"
+    );
+}
+
+#[test]
+fn explain_reports_a_failed_retry_of_a_built_partition_as_its_only_reason() {
+    let toml = r#"
+[[asset]]
+key = "raw/a"
+partitions = "daily"
+compute = { command = ["true"] }
+
+[asset.retries]
+max = 2
+backoff = "1m"
+"#;
+    let g = graph(toml);
+    let mut log = Log::new(&g, NOW);
+    build_all(&mut log, "raw/a", 1..=5, "v1");
+    log.fail("raw/a", "2025-01-05");
+    assert_eq!(render(&log), "raw/a 2025-01-05: failed\n");
+    let inputs = Inputs {
+        graph: &g,
+        state: &log.state,
+        env: log.env(),
+    };
+    let staleness = Staleness::compute(inputs);
+    let (id, p) = log.index("raw/a", "2025-01-05");
+    assert_eq!(
+        explain(inputs, &staleness, id, p),
+        [Reason::Failed {
+            failures: 1,
+            last_failure_at: log.now,
+            retries_max: 2,
+            retries_left: 1,
+        }]
+    );
+}
+
+#[test]
+fn explain_of_a_missing_partition_names_no_upstream_change() {
+    let g = graph(&daily_pair(""));
+    let mut log = Log::new(&g, NOW);
+    build_all(&mut log, "raw/a", 1..=5, "v1");
+    let inputs = Inputs {
+        graph: &g,
+        state: &log.state,
+        env: log.env(),
+    };
+    let staleness = Staleness::compute(inputs);
+    let (id, p) = log.index("clean/b", "2025-01-03");
+    assert_eq!(
+        explain(inputs, &staleness, id, p),
+        [Reason::Missing],
+        "never built: its upstream's data is not a change to it"
+    );
+}
+
+#[test]
+fn explain_names_the_stale_upstream_of_an_otherwise_fresh_partition() {
+    let g = graph(&daily_pair(""));
+    let mut log = Log::new(&g, NOW);
+    build_all(&mut log, "raw/a", 1..=5, "v1");
+    build_all(&mut log, "clean/b", 1..=5, "x");
+    // Rebuilt with old code and the same data: stale itself, no data change downstream.
+    log.mat_with("raw/a", "2025-01-03", "v1", "old-code");
+    assert_eq!(
+        render(&log),
+        "raw/a 2025-01-03: code_changed\nclean/b 2025-01-03: upstream_stale\n"
+    );
+    let inputs = Inputs {
+        graph: &g,
+        state: &log.state,
+        env: log.env(),
+    };
+    let staleness = Staleness::compute(inputs);
+    let (id, p) = log.index("clean/b", "2025-01-03");
+    assert_eq!(
+        explain(inputs, &staleness, id, p),
+        [Reason::UpstreamStale {
+            upstream: "raw/a".into(),
+            partition: "2025-01-03".into(),
+            upstream_reasons: vec!["code_changed"],
+        }]
+    );
+}
+
+#[test]
+fn update_picks_up_partitions_that_came_into_existence_since() {
+    let g = graph(&daily_pair(""));
+    let mut log = Log::new(&g, NOW);
+    build_all(&mut log, "raw/a", 1..=5, "v1");
+    build_all(&mut log, "clean/b", 1..=5, "x");
+    let mut staleness = Staleness::compute(Inputs {
+        graph: &g,
+        state: &log.state,
+        env: log.env(),
+    });
+    // A day later, 2025-01-06 exists; nothing was logged.
+    log.now = common::t("2025-01-07T12:00:00Z");
+    let inputs = Inputs {
+        graph: &g,
+        state: &log.state,
+        env: log.env(),
+    };
+    staleness.update(inputs, &[]);
+    assert_eq!(staleness, Staleness::compute(inputs));
+    assert_eq!(
+        common::render_staleness(&log, &staleness),
+        "raw/a 2025-01-06: missing\nclean/b 2025-01-06: missing, upstream_stale\n"
+    );
+}

@@ -278,7 +278,8 @@ async fn bench_growth(days: i64) {
         PruneReport {
             events: simulated_runs - 30,
             run_logs: 5 * simulated_runs,
-            runs: 0
+            runs: 0,
+            alerts: 0
         },
         "past {short} days: every log line and every superseded materialization goes"
     );
@@ -288,7 +289,8 @@ async fn bench_growth(days: i64) {
         PruneReport {
             events: 3 * simulated_runs,
             run_logs: 0,
-            runs: simulated_runs
+            runs: simulated_runs,
+            alerts: 0
         },
         "past {long} days: every lifecycle event and finished run goes"
     );

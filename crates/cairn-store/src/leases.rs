@@ -6,7 +6,14 @@ use chrono::{DateTime, Utc};
 use crate::backend::Backend;
 use crate::db::{Db, Query};
 use crate::error::Result;
-use crate::types::to_micros;
+use crate::types::{from_micros, to_micros};
+
+/// A lease as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub holder: String,
+    pub expires_at: DateTime<Utc>,
+}
 
 impl<DB: Db> Backend<DB> {
     /// Takes or renews the lease `name` for `holder` until `now + ttl`; false when
@@ -46,5 +53,15 @@ impl<DB: Db> Backend<DB> {
             .bind(holder);
         self.execute(&q).await?;
         Ok(())
+    }
+
+    /// The lease `name`, expired or not.
+    pub(crate) async fn lease(&self, name: &str) -> Result<Option<Lease>> {
+        let q = Query::new("SELECT holder, expires_at FROM leases WHERE name = $1").bind(name);
+        let row: Option<(String, i64)> = self.fetch_optional(&q).await?;
+        Ok(row.map(|(holder, at)| Lease {
+            holder,
+            expires_at: from_micros(at),
+        }))
     }
 }

@@ -9,6 +9,7 @@
 //! together, a run's status change commits with its lifecycle event (and, for a success,
 //! its materialization), so a crash never leaves them disagreeing.
 
+mod alerts;
 mod backend;
 mod backfills;
 mod db;
@@ -28,9 +29,11 @@ mod tokens;
 pub mod types;
 mod write_tx;
 
+pub use alerts::{ALERTS_CURSOR, Delivery, NewDelivery, OutboxWrite, StoredIncident};
 pub use db::Dialect;
 pub use error::{Error, Result, WriteFault};
 pub use health::{Degraded, WriteHealth};
+pub use leases::Lease;
 pub use metrics::StoreMetrics;
 pub use open::{StoreUrl, default_sqlite_path, resolve_url};
 pub use types::*;
@@ -194,6 +197,12 @@ delegate! {
     fn try_lease(&self, name: &str, holder: &str, now: chrono::DateTime<chrono::Utc>, ttl: std::time::Duration) -> Result<bool>;
     fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
     fn lease_holder(&self, name: &str) -> Result<Option<String>>;
+    fn lease(&self, name: &str) -> Result<Option<Lease>>;
+    fn apply_outbox(&self, write: &OutboxWrite) -> Result<()>;
+    fn alert_incidents(&self, closed_since: chrono::DateTime<chrono::Utc>) -> Result<Vec<StoredIncident>>;
+    fn recent_alert_incidents(&self, open_only: bool, limit: u32) -> Result<Vec<StoredIncident>>;
+    fn alert_deliveries_since(&self, since: chrono::DateTime<chrono::Utc>) -> Result<Vec<Delivery>>;
+    fn recent_alert_deliveries(&self, limit: u32) -> Result<Vec<Delivery>>;
     fn interruptions_in_a_row(&self, asset: &str, partition: Option<&str>) -> Result<u32>;
     fn run_counts(&self) -> Result<Vec<RunCount>>;
     fn metrics(&self, now: chrono::DateTime<chrono::Utc>, bounds: &[std::time::Duration]) -> Result<StoreMetrics>;

@@ -1,5 +1,5 @@
 //! Retention: what `prune` lets go, and what it never touches (the event behind any
-//! latest materialization or observation, any audit record).
+//! latest materialization or observation, any audit record, an open alert incident).
 
 use chrono::{DateTime, Utc};
 
@@ -47,11 +47,23 @@ impl<DB: Db> Backend<DB> {
         let q = Query::new("DELETE FROM runs WHERE finished_at IS NOT NULL AND finished_at < $1")
             .bind(cutoff(policy.finished_run_days));
         let runs = tx.execute(&q).await?;
+        // Alerts age with the events that record them: closed incidents, and attempts
+        // about no open incident (an open one's history decides what it is still owed).
+        let q = Query::new(
+            "DELETE FROM alert_deliveries WHERE at < $1 AND (incident IS NULL OR incident NOT IN \
+             (SELECT key FROM alert_incidents WHERE status = 'open'))",
+        )
+        .bind(cutoff(policy.event_days));
+        let mut alerts = tx.execute(&q).await?;
+        let q = Query::new("DELETE FROM alert_incidents WHERE status <> 'open' AND closed_at < $1")
+            .bind(cutoff(policy.event_days));
+        alerts += tx.execute(&q).await?;
         tx.commit().await?;
         Ok(PruneReport {
             events: lifecycle + superseded,
             run_logs,
             runs,
+            alerts,
         })
     }
 }

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::types::{
     CronCursor, EventKind, NewEvent, NewRun, RunStatus, TickWrites, from_micros, to_micros,
 };
+use crate::write_tx::WriteTx;
 
 impl<DB: Db> Backend<DB> {
     /// The newest cron tick handled, per asset key.
@@ -102,6 +103,10 @@ impl<DB: Db> Backend<DB> {
             let current = status_of[u.id.as_str()];
             events.extend(Self::write_backfill_progress(&mut tx, u, current, at).await?);
         }
+        events.extend(writes.facts.iter().cloned());
+        for (key, value) in &writes.meta {
+            Self::set_meta_in(&mut tx, key, value).await?;
+        }
         for chunk in writes.cron_cursors.chunks(CHUNK) {
             let mut q = Query::new("INSERT INTO cron_cursors (asset, handled_at) ");
             q.push_values(chunk, |c| {
@@ -128,6 +133,14 @@ impl<DB: Db> Backend<DB> {
 
     /// Small durable settings; `schema` is reserved.
     pub(crate) async fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        Self::set_meta_in(&mut tx, key, value).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// [`Backend::set_meta`] inside a write transaction.
+    pub(crate) async fn set_meta_in(tx: &mut WriteTx<DB>, key: &str, value: &str) -> Result<()> {
         if key == "schema" {
             return Err(Error::Invalid("the schema marker cannot be changed".into()));
         }
@@ -137,7 +150,7 @@ impl<DB: Db> Backend<DB> {
         )
         .bind(key)
         .bind(value);
-        self.execute(&q).await?;
+        tx.execute(&q).await?;
         Ok(())
     }
 }

@@ -64,6 +64,9 @@ string_enum! {
         Materialization => "materialization",
         Observation => "observation",
         FreshnessChanged => "freshness_changed",
+        RetriesExhausted => "retries_exhausted",
+        ReconcilerStalled => "reconciler_stalled",
+        ReconcilerResumed => "reconciler_resumed",
         BackfillRequested => "backfill_requested",
         BackfillCompleted => "backfill_completed",
         BackfillCanceled => "backfill_canceled",
@@ -439,6 +442,12 @@ pub struct TickWrites {
     pub runs: Vec<NewRun>,
     pub cron_cursors: Vec<CronCursor>,
     pub backfills: Vec<BackfillUpdate>,
+    /// State changes the plan observed, as events (freshness transitions, retries
+    /// exhausted): facts for the alert outbox, committed with the runs that follow them.
+    pub facts: Vec<NewEvent>,
+    /// Small durable settings of the reconciler's own (`cairn_meta`), written with the
+    /// facts they account for.
+    pub meta: Vec<(String, String)>,
 }
 
 impl TickWrites {
@@ -448,11 +457,17 @@ impl TickWrites {
             runs: Vec::new(),
             cron_cursors: Vec::new(),
             backfills: Vec::new(),
+            facts: Vec::new(),
+            meta: Vec::new(),
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.runs.is_empty() && self.cron_cursors.is_empty() && self.backfills.is_empty()
+        self.runs.is_empty()
+            && self.cron_cursors.is_empty()
+            && self.backfills.is_empty()
+            && self.facts.is_empty()
+            && self.meta.is_empty()
     }
 }
 
@@ -753,6 +768,8 @@ pub struct PruneReport {
     pub events: u64,
     pub run_logs: u64,
     pub runs: u64,
+    /// Closed alert incidents and delivery attempts (after `event_days`).
+    pub alerts: u64,
 }
 
 /// A new random id (UUID v7: time-ordered, so ids sort roughly by creation).

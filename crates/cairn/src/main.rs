@@ -63,6 +63,8 @@ enum Command {
     Report(commands::report::Args),
     /// Create, list and revoke API tokens.
     Token(commands::token::Args),
+    /// Open alert incidents and recent deliveries; `alerts test CHANNEL` sends a test message.
+    Alerts(commands::alerts::Args),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -101,6 +103,7 @@ fn main() -> ExitCode {
         Command::Logs(args) => commands::logs::run(&store, args),
         Command::Report(args) => commands::report::run(&cli.assets, &store, args),
         Command::Token(args) => commands::token::run(&store, args),
+        Command::Alerts(args) => commands::alerts::run(&cli.assets, &store, args),
         Command::Validate(args) => commands::validate::run(&cli.assets, args),
         Command::Assets(args) => commands::assets::run(&cli.assets, args),
         Command::Graph(args) => commands::graph::run(&cli.assets, args),

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 /// Every crate of the architecture, with the workspace crates it may depend on (inward only).
-const CRATES: [(&str, &[&str]); 8] = [
+const CRATES: [(&str, &[&str]); 9] = [
     ("cairn-model", &[]),
     ("cairn-alert", &["cairn-model"]),
     ("cairn-reconcile", &["cairn-model"]),
@@ -13,6 +13,10 @@ const CRATES: [(&str, &[&str]); 8] = [
     (
         "cairn-engine",
         &["cairn-model", "cairn-reconcile", "cairn-store"],
+    ),
+    (
+        "cairn-outbox",
+        &["cairn-model", "cairn-alert", "cairn-store", "cairn-engine"],
     ),
     (
         "cairn-api",
@@ -32,6 +36,8 @@ const CRATES: [(&str, &[&str]); 8] = [
             "cairn-exec",
             "cairn-engine",
             "cairn-api",
+            "cairn-alert",
+            "cairn-outbox",
         ],
     ),
 ];

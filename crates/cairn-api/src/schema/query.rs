@@ -270,6 +270,30 @@ impl Query {
         Ok(Backfill::new(b, caller(ctx), &view))
     }
 
+    /// Alert incidents (open ones, or with `all` closed ones too), newest first, and the
+    /// newest delivery attempts (docs/alerts.md).
+    async fn alerts(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = false)] all: bool,
+        first: Option<i32>,
+    ) -> async_graphql::Result<super::types::Alerts> {
+        let limit = page_size(first, 50)? as u32;
+        let store = &api(ctx).store;
+        let incidents = store
+            .recent_alert_incidents(!all, limit)
+            .await
+            .map_err(error::store)?;
+        let deliveries = store
+            .recent_alert_deliveries(limit)
+            .await
+            .map_err(error::store)?;
+        Ok(super::types::Alerts {
+            incidents: incidents.into_iter().map(Into::into).collect(),
+            deliveries: deliveries.into_iter().map(Into::into).collect(),
+        })
+    }
+
     /// The audit log, oldest first (admin). `after` is the last id of the previous page.
     async fn audit_log(
         &self,

@@ -84,6 +84,8 @@ pub struct Reconciler {
     clock: Arc<dyn Clock>,
     dead_holders: Option<Arc<dyn DeadHolders>>,
     write_health: Option<WriteHealth>,
+    /// A command changed the view while the loop waited (freshness is evaluated afresh).
+    settings_changed: bool,
 }
 
 impl Reconciler {
@@ -97,6 +99,7 @@ impl Reconciler {
             clock: Arc::new(SystemClock),
             dead_holders: None,
             write_health: None,
+            settings_changed: false,
         }
     }
 
@@ -150,9 +153,11 @@ impl Reconciler {
         let mut graph = (**shared.graph.borrow()).clone();
         let mut fingerprint = definitions_fingerprint(&self.assets_dir);
         let mut reload = true;
-        // The newest event whose observed facts a tick has reported (None: none yet; the
-        // first tick reports only what happens after the store was loaded).
-        let mut observed_through = None;
+        // What the log says was already reported (crates/cairn-engine/src/facts.rs). With
+        // nothing logged yet, the first tick reports only what happens after the load.
+        let logged = crate::facts::Logged::read(store).await?;
+        let mut observed_through = logged.observed_through;
+        let mut freshness_logged = crate::facts::FreshnessLog::new(logged.freshness);
         let lease = (opts.interval * 3).max(Duration::from_secs(30));
         let outcome = loop {
             // The tick's duration covers all of it: definitions, the store's reads, planning
@@ -238,6 +243,9 @@ impl Reconciler {
             };
             // Apply and plan under the lock, with no IO.
             let mut guard = shared.view.write().await;
+            if loaded.is_some() || std::mem::take(&mut self.settings_changed) {
+                freshness_logged.invalidate();
+            }
             if loaded.is_some() {
                 *guard = loaded;
             }
@@ -245,11 +253,13 @@ impl Reconciler {
             // them; applying them again changes nothing).
             while let Ok(command) = self.commands.try_recv() {
                 command.apply(&mut guard);
+                freshness_logged.invalidate();
             }
             let view = guard.as_mut().expect("loaded on the first pass");
             let seen_before = *observed_through.get_or_insert(view.engine.max_event_id());
             let flying = view.engine.in_flight_of(&active, now);
             let touched = view.engine.apply_changes(&changes, now);
+            freshness_logged.touch(touched.iter().map(|(id, _)| *id));
             // New events and new time windows: only what they affect is recomputed.
             view.staleness.update(view.engine.inputs(now), &touched);
             view.as_of = now;
@@ -263,17 +273,23 @@ impl Reconciler {
                     flying: &flying,
                     stored: &stored,
                     seen_before,
+                    freshness_logged: Some(&freshness_logged),
                     max_runs: opts.max_runs,
                     automation: opts.automation,
                 })
             });
             let applied_through = view.engine.max_event_id();
             drop(guard);
+            let mut wake_at = None;
             if let Some(tick) = tick {
-                // One transaction: runs, cron cursors, backfill progress.
+                // One transaction: runs, cron cursors, backfill progress, observed facts.
                 store.apply_plan(&tick.writes).await?;
                 observed_through = Some(applied_through);
                 shared.passed(Some(started.elapsed()));
+                if let Some(update) = tick.freshness_logged {
+                    freshness_logged.apply(update);
+                }
+                wake_at = tick.report.wake_at;
                 shared.view.ticked();
                 let report = tick.report;
                 for change in &report.observed {
@@ -293,7 +309,7 @@ impl Reconciler {
                     break Outcome::LeaseHeld;
                 }
             }
-            if !self.wait(&shared, shutdown).await {
+            if !self.wait(&shared, shutdown, wake_at).await {
                 break Outcome::Stopped;
             }
         };
@@ -301,10 +317,21 @@ impl Reconciler {
         Ok(outcome)
     }
 
-    /// Waits for the next tick (its interval, a run's end, a poke), applying the API's
-    /// commands meanwhile; false on shutdown.
-    async fn wait(&mut self, shared: &Shared, shutdown: &CancellationToken) -> bool {
-        let next = tokio::time::Instant::now() + self.options.interval;
+    /// Waits for the next tick (its interval, a freshness status changing at `wake_at`,
+    /// a run's end, a poke), applying the API's commands meanwhile; false on shutdown.
+    async fn wait(
+        &mut self,
+        shared: &Shared,
+        shutdown: &CancellationToken,
+        wake_at: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> bool {
+        let mut pause = self.options.interval;
+        if let Some(at) = wake_at {
+            // Just past the change, so the tick sees it (never a busy loop: at least 10 ms).
+            let until = (at - self.clock.now()).to_std().unwrap_or_default();
+            pause = pause.min(until + Duration::from_millis(10));
+        }
+        let next = tokio::time::Instant::now() + pause;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(next) => return true,
@@ -318,6 +345,7 @@ impl Reconciler {
                     let mut view = shared.view.write().await;
                     command.apply(&mut view);
                     drop(view);
+                    self.settings_changed = true;
                 }
                 _ = shutdown.cancelled() => return false,
             }

@@ -594,3 +594,313 @@ fn static_kind(
         up_to_down,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, TimeZone, Utc};
+
+    use super::*;
+    use crate::partitions::{DynamicKeys, PartitionsSpec};
+
+    fn def(toml_text: &str, lookup: &[(&str, &Arc<PartitionsDef>)]) -> Arc<PartitionsDef> {
+        let spec: PartitionsSpec = toml::from_str(toml_text).unwrap();
+        let find = |name: &str| {
+            lookup
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, d)| Arc::clone(d))
+        };
+        Arc::new(PartitionsDef::from_spec("p", &spec, &find).unwrap())
+    }
+
+    fn daily() -> Arc<PartitionsDef> {
+        def(
+            "type = \"daily\"\nstart = \"2024-01-01\"\ntimezone = \"America/Chicago\"",
+            &[],
+        )
+    }
+
+    fn weekly() -> Arc<PartitionsDef> {
+        def(
+            "type = \"weekly\"\nstart = \"2024-01-01\"\ntimezone = \"America/Chicago\"",
+            &[],
+        )
+    }
+
+    fn sources() -> Arc<PartitionsDef> {
+        def(
+            "type = \"static\"\nkeys = [\"main_lab\", \"reference_lab\", \"point_of_care\"]",
+            &[],
+        )
+    }
+
+    /// Three sources x ten days (2024-01-01 ..= 2024-01-10 at [`now`]): key `t * 3 + s`.
+    fn multi() -> Arc<PartitionsDef> {
+        def(
+            "type = \"multi\"\ndimensions = [{ name = \"source\", partitions = \"sources\" }, { name = \"date\", partitions = \"daily\" }]",
+            &[("sources", &sources()), ("daily", &daily())],
+        )
+    }
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2024, 1, 11, 12, 0, 0).unwrap()
+    }
+
+    fn resolve(
+        spec: Option<&str>,
+        down: Option<&Arc<PartitionsDef>>,
+        up: Option<&Arc<PartitionsDef>>,
+    ) -> Result<PartitionMapping, String> {
+        let spec: Option<MappingSpec> = spec.map(|t| toml::from_str(t).unwrap());
+        PartitionMapping::resolve(spec.as_ref(), down, up)
+    }
+
+    fn set(indices: impl IntoIterator<Item = u32>) -> PartitionSet {
+        indices.into_iter().collect()
+    }
+
+    #[test]
+    fn display_names_each_mapping_kind() {
+        let (d, w, s, m) = (daily(), weekly(), sources(), multi());
+        let shown = |spec: Option<&str>, down: &Arc<PartitionsDef>, up: &Arc<PartitionsDef>| {
+            resolve(spec, Some(down), Some(up)).unwrap().to_string()
+        };
+        assert_eq!(shown(None, &d, &d), "identity");
+        assert_eq!(shown(None, &w, &d), "time_window");
+        assert_eq!(
+            shown(
+                Some("type = \"time_window\"\nstart_offset = -2\nend_offset = 0"),
+                &d,
+                &d
+            ),
+            "time_window[-2, 0]"
+        );
+        assert_eq!(shown(Some("type = \"all\""), &w, &d), "all");
+        assert_eq!(shown(Some("type = \"last\""), &w, &d), "last");
+        assert_eq!(
+            shown(
+                Some("type = \"static\"\nmap = { main_lab = [\"main_lab\"] }"),
+                &s,
+                &s
+            ),
+            "static"
+        );
+        assert_eq!(shown(None, &m, &d), "multi_to_single(date)");
+        assert_eq!(shown(None, &m, &s), "multi_to_single(source)");
+    }
+
+    #[test]
+    fn default_mapping_is_identity_between_equal_static_definitions_only() {
+        let keys = DynamicKeys::new();
+        let env = PartitionEnv {
+            now: now(),
+            dynamic: &keys,
+        };
+        let s = sources();
+        let same = resolve(None, Some(&s), Some(&s)).unwrap();
+        assert_eq!(same.to_string(), "identity");
+        assert_eq!(same.upstream_partitions(1..2, env), PartitionSet::single(1));
+        let other = def("type = \"static\"\nkeys = [\"a\", \"b\"]", &[]);
+        assert_eq!(
+            resolve(None, Some(&s), Some(&other)).unwrap_err(),
+            "no default mapping connects static partitions to static partitions; declare one, e.g. mapping = { type = \"all\" }"
+        );
+        // An unpartitioned side reads, or is read by, everything.
+        let d = daily();
+        assert_eq!(resolve(None, None, Some(&d)).unwrap().to_string(), "all");
+        assert_eq!(resolve(None, Some(&d), None).unwrap().to_string(), "all");
+        assert_eq!(resolve(None, None, None).unwrap().to_string(), "identity");
+    }
+
+    #[test]
+    fn default_multi_mapping_needs_a_dimension_equal_to_the_other_side() {
+        let other = def("type = \"static\"\nkeys = [\"a\", \"b\"]", &[]);
+        let m = multi();
+        let expected = "no dimension of the multi definition (source x date) matches static partitions; declare a mapping";
+        assert_eq!(resolve(None, Some(&m), Some(&other)).unwrap_err(), expected);
+        assert_eq!(resolve(None, Some(&other), Some(&m)).unwrap_err(), expected);
+    }
+
+    #[test]
+    fn a_multi_partition_reads_the_one_partition_of_its_dimension_value() {
+        let keys = DynamicKeys::new();
+        let env = PartitionEnv {
+            now: now(),
+            dynamic: &keys,
+        };
+        let (m, d, s) = (multi(), daily(), sources());
+        assert_eq!(m.len(env), 30);
+        let by_date = resolve(None, Some(&m), Some(&d)).unwrap();
+        let by_source = resolve(
+            Some("type = \"multi_to_single\"\ndimension = \"source\""),
+            Some(&m),
+            Some(&s),
+        )
+        .unwrap();
+        for k in 0..30 {
+            assert_eq!(
+                by_date.upstream_partitions(k..k + 1, env),
+                PartitionSet::single(k / 3),
+                "{k}"
+            );
+            assert_eq!(
+                by_source.upstream_partitions(k..k + 1, env),
+                PartitionSet::single(k % 3),
+                "{k}"
+            );
+        }
+        // Ranges of keys: every date and every source they touch, and no more.
+        assert_eq!(by_date.upstream_partitions(3..6, env), set([1]));
+        assert_eq!(by_date.upstream_partitions(4..9, env), set([1, 2]));
+        assert_eq!(by_source.upstream_partitions(4..6, env), set([1, 2]));
+        assert_eq!(by_source.upstream_partitions(2..5, env), set([0, 1, 2]));
+        assert_eq!(by_source.upstream_partitions(6..8, env), set([0, 1]));
+    }
+
+    #[test]
+    fn a_single_partition_read_by_dimension_concerns_every_multi_key_with_its_value() {
+        let keys = DynamicKeys::new();
+        let env = PartitionEnv {
+            now: now(),
+            dynamic: &keys,
+        };
+        let (m, d, s) = (multi(), daily(), sources());
+        let by_source = "type = \"multi_to_single\"\ndimension = \"source\"";
+        // A per-source roll-up reading the multi asset reads its source on every day.
+        let rollup = resolve(Some(by_source), Some(&s), Some(&m)).unwrap();
+        assert_eq!(
+            rollup.upstream_partitions(1..2, env),
+            set((0..10).map(|t| t * 3 + 1))
+        );
+        assert_eq!(
+            rollup.upstream_partitions(1..3, env),
+            set((0..10).flat_map(|t| [t * 3 + 1, t * 3 + 2]))
+        );
+        assert_eq!(
+            rollup.upstream_partitions(0..3, env),
+            PartitionSet::from_range(0..30)
+        );
+        // Back: multi keys 4 and 5 are sources 1 and 2.
+        assert_eq!(rollup.downstream_partitions(4..6, env), set([1, 2]));
+        // The multi asset reading the static one: a change to a source concerns that
+        // source on every day.
+        let by_source_down = resolve(None, Some(&m), Some(&s)).unwrap();
+        assert_eq!(
+            by_source_down.downstream_partitions(2..3, env),
+            set((0..10).map(|t| t * 3 + 2))
+        );
+        // By date: a day concerns its three keys.
+        let by_date_down = resolve(None, Some(&m), Some(&d)).unwrap();
+        assert_eq!(
+            by_date_down.downstream_partitions(4..6, env),
+            PartitionSet::from_range(12..18)
+        );
+        let daily_rollup = resolve(None, Some(&d), Some(&m)).unwrap();
+        assert_eq!(daily_rollup.downstream_partitions(5..7, env), set([1, 2]));
+    }
+
+    #[test]
+    fn explicit_identity_joins_equal_definitions_or_the_same_windows_only() {
+        let keys = DynamicKeys::new();
+        let env = PartitionEnv {
+            now: now(),
+            dynamic: &keys,
+        };
+        let identity = Some("type = \"identity\"");
+        assert_eq!(
+            resolve(identity, None, None).unwrap().to_string(),
+            "identity"
+        );
+        let s = sources();
+        assert_eq!(
+            resolve(identity, Some(&s), Some(&s))
+                .unwrap()
+                .upstream_partitions(2..3, env),
+            PartitionSet::single(2)
+        );
+        // The same days from a later first day: matched by key, not by index.
+        let d = daily();
+        let later = def(
+            "type = \"daily\"\nstart = \"2024-01-03\"\ntimezone = \"America/Chicago\"",
+            &[],
+        );
+        let m = resolve(identity, Some(&d), Some(&later)).unwrap();
+        let day = d.index_of("2024-01-05", env).unwrap();
+        assert_eq!(
+            m.upstream_partitions(day..day + 1, env),
+            PartitionSet::single(later.index_of("2024-01-05", env).unwrap())
+        );
+        let refused = |up: &Arc<PartitionsDef>| resolve(identity, Some(&d), Some(up)).unwrap_err();
+        assert_eq!(
+            refused(&weekly()),
+            "identity needs equal definitions, not daily partitions and weekly partitions"
+        );
+        let utc = def(
+            "type = \"daily\"\nstart = \"2024-01-01\"\ntimezone = \"UTC\"",
+            &[],
+        );
+        assert!(refused(&utc).starts_with("identity needs equal definitions"));
+        let other_format = def(
+            "type = \"daily\"\nstart = \"2024-01-01\"\ntimezone = \"America/Chicago\"\nformat = \"%Y%m%d\"",
+            &[],
+        );
+        assert!(refused(&other_format).starts_with("identity needs equal definitions"));
+        assert!(
+            resolve(identity, None, Some(&d))
+                .unwrap_err()
+                .contains("not unpartitioned and daily partitions")
+        );
+    }
+
+    #[test]
+    fn fields_that_do_not_apply_to_a_mapping_kind_are_refused() {
+        let d = daily();
+        let err = |spec: &str| resolve(Some(spec), Some(&d), Some(&d)).unwrap_err();
+        assert_eq!(
+            err("type = \"all\"\nstart_offset = -1"),
+            "`start_offset` does not apply to a all mapping"
+        );
+        assert_eq!(
+            err("type = \"time_window\"\ndimension = \"date\""),
+            "`dimension` does not apply to a timewindow mapping"
+        );
+        assert_eq!(
+            err("type = \"identity\"\nmap = { a = [\"b\"] }"),
+            "`map` does not apply to a identity mapping"
+        );
+    }
+
+    #[test]
+    fn multi_to_single_joins_a_multi_and_a_single_definition_only() {
+        let m = multi();
+        let spec = Some("type = \"multi_to_single\"\ndimension = \"date\"");
+        assert_eq!(
+            resolve(spec, Some(&m), Some(&m)).unwrap_err(),
+            "multi_to_single joins a multi and a single definition, not multi partitions and multi partitions"
+        );
+        let d = daily();
+        assert!(resolve(spec, Some(&d), Some(&d)).is_err());
+        assert!(resolve(spec, Some(&m), Some(&d)).is_ok());
+        assert!(resolve(spec, Some(&d), Some(&m)).is_ok());
+    }
+
+    #[test]
+    fn set_mappings_map_every_range_of_the_set() {
+        let keys = DynamicKeys::new();
+        let env = PartitionEnv {
+            now: now(),
+            dynamic: &keys,
+        };
+        let d = daily();
+        let yesterday = resolve(
+            Some("type = \"time_window\"\nstart_offset = -1\nend_offset = -1"),
+            Some(&d),
+            Some(&d),
+        )
+        .unwrap();
+        let down = PartitionSet::from_ranges([2..3, 5..7]);
+        let up = PartitionSet::from_ranges([1..2, 4..6]);
+        assert_eq!(yesterday.upstream_of_set(&down, env), up);
+        assert_eq!(yesterday.downstream_of_set(&up, env), down);
+    }
+}

@@ -7,6 +7,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod alerts;
 mod events;
 mod leases;
 mod retention;

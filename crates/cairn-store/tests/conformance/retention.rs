@@ -172,7 +172,8 @@ async fn retention_cuts_at_each_boundary(store: &Store) {
         PruneReport {
             events: 2 + old_run_events,
             run_logs: 1,
-            runs: 2
+            runs: 2,
+            alerts: 0
         }
     );
     let left = store.events_after(0, 1_000).await.unwrap();

@@ -1,6 +1,7 @@
 //! One module per subcommand. Each `run` returns the process exit code; `Err` is for
 //! failures of Cairn itself (exit 2), not for problems it reports (exit 1).
 
+pub mod alerts;
 pub mod assets;
 pub mod backfill;
 pub mod graph;
@@ -33,6 +34,19 @@ pub fn load_or_report(dir: &Path) -> Result<AssetGraph, anyhow::Error> {
             dir.display(),
             dir.display()
         )
+    })
+}
+
+/// The alert rules (`assets/alerts.toml`), problems printed like [`load_or_report`]'s.
+pub fn load_alerts_or_report(
+    dir: &Path,
+    graph: &AssetGraph,
+) -> Result<cairn_model::alerts::AlertConfig, anyhow::Error> {
+    cairn_model::alerts::load_alerts(dir, graph).map_err(|Diagnostics(diagnostics)| {
+        for d in &diagnostics {
+            eprintln!("{d}");
+        }
+        anyhow::anyhow!("{} problem(s) in the alert rules", diagnostics.len())
     })
 }
 

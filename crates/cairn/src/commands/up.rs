@@ -15,6 +15,7 @@ use cairn_exec::{LauncherConfig, Secrets};
 use tokio_util::sync::CancellationToken;
 
 use crate::services::{Housekeeping, Services, Settings};
+use cairn_outbox::{Outbox, OutboxOptions};
 
 /// How commands are executed; shared by `cairn up` and `cairn materialize`.
 #[derive(Debug, Clone, clap::Args)]
@@ -86,6 +87,17 @@ pub struct Args {
     /// exits right after (killing and recording the rest takes a fraction of a second).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     shutdown_grace: Duration,
+    /// Cairn's address as people reach it (e.g. `https://cairn.hospital.local`), for
+    /// links in alerts; without it, alerts carry no link.
+    #[arg(long, env = "CAIRN_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// The first retry of an undelivered alert waits up to this long (then doubling, at
+    /// most 30 minutes). Hidden: tests shorten it.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, hide = true, env = "CAIRN_ALERT_RETRY_BASE")]
+    alert_retry_base: Duration,
+    /// The reconciler is reported stalled when its lease has been expired this long.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    stalled_after: Duration,
     #[command(flatten)]
     exec: ExecArgs,
 }
@@ -97,7 +109,10 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
         args.listen
     );
     let graph = super::load_or_report(dir)?;
+    // Checked with the definitions above: what could fail here already failed there.
+    let alerts = super::load_alerts_or_report(dir, &graph)?;
     let config = args.exec.config(&cairn_exec::worker_id(), dir)?;
+    let secrets = config.secrets.clone();
     super::runtime()?.block_on(async {
         let store = cairn_store::open(store_url)
             .await
@@ -127,6 +142,24 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
         // Runs a previous process left behind are settled before anything new starts.
         let services = Services::start(&store, dir, graph, settings, &shutdown).await?;
         let listening = listener.local_addr()?;
+        // Alerts: only with rules (docs/alerts.md); secrets are read when delivering.
+        let outbox = (!alerts.is_empty()).then(|| {
+            let mut options = OutboxOptions::new(worker.clone());
+            options.base_url = args.public_url.clone();
+            options.stalled_after = args.stalled_after;
+            options.retry.base = args.alert_retry_base;
+            let secrets: Arc<dyn cairn_alert::Secrets> =
+                Arc::new(move |name: &str| secrets.get(name));
+            let outbox = Outbox::new(
+                store.clone(),
+                alerts,
+                services.reconciler.clone(),
+                secrets,
+                options,
+                crate::clock::clock(),
+            );
+            tokio::spawn(outbox.run(shutdown.clone()))
+        });
 
         let schema = cairn_api::schema::build(cairn_api::Api {
             store: store.clone(),
@@ -166,6 +199,9 @@ pub fn run(dir: &Path, store_url: &str, args: Args) -> anyhow::Result<ExitCode> 
         eprintln!("cairn up: {store_url} on http://{listening} (worker {worker}); GraphQL at /graphql, explorer at /graphiql ({mode}); Ctrl-C to stop");
 
         let result = services.join().await;
+        if let Some(outbox) = outbox {
+            outbox.await.context("the alert outbox panicked")?;
+        }
         if let Err(e) = &result {
             eprintln!("error: {e:#}");
         }

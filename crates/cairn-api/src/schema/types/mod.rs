@@ -260,12 +260,14 @@ pub fn asset_id(graph: &AssetGraph, key: &str) -> async_graphql::Result<AssetId>
 }
 
 mod admin;
+mod alerts;
 mod asset;
 mod backfill;
 mod lineage;
 mod run;
 
 pub use admin::*;
+pub use alerts::*;
 pub use asset::*;
 pub use backfill::*;
 pub use lineage::*;
