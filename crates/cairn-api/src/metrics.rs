@@ -144,16 +144,20 @@ fn asset_metrics(view: &cairn_engine::View, id: AssetId, now: DateTime<Utc>) -> 
 fn runs_by_status(
     runs: &[cairn_store::metrics::RunsOf],
 ) -> impl Iterator<Item = ([(&'static str, &str); 2], u64)> {
-    // The store's rows come sorted by asset, then status.
-    let assets: std::collections::BTreeSet<&str> = runs.iter().map(|r| r.asset.as_str()).collect();
-    assets.into_iter().flat_map(move |asset| {
-        RunStatus::ALL.iter().map(move |status| {
-            let count = runs
-                .iter()
-                .find(|r| r.asset == asset && r.status == status.as_str())
-                .map_or(0, |r| r.count);
-            ([("asset", asset), ("status", status.as_str())], count)
-        })
+    let mut by_asset: std::collections::BTreeMap<&str, [u64; RunStatus::ALL.len()]> =
+        Default::default();
+    for r in runs {
+        let counts = by_asset.entry(r.asset.as_str()).or_default();
+        // A status this build does not know (a newer Cairn's) is left out, not mislabelled.
+        if let Some(i) = RunStatus::ALL.iter().position(|s| s.as_str() == r.status) {
+            counts[i] += r.count;
+        }
+    }
+    by_asset.into_iter().flat_map(|(asset, counts)| {
+        RunStatus::ALL
+            .iter()
+            .zip(counts)
+            .map(move |(status, n)| ([("asset", asset), ("status", status.as_str())], n))
     })
 }
 
