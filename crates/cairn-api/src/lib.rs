@@ -1,7 +1,8 @@
 //! The HTTP server `cairn up` runs: `/graphql` (the API; `/graphql/ws` for
 //! subscriptions), `/graphiql` (an explorer page, embedded in the binary), `/healthz`
-//! (liveness: is the store reachable, what is this process), `/readyz` (readiness: does the
-//! store take writes, so that runs are claimed and planned) and `/metrics` (Prometheus text).
+//! (liveness: is the store reachable, what is this process), `/readyz` (readiness: the store
+//! answers and takes writes, the reconciler passed recently; [`ready`]) and `/metrics`
+//! (Prometheus text through `prometheus-client`; [`metrics`]).
 //!
 //! Every request first passes [`guard`] (in local mode: the Host, the Origin, the
 //! session cookie) and leaves with the security headers of [`respond_securely`];
@@ -11,6 +12,8 @@ pub mod auth;
 pub mod error;
 pub mod guard;
 pub mod http;
+pub mod metrics;
+pub mod ready;
 pub mod schema;
 pub mod serve;
 mod ui;
@@ -38,7 +41,7 @@ pub struct AppState {
     pub worker: String,
     pub started_at: chrono::DateTime<chrono::Utc>,
     pub schema: CairnSchema,
-    /// The reconciler (its tick count for `/metrics`).
+    /// The reconciler (its view, ticks and pulse for `/metrics` and `/readyz`).
     pub reconciler: cairn_engine::Handle,
     /// Local mode or tokens, and the checks that go with them.
     pub guard: Guard,
@@ -86,7 +89,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/", get(ui::home))
         .route("/static/{*path}", get(ui::file))
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .route("/readyz", get(ready::readyz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
@@ -182,57 +185,22 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-/// 200 while the store takes writes; 503 with the reason while it does not (the server
-/// then serves reads but claims and plans nothing). `/healthz` stays 200 meanwhile: the
-/// process is alive and will resume by itself.
-async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    match state.write_health.degraded() {
-        None => axum::Json(serde_json::json!({ "ready": true })).into_response(),
-        Some(degraded) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(serde_json::json!({
-                "ready": false,
-                "fault": format!("{:?}", degraded.fault).to_lowercase(),
-                "reason": degraded.reason(),
-                "since": degraded.since.to_rfc3339(),
-            })),
+/// Prometheus text exposition ([`metrics`]); 503 when the store does not answer.
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    match metrics::render(&state).await {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+            )],
+            text,
         )
             .into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "/metrics");
+            (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response()
+        }
     }
-}
-
-/// Prometheus text exposition: runs by status and the process's uptime.
-async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let counts = match state.store.run_counts().await {
-        Ok(c) => c,
-        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
-    };
-    let mut text =
-        String::from("# HELP cairn_runs Runs in the store by status.\n# TYPE cairn_runs gauge\n");
-    for status in [
-        "queued",
-        "claimed",
-        "running",
-        "succeeded",
-        "failed",
-        "canceled",
-        "interrupted",
-    ] {
-        let n = counts
-            .iter()
-            .find(|c| c.status == status)
-            .map_or(0, |c| c.count);
-        text.push_str(&format!("cairn_runs{{status=\"{status}\"}} {n}\n"));
-    }
-    let uptime = (chrono::Utc::now() - state.started_at).num_milliseconds() as f64 / 1e3;
-    text.push_str(&format!(
-        "# HELP cairn_reconciler_ticks_total Reconciler ticks completed by this process (planned with the lease, runs enqueued).\n# TYPE cairn_reconciler_ticks_total counter\ncairn_reconciler_ticks_total {}\n",
-        state.reconciler.ticks()
-    ));
-    text.push_str(&format!(
-        "# HELP cairn_uptime_seconds Seconds since this process started.\n# TYPE cairn_uptime_seconds gauge\ncairn_uptime_seconds {uptime}\n"
-    ));
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 #[cfg(test)]
@@ -430,14 +398,59 @@ mod tests {
         assert_eq!(v["runs"]["queued"], 1);
         let (status, body) = get_text(app.clone(), "/metrics").await;
         assert_eq!(status, StatusCode::OK);
-        assert!(body.contains("cairn_runs{status=\"queued\"} 1\n"), "{body}");
+        assert!(
+            body.contains("cairn_runs{asset=\"a/b\",status=\"queued\"} 1\n"),
+            "{body}"
+        );
         assert!(body.contains("cairn_reconciler_ticks_total 1\n"), "{body}");
         store.close().await;
-        let (status, _) = get_text(app, "/healthz").await;
+        let (status, _) = get_text(app.clone(), "/healthz").await;
         assert_eq!(
             status,
             StatusCode::SERVICE_UNAVAILABLE,
             "a closed store is unhealthy"
         );
+        let (status, _) = get_text(app, "/metrics").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    /// `/readyz` names every problem it finds; a process without a reconciler is not failed
+    /// for it (the reconciler's own cases are in `tests/metrics.rs` and `ready.rs`).
+    #[tokio::test]
+    async fn readyz_names_each_problem() {
+        let (_dir, store) = temp_store().await;
+        let state = test_state(&store);
+        let app = router(state.clone());
+        let (status, body) = get_text(app.clone(), "/readyz").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["ready"], true);
+        assert_eq!(v["store"], "reachable");
+        assert_eq!(v["writes"], "accepted");
+        assert_eq!(v["reconciler"]["state"], "none", "{v}");
+
+        // Degraded: 503 with the reason, while /healthz stays 200.
+        assert!(state.write_health.report(&cairn_store::Error::Unwritable {
+            path: "c.db".into(),
+            cause: "attempt to write a readonly database".into(),
+        }));
+        let (status, body) = get_text(app.clone(), "/readyz").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["ready"], false);
+        assert_eq!(v["fault"], "readonly", "{v}");
+        assert_eq!(v["writes"]["fault"], "readonly", "{v}");
+        assert!(
+            v["problems"][0].as_str().unwrap().contains("read-only"),
+            "{v}"
+        );
+        assert_eq!(get_text(app.clone(), "/healthz").await.0, StatusCode::OK);
+
+        store.close().await;
+        let (status, body) = get_text(app, "/readyz").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert!(v["store"]["error"].is_string(), "{v}");
+        assert_eq!(v["problems"].as_array().unwrap().len(), 2, "{v}");
     }
 }

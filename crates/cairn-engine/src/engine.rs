@@ -266,6 +266,13 @@ impl Engine {
         ))
     }
 
+    /// When the asset is in breach of the SLA in force if nothing is materialized first
+    /// (when it began, if it is); None without an SLA or when time alone never brings one.
+    pub fn freshness_breach_at(&self, id: AssetId, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let policy = self.freshness_policy(id)?;
+        freshness::breach_at(policy, self.graph.asset(id), id, &self.state, self.env(now))
+    }
+
     pub fn env(&self, now: DateTime<Utc>) -> PartitionEnv<'_> {
         PartitionEnv {
             now,

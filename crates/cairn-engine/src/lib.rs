@@ -18,4 +18,4 @@ pub use engine::{
     parse_freshness, partition_index, partition_key,
 };
 pub use live::{LiveView, View};
-pub use reconciler::{Handle, Reconciler};
+pub use reconciler::{Handle, Pulse, Reconciler};

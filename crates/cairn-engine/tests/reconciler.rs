@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use cairn_engine::clock::ManualClock;
 use cairn_engine::reconciler::{Error, Options, Outcome};
-use cairn_engine::{FreshnessOverride, Handle, Reconciler};
+use cairn_engine::{FreshnessOverride, Handle, Pulse, Reconciler};
 use cairn_store::{NewAudit, RunStatus, Store};
 use chrono::{DateTime, Utc};
 use tokio::task::JoinHandle;
@@ -233,6 +233,70 @@ async fn a_handle_whose_reconciler_stopped_refuses_changes_before_writing_them()
     // Ticks and reloads asked of a stopped reconciler are no-ops, not hangs.
     handle.tick_now();
     handle.reload();
+}
+
+/// What `/readyz` and `/metrics` read of the loop: a leader's ticks and a standby's passes
+/// both show it passing (only the leader's are timed as ticks); a stopped loop, and a handle
+/// with none behind it, say so.
+#[tokio::test]
+async fn the_pulse_shows_the_passes_of_a_leader_and_of_a_standby() {
+    let clock = ManualClock::new(at("2025-06-01T12:00:00Z"));
+    let service = Service::start(&clock).await;
+    let Pulse::Running {
+        interval,
+        since_last_pass,
+        leader,
+        last_tick,
+    } = service.handle.pulse()
+    else {
+        panic!("running: {:?}", service.handle.pulse())
+    };
+    assert_eq!(interval, Duration::from_secs(3600));
+    assert!(since_last_pass.expect("passed") < Duration::from_secs(60));
+    assert!(leader);
+    assert!(last_tick.is_some());
+    assert_eq!(service.handle.passes(), service.handle.ticks());
+
+    // A second reconciler of the same store stands by: it passes without ticking.
+    let assets = service._dir.path().join("assets");
+    let graph = cairn_model::loader::load_dir(&assets).unwrap();
+    let options = Options {
+        interval: Duration::from_secs(3600),
+        max_runs: 100,
+        once: false,
+        automation: true,
+        watch_definitions: false,
+        holder: "standby".into(),
+    };
+    let standby = Reconciler::new(service.store.clone(), &assets, Arc::new(graph), options)
+        .with_clock(Arc::new(clock.clone()));
+    let other = standby.handle();
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(standby.run(stop.clone()));
+    other.passed_past(0).await;
+    assert!(
+        matches!(
+            other.pulse(),
+            Pulse::Running {
+                since_last_pass: Some(_),
+                leader: false,
+                last_tick: None,
+                ..
+            }
+        ),
+        "{:?}",
+        other.pulse()
+    );
+    assert_eq!(other.ticks(), 0);
+    stop.cancel();
+    assert!(matches!(running.await.unwrap(), Ok(Outcome::Stopped)));
+    assert_eq!(other.pulse(), Pulse::Stopped);
+
+    let store = service.store.clone();
+    let handle = service.stop().await;
+    assert_eq!(handle.pulse(), Pulse::Stopped);
+    let detached = Handle::detached(store, cairn_engine::LiveView::new());
+    assert_eq!(detached.pulse(), Pulse::Detached);
 }
 
 /// The `freshness_changed` events in the log: (asset, from, to).

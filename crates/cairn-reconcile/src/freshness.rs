@@ -99,6 +99,44 @@ pub fn evaluate(
     }
 }
 
+/// When the asset is in breach of `policy` if nothing is materialized meanwhile: when the
+/// breach began if it already is, `None` if time alone never brings one (its status is
+/// unknown, or only a materialization changes it).
+///
+/// It follows [`evaluate`]'s `next_change` from `env.now` (fresh, then warn, then breach),
+/// evaluating again just after each change, so it knows no more of the policies than
+/// `evaluate` says (both parts of a policy, time windows coming due, deadline ticks).
+pub fn breach_at(
+    policy: &FreshnessPolicy,
+    asset: &AssetDef,
+    id: AssetId,
+    state: &State,
+    env: PartitionEnv<'_>,
+) -> Option<DateTime<Utc>> {
+    // A status changes strictly after its `next_change` (lags compare with `>`).
+    const JUST_AFTER: Duration = Duration::milliseconds(1);
+    let now = evaluate(policy, asset, id, state, env);
+    if now.status == FreshnessStatus::Breach {
+        return Some(now.since.unwrap_or(env.now));
+    }
+    let mut change = now.next_change?;
+    // Each step is a change of status (or of the part of the policy that decides it); a
+    // handful reach a breach whatever the policy, and the bound keeps a policy whose
+    // changes never end in one from looping.
+    for _ in 0..8 {
+        let then = PartitionEnv {
+            now: plus(change, JUST_AFTER),
+            dynamic: env.dynamic,
+        };
+        let f = evaluate(policy, asset, id, state, then);
+        if f.status == FreshnessStatus::Breach {
+            return Some(change);
+        }
+        change = f.next_change.filter(|next| *next > change)?;
+    }
+    None
+}
+
 fn micros(t: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(t).unwrap_or_default()
 }

@@ -3,7 +3,7 @@
 mod common;
 
 use cairn_model::partitions::PartitionEnv;
-use cairn_reconcile::freshness::{FreshnessStatus, evaluate};
+use cairn_reconcile::freshness::{FreshnessStatus, breach_at, evaluate};
 use common::{Log, graph, t};
 
 fn status(
@@ -23,6 +23,17 @@ fn status(
         f.since.map(|s| s.to_rfc3339()),
         f.next_change.map(|s| s.to_rfc3339()),
     )
+}
+
+/// [`breach_at`] for `asset` at `now`, in RFC 3339.
+fn breach(log: &Log<'_>, asset: &str, now: &str) -> Option<String> {
+    let id = log.graph.id_of(asset).unwrap();
+    let def = log.graph.asset(id);
+    let env = PartitionEnv {
+        now: t(now),
+        dynamic: &log.dynamic,
+    };
+    breach_at(def.freshness.as_ref().unwrap(), def, id, &log.state, env).map(|b| b.to_rfc3339())
 }
 
 const LAGGED: &str = r#"
@@ -134,6 +145,50 @@ fn unpartitioned_lag_is_the_age_of_the_data_and_unknown_before_any() {
     );
 }
 
+/// When a breach comes if nothing is built: through warn (lag), at the next deadline tick,
+/// when it began if it has, never for an asset never built.
+#[test]
+fn breach_at_follows_the_changes_until_a_breach() {
+    let g = graph(LAGGED);
+    let mut log = Log::new(&g, "2025-03-09T12:00:00Z");
+    for d in 1..=7 {
+        log.mat("raw/adt", &format!("2025-03-0{d}"), "v");
+    }
+    let twelve = Some("2025-03-09T12:00:00+00:00".to_owned());
+    // Fresh, then warn at 09:00Z, then breach at 12:00Z.
+    assert_eq!(breach(&log, "raw/adt", "2025-03-09T08:59:00Z"), twelve);
+    assert_eq!(breach(&log, "raw/adt", "2025-03-09T10:00:00Z"), twelve);
+    assert_eq!(breach(&log, "raw/adt", "2025-03-09T13:00:00Z"), twelve);
+    // All built: the next window (ending 05:00Z on the spring-forward day) breaches 6 h later.
+    log.mat("raw/adt", "2025-03-08", "v");
+    assert_eq!(
+        breach(&log, "raw/adt", "2025-03-09T13:00:00Z").as_deref(),
+        Some("2025-03-10T11:00:00+00:00")
+    );
+
+    let g = graph(DEADLINE);
+    let mut log = Log::new(&g, "2025-01-10T11:00:00Z");
+    assert_eq!(
+        breach(&log, "marts/labs", "2025-01-10T12:00:00Z").as_deref(),
+        Some("2025-01-09T13:00:00+00:00"),
+        "never built: in breach since the latest deadline"
+    );
+    log.mat("marts/labs", "", "v");
+    assert_eq!(
+        breach(&log, "marts/labs", "2025-01-10T14:00:00Z").as_deref(),
+        Some("2025-01-11T13:00:00+00:00")
+    );
+
+    let toml = "[[asset]]\nkey = \"dim/p\"\ncompute = { command = [\"true\"] }\n\n[asset.freshness]\nmax_lag = \"1h\"\n";
+    let g = graph(toml);
+    let log = Log::new(&g, "2025-01-10T10:00:00Z");
+    assert_eq!(
+        breach(&log, "dim/p", "2025-01-10T10:00:00Z"),
+        None,
+        "unknown"
+    );
+}
+
 /// Durations are bounded when parsed, but a policy built otherwise (a stored value read by
 /// another version) must never overflow where it meets the clock: the reconciler and every
 /// status query would panic.
@@ -174,6 +229,8 @@ fn the_longest_durations_saturate_instead_of_overflowing() {
             let id = g.id_of(asset).unwrap();
             let f = evaluate(&policy, g.asset(id), id, &log.state, env);
             assert_ne!(f.status, FreshnessStatus::Breach, "{asset}: {policy:?}");
+            // Following the changes to the end of time neither panics nor loops.
+            let _ = breach_at(&policy, g.asset(id), id, &log.state, env);
         }
     }
 }

@@ -3,7 +3,7 @@
 //! (the log and its derived indexes), `runs.rs`, `run_logs.rs`, `tick.rs` (what a
 //! reconciler tick reads and writes, settings of the tick), `backfills.rs`, `settings.rs`
 //! (freshness overrides, dynamic partitions), `tokens.rs` (with the audit log),
-//! `leases.rs` and `retention.rs`. The portable SQL and its few dialect differences are
+//! `leases.rs`, `retention.rs` and `metrics.rs` (what `/metrics` reads). The portable SQL and its few dialect differences are
 //! described in `db.rs`.
 
 use std::collections::HashMap;

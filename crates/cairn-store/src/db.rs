@@ -99,6 +99,15 @@ impl Dialect {
         }
     }
 
+    /// The text of `field` in the JSON object stored in `column` (NULL when absent). Both
+    /// store JSON as text; `column` and `field` are our own constants, never input.
+    pub fn json_text(self, column: &str, field: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("json_extract({column}, '$.{field}')"),
+            Dialect::Postgres => format!("(CAST({column} AS jsonb) ->> '{field}')"),
+        }
+    }
+
     /// Claims the oldest runnable queued run: a compare-and-set on SQLite (writers are
     /// serialized), `FOR UPDATE SKIP LOCKED` on PostgreSQL (workers never wait on each other).
     pub fn claim_run(self) -> &'static str {

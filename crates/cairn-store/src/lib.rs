@@ -18,6 +18,7 @@ pub mod error;
 mod events;
 pub mod health;
 mod leases;
+pub mod metrics;
 mod open;
 mod retention;
 mod run_logs;
@@ -33,6 +34,7 @@ pub use db::Dialect;
 pub use error::{Error, Result, WriteFault};
 pub use health::{Degraded, WriteHealth};
 pub use leases::Lease;
+pub use metrics::StoreMetrics;
 pub use open::{StoreUrl, default_sqlite_path, resolve_url};
 pub use types::*;
 
@@ -203,6 +205,7 @@ delegate! {
     fn recent_alert_deliveries(&self, limit: u32) -> Result<Vec<Delivery>>;
     fn interruptions_in_a_row(&self, asset: &str, partition: Option<&str>) -> Result<u32>;
     fn run_counts(&self) -> Result<Vec<RunCount>>;
+    fn metrics(&self, now: chrono::DateTime<chrono::Utc>, bounds: &[std::time::Duration]) -> Result<StoreMetrics>;
 }
 
 impl Store {

@@ -10,10 +10,11 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cairn_model::AssetGraph;
 use cairn_store::{NewAudit, Store};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use tokio::sync::{Mutex, Notify, mpsc, oneshot, watch};
 
 use super::Error;
@@ -43,12 +44,30 @@ pub(super) struct Shared {
     pub(super) run_ended: Arc<Notify>,
     /// Poked when the lease's holder was found dead: its runs want recovering now.
     pub(super) holder_died: Arc<Notify>,
+    /// The loop's interval between ticks; `None` for a handle with no loop behind it.
+    interval: Option<Duration>,
+    /// How the loop's latest pass went (`/readyz`, `/metrics`). A watch, so that tests
+    /// wait for a pass instead of sleeping.
+    passes: watch::Sender<Passes>,
+    /// Durations of the ticks that planned (`/metrics`).
+    tick_durations: Histogram,
+}
+
+/// What the loop records at the end of each pass: a few plain values, replaced in place
+/// once per pass, so the tick allocates nothing for it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Passes {
+    count: u64,
+    last: Option<Instant>,
+    leader: bool,
+    last_tick: Option<Duration>,
 }
 
 impl Shared {
     pub(super) fn new(
         store: Store,
         graph: Arc<AssetGraph>,
+        interval: Option<Duration>,
     ) -> (Arc<Self>, mpsc::UnboundedReceiver<Command>) {
         let (commands, received) = mpsc::unbounded_channel();
         let shared = Self {
@@ -62,9 +81,48 @@ impl Shared {
             enqueued: Arc::default(),
             run_ended: Arc::default(),
             holder_died: Arc::default(),
+            interval,
+            passes: watch::channel(Passes::default()).0,
+            // 1 ms to about 33 s: a tick is milliseconds, a full load of a big log seconds.
+            tick_durations: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
         };
         (Arc::new(shared), received)
     }
+
+    /// The loop completed a pass: a tick that planned (`tick` is how long it took) or,
+    /// while another process holds the lease, a pass standing by (`None`).
+    pub(super) fn passed(&self, tick: Option<Duration>) {
+        if let Some(took) = tick {
+            self.tick_durations.observe(took.as_secs_f64());
+        }
+        self.passes.send_modify(|p| {
+            p.count += 1;
+            p.last = Some(Instant::now());
+            p.leader = tick.is_some();
+            if tick.is_some() {
+                p.last_tick = tick;
+            }
+        });
+    }
+}
+
+/// How the reconciler loop is doing, as its handle sees it now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pulse {
+    /// No loop behind this handle (a process, or a test, that only reads).
+    Detached,
+    /// The loop ended (it stopped, or failed).
+    Stopped,
+    Running {
+        /// Its interval between ticks (a run's end or a poke brings one sooner).
+        interval: Duration,
+        /// Time since it last completed a pass (`None`: none yet, it is still loading).
+        since_last_pass: Option<Duration>,
+        /// Whether that pass held the lease (planned and enqueued) or stood by.
+        leader: bool,
+        /// How long its latest tick that planned took.
+        last_tick: Option<Duration>,
+    },
 }
 
 /// A change of the view the loop applies; `done` hears when it has.
@@ -125,7 +183,7 @@ impl Handle {
             Default::default(),
         )
         .expect("an empty graph has no cycle");
-        let (shared, _) = Shared::new(store, Arc::new(none));
+        let (shared, _) = Shared::new(store, Arc::new(none), None);
         let mut shared = Arc::into_inner(shared).expect("just made");
         shared.view = view;
         Self::new(Arc::new(shared))
@@ -139,6 +197,44 @@ impl Handle {
     /// Ticks completed (planned with the lease, and enqueued).
     pub fn ticks(&self) -> u64 {
         self.shared.view.ticks()
+    }
+
+    /// How the loop is doing now: readiness asks whether it passed recently.
+    pub fn pulse(&self) -> Pulse {
+        let Some(interval) = self.shared.interval else {
+            return Pulse::Detached;
+        };
+        // The loop owns the receiving end of its commands: closed once it has ended.
+        if self.shared.commands.is_closed() {
+            return Pulse::Stopped;
+        }
+        let passes = *self.shared.passes.borrow();
+        Pulse::Running {
+            interval,
+            since_last_pass: passes.last.map(|at| at.elapsed()),
+            leader: passes.leader,
+            last_tick: passes.last_tick,
+        }
+    }
+
+    /// Passes the loop completed (ticks with the lease, and passes standing by).
+    pub fn passes(&self) -> u64 {
+        self.shared.passes.borrow().count
+    }
+
+    /// Returns once more than `seen` passes have completed (or the loop has ended).
+    pub async fn passed_past(&self, seen: u64) {
+        let mut passes = self.shared.passes.subscribe();
+        tokio::select! {
+            _ = passes.wait_for(|p| p.count > seen) => {}
+            _ = self.shared.commands.closed() => {}
+        }
+    }
+
+    /// Durations of this process's ticks that planned, in seconds (a handle on the
+    /// histogram the loop observes into).
+    pub fn tick_durations(&self) -> Histogram {
+        self.shared.tick_durations.clone()
     }
 
     /// The current definitions (the launcher follows reloads through it).

@@ -25,8 +25,8 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::{Clock, SystemClock};
 use crate::{Engine, TickContext, TickInputs, TickReport, View};
 
-pub use handle::Handle;
 use handle::{Command, Shared};
+pub use handle::{Handle, Pulse};
 
 /// Where the loop logged when it was the binary's, so that operators' `CAIRN_LOG`
 /// filters (`cairn::reconciler=info`) keep showing what it does.
@@ -90,7 +90,7 @@ pub struct Reconciler {
 
 impl Reconciler {
     pub fn new(store: Store, assets_dir: &Path, graph: Arc<AssetGraph>, options: Options) -> Self {
-        let (shared, commands) = Shared::new(store, graph);
+        let (shared, commands) = Shared::new(store, graph, Some(options.interval));
         Self {
             shared,
             commands,
@@ -160,6 +160,9 @@ impl Reconciler {
         let mut freshness_logged = crate::facts::FreshnessLog::new(logged.freshness);
         let lease = (opts.interval * 3).max(Duration::from_secs(30));
         let outcome = loop {
+            // The tick's duration covers all of it: definitions, the store's reads, planning
+            // and the write.
+            let started = std::time::Instant::now();
             if opts.watch_definitions {
                 let now_fp = definitions_fingerprint(&self.assets_dir);
                 if now_fp != fingerprint {
@@ -282,6 +285,7 @@ impl Reconciler {
                 // One transaction: runs, cron cursors, backfill progress, observed facts.
                 store.apply_plan(&tick.writes).await?;
                 observed_through = Some(applied_through);
+                shared.passed(Some(started.elapsed()));
                 if let Some(update) = tick.freshness_logged {
                     freshness_logged.apply(update);
                 }
@@ -299,6 +303,7 @@ impl Reconciler {
                     break Outcome::Ticked(report);
                 }
             } else {
+                shared.passed(None);
                 tracing::debug!(target: LOG_TARGET, "another reconciler holds the lease; standing by");
                 if opts.once {
                     break Outcome::LeaseHeld;
