@@ -188,6 +188,24 @@ fn newest_at(asset: &AssetDef, id: AssetId, state: &State, env: PartitionEnv<'_>
     (0..len).filter_map(|i| a.at_micros(i)).max()
 }
 
+/// How far back [`oldest_unbuilt_at_end`] looks: a year of daily windows (a lag is at most
+/// that in practice; older gaps are a backfill's business, and the walk stays bounded).
+const LATE_LOOKBACK: u32 = 400;
+
+/// The oldest window of the run of unbuilt windows ending at `newest` (itself unbuilt), or
+/// `newest` when nothing of the asset is built in the lookback.
+fn oldest_unbuilt_at_end(asset: &AssetDef, id: AssetId, state: &State, newest: u32) -> u32 {
+    let floor = newest.saturating_sub(LATE_LOOKBACK);
+    let mut w = newest;
+    while w > floor {
+        if window_done(asset, id, state, w - 1) {
+            return w;
+        }
+        w -= 1;
+    }
+    newest
+}
+
 fn lag_status(
     policy: &LagPolicy,
     asset: &AssetDef,
@@ -255,13 +273,27 @@ fn lag_status(
             detail: format!("newest partition {} is materialized", t.key_of(newest)),
         };
     }
-    let due = t.window(i64::from(newest)).1;
+    // Late data stays late when newer windows come due: the lag runs from the oldest of
+    // the unbuilt windows at the end (after the newest built one), not from the newest
+    // window, which would restart it every window and never breach a lag longer than a
+    // window. An asset with nothing built yet is measured from its newest window.
+    let late = oldest_unbuilt_at_end(asset, id, state, newest);
+    let due = t.window(i64::from(late)).1;
     let lag = now - due;
-    let detail = format!(
-        "newest partition {} was due {} ago",
-        t.key_of(newest),
-        format_age(lag)
-    );
+    let detail = if late == newest {
+        format!(
+            "newest partition {} was due {} ago",
+            t.key_of(newest),
+            format_age(lag)
+        )
+    } else {
+        format!(
+            "partition {} and the {} after it are unbuilt; it was due {} ago",
+            t.key_of(late),
+            newest - late,
+            format_age(lag)
+        )
+    };
     if lag > max {
         Freshness {
             status: FreshnessStatus::Breach,

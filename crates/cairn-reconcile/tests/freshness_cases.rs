@@ -89,6 +89,51 @@ fn lag_counts_from_the_end_of_the_window_in_its_timezone() {
     );
 }
 
+#[test]
+fn a_missed_window_stays_late_when_the_next_one_comes_due() {
+    // A lag longer than the window: a Chicago day ends at 06:00Z and must be built within
+    // 26 h. A missed day must not turn fresh again when the following day comes due.
+    let g = graph(
+        "[[asset]]\nkey = \"raw/adt\"\npartitions = \"daily\"\ncompute = { command = [\"true\"] }\n\n[asset.freshness]\nmax_lag = \"26h\"\nwarn_lag = \"25h\"\n",
+    );
+    let mut log = Log::new(&g, "2025-02-12T00:00:00Z");
+    for d in 1..=7 {
+        log.mat("raw/adt", &format!("2025-02-0{d}"), "v");
+    }
+    // 02-08 was due at 02-09T06:00Z; 02-09 came due at 02-10T06:00Z, unbuilt too.
+    assert_eq!(
+        status(&log, "raw/adt", "2025-02-10T07:30:00Z").0,
+        FreshnessStatus::Warn,
+        "25.5 h after the missed day was due, however new the next one is"
+    );
+    let (s, since, next) = status(&log, "raw/adt", "2025-02-10T08:00:01Z");
+    assert_eq!(
+        (s, since.as_deref(), next),
+        (
+            FreshnessStatus::Breach,
+            Some("2025-02-10T08:00:00+00:00"),
+            None
+        )
+    );
+    assert_eq!(
+        status(&log, "raw/adt", "2025-02-11T07:00:00Z").0,
+        FreshnessStatus::Breach,
+        "a third day coming due changes nothing"
+    );
+    assert_eq!(
+        breach(&log, "raw/adt", "2025-02-09T12:00:00Z").as_deref(),
+        Some("2025-02-10T08:00:00+00:00")
+    );
+    // Built up to date: fresh.
+    for day in ["2025-02-08", "2025-02-09", "2025-02-10"] {
+        log.mat("raw/adt", day, "v");
+    }
+    assert_eq!(
+        status(&log, "raw/adt", "2025-02-11T07:00:00Z").0,
+        FreshnessStatus::Fresh
+    );
+}
+
 const DEADLINE: &str = r#"
 [[asset]]
 key = "marts/labs"
