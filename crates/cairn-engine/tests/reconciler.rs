@@ -119,7 +119,11 @@ fn audit(action: &str) -> NewAudit {
 }
 
 fn sla(max_lag: &str) -> FreshnessOverride {
-    let policy = serde_json::json!({ "max_lag": max_lag });
+    sla_of(serde_json::json!({ "max_lag": max_lag }))
+}
+
+/// An SLA override of mart/summary with `policy` (an asset file's `[freshness]` table).
+fn sla_of(policy: serde_json::Value) -> FreshnessOverride {
     FreshnessOverride {
         policy: cairn_engine::parse_freshness(&policy).unwrap(),
         record: cairn_store::FreshnessOverride {
@@ -334,16 +338,7 @@ async fn freshness_transitions_are_logged_once_each_as_the_clock_passes_them() {
         .payload(serde_json::json!({ "data_version": "d1", "code_version": "v1" }))])
         .await
         .unwrap();
-    let policy = serde_json::json!({ "max_lag": "2h", "warn_lag": "90m" });
-    let over = FreshnessOverride {
-        policy: cairn_engine::parse_freshness(&policy).unwrap(),
-        record: cairn_store::FreshnessOverride {
-            asset: "mart/summary".into(),
-            policy,
-            set_by: "test".into(),
-            set_at: Utc::now(),
-        },
-    };
+    let over = sla_of(serde_json::json!({ "max_lag": "2h", "warn_lag": "90m" }));
     service
         .handle
         .set_sla(over, &audit("sla.set"))

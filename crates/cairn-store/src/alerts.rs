@@ -36,6 +36,20 @@ pub struct StoredIncident {
     pub targets: serde_json::Value,
 }
 
+impl StoredIncident {
+    /// The names of the channels it was routed to.
+    pub fn channels(&self) -> Vec<String> {
+        self.targets
+            .as_array()
+            .map(|t| {
+                t.iter()
+                    .filter_map(|t| t.get("channel")?.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
 /// A delivery attempt to record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewDelivery {

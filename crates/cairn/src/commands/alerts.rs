@@ -114,7 +114,7 @@ pub fn incident_json(i: &StoredIncident) -> serde_json::Value {
         "status": i.status,
         "opened_at": i.opened_at,
         "closed_at": i.closed_at,
-        "channels": i.targets.as_array().map(|t| t.iter().filter_map(|t| t.get("channel").cloned()).collect::<Vec<_>>()),
+        "channels": i.channels(),
     })
 }
 

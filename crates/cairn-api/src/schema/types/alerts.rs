@@ -29,15 +29,7 @@ pub struct AlertIncident {
 
 impl From<cairn_store::StoredIncident> for AlertIncident {
     fn from(i: cairn_store::StoredIncident) -> Self {
-        let channels = i
-            .targets
-            .as_array()
-            .map(|t| {
-                t.iter()
-                    .filter_map(|t| t.get("channel")?.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let channels = i.channels();
         Self {
             key: i.key,
             event: i.event,
